@@ -1,0 +1,98 @@
+"""Every Prometheus family the service exports, in one place.
+
+Names follow Prometheus conventions: a ``monitor_`` prefix, the unit in the name and
+``_total`` on counters. Labels are bounded: model (configured names only; items whose
+model is unknown count under ``_unknown``), source, reason, route, status, missing.
+Never ids or values.
+
+Each ``Metrics`` instance registers its families in the registry it is given, so a test
+builds a fresh ``CollectorRegistry()`` and reads values with ``get_sample_value``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+UNKNOWN_MODEL = "_unknown"
+
+# Request latency buckets in seconds: ingestion calls take ~0.2 ms (one record) to tens
+# of ms (a 10,000-record batch).
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The service's metric families, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        # Ingestion: items in, by how they ended.
+        self.records_received = Counter(
+            "monitor_records_received_total", "Items received by a collector, valid or not.", ["model", "source"], registry=r
+        )
+        self.records_accepted = Counter(
+            "monitor_records_accepted_total", "Items that passed validation and entered the pipeline.", ["model", "source"], registry=r
+        )
+        self.records_rejected = Counter(
+            "monitor_records_rejected_total",
+            "Items refused by validation (kept as dead letters), by reason.",
+            ["model", "source", "reason"],
+            registry=r,
+        )
+        self.dead_letters_dropped = Counter(
+            "monitor_dead_letters_dropped_total",
+            "Dead letters deleted to keep the dead-letter table within its row limit, or lost to a store error.",
+            ["cause"],
+            registry=r,
+        )
+        # Joining partial records.
+        self.records_duplicate = Counter(
+            "monitor_records_duplicate_total",
+            "Accepted items that repeated a part already joined for the same (model, id); dropped.",
+            ["model"],
+            registry=r,
+        )
+        self.records_joined = Counter(
+            "monitor_records_joined_total", "Records complete (inputs and prediction) handed to the detectors.", ["model"], registry=r
+        )
+        self.join_incomplete = Counter(
+            "monitor_join_incomplete_total",
+            "Partial records that left the join buffer without their counterpart (time-to-live or capacity), by the part missing.",
+            ["model", "missing"],
+            registry=r,
+        )
+        self.join_evicted = Counter(
+            "monitor_join_evicted_total",
+            "Partial records pushed out of the full join buffer before their time-to-live.",
+            ["model"],
+            registry=r,
+        )
+        self.join_buffer_records = Gauge(
+            "monitor_join_buffer_records", "Partial records waiting in the join buffer.", registry=r
+        )
+        self.labels_joined = Counter(
+            "monitor_labels_joined_total", "Labels matched with their prediction.", ["model"], registry=r
+        )
+        self.labels_unmatched = Counter(
+            "monitor_labels_unmatched_total",
+            "Labels whose prediction was never seen or had already left the label buffer.",
+            ["model"],
+            registry=r,
+        )
+        self.label_buffer_evicted = Counter(
+            "monitor_label_buffer_evicted_total",
+            "Predictions dropped from the label buffer (capacity or time-to-live) before their label came.",
+            ["model"],
+            registry=r,
+        )
+        self.label_buffer_records = Gauge(
+            "monitor_label_buffer_records", "Predictions waiting for their label.", registry=r
+        )
+        # HTTP.
+        self.request_duration = Histogram(
+            "monitor_http_request_duration_seconds",
+            "HTTP request handling time, by route template and status code.",
+            ["route", "status"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )

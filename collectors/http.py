@@ -1,0 +1,170 @@
+"""``POST /v1/records``: our JSON records over HTTP.
+
+The body is one JSON object, a JSON array of objects, or NDJSON (one object per line).
+Each item is validated on its own, so the valid items of a mixed batch are accepted and
+each rejected one is reported with its index, field path and reason (and kept as a dead
+letter). The status is 200 when anything was accepted (or the batch was empty) and 422
+when every item was rejected.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import ORJSONResponse
+
+from collectors import cloudevents
+from collectors.body import JSON_TYPES, NDJSON_TYPES, decode_json, decode_ndjson, media_type, read_body
+from monitor.auth import require
+from monitor.pipeline import IngestResult
+from monitor.records import Record, Rejection
+
+router = APIRouter(tags=["ingest"])
+SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {
+        "model": {"type": "string", "description": "Configured model name."},
+        "version": {"type": "string"},
+        "id": {"type": "string", "description": "Request id; joins partial records and dedupes."},
+        "timestamp": {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
+        "inputs": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}},
+        "prediction": {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "object"}]},
+        "latency_ms": {"type": "number", "minimum": 0},
+        "label": {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]},
+        "segment": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "duplicates": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "path": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+ERROR_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"detail": {"type": "string"}}}
+
+
+def ingest_response(result: IngestResult) -> ORJSONResponse:
+    """200 if anything was accepted (or nothing was sent), 422 when everything was refused."""
+    status = 422 if result.rejected and result.accepted == 0 else 200
+    return ORJSONResponse(result.to_dict(), status_code=status)
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"description": "Refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes}
+
+
+@router.post(
+    "/v1/records",
+    summary="Ingest records (JSON object, JSON array or NDJSON)",
+    dependencies=[Depends(require("ingest"))],
+    response_class=ORJSONResponse,
+    responses={
+        200: {"description": "Some or all items accepted", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
+        422: {"description": "Every item rejected", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
+        **_error_responses(400, 401, 403, 413, 415),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"oneOf": [RECORD_SCHEMA, {"type": "array", "items": RECORD_SCHEMA}]}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def post_records(request: Request) -> ORJSONResponse:
+    state = request.app.state
+    limits = state.settings.limits
+    kind = media_type(request)
+    if kind not in JSON_TYPES and kind not in NDJSON_TYPES:
+        raise HTTPException(
+            415, f"content type {kind or '(none)'!r} is not accepted; send application/json or application/x-ndjson"
+        )
+    body = await read_body(request, limits.max_body_bytes)
+    rejections: list[Rejection] = []
+    if kind in NDJSON_TYPES:
+        items, rejections = decode_ndjson(body, limits.max_items_per_request)
+    else:
+        document = decode_json(body)
+        if isinstance(document, list):
+            if len(document) > limits.max_items_per_request:
+                raise HTTPException(
+                    413, f"{len(document)} items in one request; the limit is {limits.max_items_per_request} (limits.max_items_per_request)"
+                )
+            items = list(enumerate(document))
+        else:
+            items = [(0, document)]
+    received_at = time.time()
+    validate = state.validator.validate
+    records: list[Record] = []
+    for index, item in items:
+        outcome = validate(item, index, received_at)
+        if type(outcome) is Record:
+            records.append(outcome)
+        else:
+            rejections.append(outcome)  # type: ignore[arg-type]
+    rejections.sort(key=lambda r: r.index)
+    return ingest_response(state.pipeline.ingest(records, rejections, "http"))
+
+
+@router.post(
+    "/v1/cloudevents",
+    summary="Ingest CloudEvents from model servers' payload loggers (KServe, Seldon)",
+    dependencies=[Depends(require("ingest"))],
+    response_class=ORJSONResponse,
+    responses={
+        200: {"description": "Some or all events accepted", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
+        422: {"description": "Every event rejected", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
+        **_error_responses(400, 401, 403, 413, 415),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/cloudevents+json": {"schema": {"type": "object"}},
+                "application/cloudevents-batch+json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            },
+        }
+    },
+)
+async def post_cloudevents(request: Request) -> ORJSONResponse:
+    """Binary mode (``ce-*`` headers, the payload as body), structured mode
+    (``application/cloudevents+json``) and batched mode (``application/cloudevents-batch+json``).
+    A request event and its response event (same ``ce-id``) join into one record."""
+    state = request.app.state
+    body = await read_body(request, state.settings.limits.max_body_bytes)
+    # Dead letters keep the ce-* headers for inspection, never credentials.
+    headers = {k: v for k, v in request.headers.items() if k not in SECRET_HEADERS}
+    try:
+        records, rejections = cloudevents.parse_http(
+            headers,
+            body,
+            models=state.pipeline.configs,
+            limits=state.settings.limits,
+            received_at=time.time(),
+            accept_unknown=state.settings.unknown_models == "register",
+        )
+    except cloudevents.EventEnvelopeError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    return ingest_response(state.pipeline.ingest(records, rejections, "cloudevents", headers=headers if rejections else None))

@@ -1,0 +1,226 @@
+"""The FastAPI application: the composition root that wires settings, store, pipeline,
+collectors and metrics together.
+
+``create_app(settings)`` builds a fresh app (tests build several, each with its own
+Prometheus registry and database). ``monitor serve`` runs it under uvicorn through
+:func:`app_from_environment`, which reads the config path from ``MONITOR_CONFIG_FILE``
+so that several uvicorn workers can each build their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from alerts.metrics import Metrics
+from collectors import http
+from monitor.auth import TokenChecker, require
+from monitor.pipeline import DeadLetterItem, Pipeline
+from monitor.records import Validator
+from monitor.settings import Settings, load_settings
+from monitor.store import DeadLetter, Store
+
+log = logging.getLogger(__name__)
+CONFIG_ENV = "MONITOR_CONFIG_FILE"
+
+
+class RequestTimer:
+    """ASGI middleware: observes each request's duration by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            # The template (/v1/models/{model}), never the raw path: labels stay bounded.
+            template = getattr(route, "path", "unmatched")
+            self.metrics.request_duration.labels(template, str(status)).observe(time.perf_counter() - started)
+
+
+def _store_dead_letters(store: Store, metrics: Metrics):
+    def sink(items: Sequence[DeadLetterItem]) -> None:
+        letters = [
+            DeadLetter(
+                received_at=item.received_at,
+                source=item.source,
+                model=item.rejection.model,
+                item_index=item.rejection.index,
+                path=item.rejection.path,
+                reason=item.rejection.reason,
+                message=item.rejection.message,
+                raw=item.rejection.raw,
+                raw_bytes=item.raw_bytes,
+                headers=item.headers,
+            )
+            for item in items
+        ]
+        try:
+            store.add_dead_letters(letters)
+        except Exception:  # the rejection is still counted and answered; say loudly what was lost
+            log.exception("could not store %d dead letters", len(letters))
+            metrics.dead_letters_dropped.labels("store_error").inc(len(letters))
+
+    return sink
+
+
+def flush_counts(pipeline: Pipeline, store: Store) -> None:
+    """Write the pipeline's count deltas to the store; on failure keep them for next time."""
+    deltas = pipeline.take_count_deltas()
+    if not deltas:
+        return
+    try:
+        store.add_counts(deltas)
+    except Exception:
+        log.exception("could not write record counts; will retry")
+        pipeline.restore_count_deltas(deltas)
+
+
+async def _housekeeping(app: FastAPI) -> None:
+    """Periodically release expired partial records, persist counts and trim dead letters."""
+    state = app.state
+    interval = state.settings.storage.flush_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            state.pipeline.expire()
+            await asyncio.to_thread(flush_counts, state.pipeline, state.store)
+            dropped = await asyncio.to_thread(state.store.trim_dead_letters, state.settings.storage.dead_letter_max_rows)
+            if dropped:
+                state.metrics.dead_letters_dropped.labels("row_limit").inc(dropped)
+        except Exception:  # keep the loop alive whatever one round hit
+            log.exception("housekeeping round failed")
+
+
+def create_app(settings: Settings, *, registry: CollectorRegistry | None = None, store: Store | None = None) -> FastAPI:
+    """A new app for ``settings``. Pass ``registry`` to read metrics in tests."""
+    metrics = Metrics(registry)
+    store = store or Store(settings.storage.url, migrate=settings.storage.auto_migrate)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name, config in settings.models.items():
+            store.upsert_model(name, config.model_dump(), "config")
+        task = asyncio.create_task(_housekeeping(app))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            # Uvicorn has finished the requests in flight: hand every buffered part on and
+            # persist the counts, so no accepted record is lost.
+            pipeline.drain()
+            flush_counts(pipeline, store)
+            store.close()
+            log.info("shut down cleanly")
+
+    app = FastAPI(
+        title="Model monitor",
+        version="0.1.0",
+        description="Drift, data-quality, latency and performance monitoring for production ML models.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    pipeline = Pipeline(settings, metrics, dead_letters=_store_dead_letters(store, metrics))
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.store = store
+    app.state.pipeline = pipeline
+    app.state.tokens = TokenChecker(settings.auth)
+    app.state.validator = Validator(settings.limits, pipeline.configs, accept_unknown=settings.unknown_models == "register")
+    app.add_middleware(RequestTimer, metrics=metrics)
+    app.include_router(http.router)
+    _add_service_routes(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        # FastAPI's default is a list of dicts; keep our shape: one detail string with paths.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return ORJSONResponse({"detail": problems}, status_code=422)
+
+    return app
+
+
+def _add_service_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["service"], dependencies=[Depends(require("read"))])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], dependencies=[Depends(require("read"))])
+    async def readyz(request: Request) -> Response:
+        """Ready when the store answers."""
+        ok = await asyncio.to_thread(request.app.state.store.ping)
+        body = {"status": "ready" if ok else "not ready", "store": "ok" if ok else "unreachable"}
+        return ORJSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["service"], dependencies=[Depends(require("read"))])
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition."""
+        return PlainTextResponse(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", tags=["models"], dependencies=[Depends(require("read"))])
+    async def list_models(request: Request) -> dict[str, Any]:
+        """Models known to this instance, with their record counts since start-up."""
+        pipeline: Pipeline = request.app.state.pipeline
+        return {
+            "models": [
+                {
+                    "name": state.name,
+                    "features": state.config.feature_names,
+                    "prediction": state.config.prediction.kind,
+                    "records": state.records,
+                    "incomplete": state.incomplete,
+                    "labelled": state.labelled,
+                }
+                for state in pipeline.models.values()
+            ]
+        }
+
+    @app.get("/v1/dead-letters", tags=["models"], dependencies=[Depends(require("admin"))])
+    async def dead_letters(
+        request: Request,
+        model: str | None = Query(None, max_length=128),
+        reason: str | None = Query(None, max_length=64),
+        limit: int = Query(100, ge=1, le=1000),
+        before_id: int | None = Query(None, ge=0, le=2**62),
+    ) -> dict[str, Any]:
+        """Rejected items, newest first, with the raw item and the reason."""
+        store: Store = request.app.state.store
+        rows = await asyncio.to_thread(store.dead_letters, model=model, reason=reason, limit=limit, before_id=before_id)
+        return {"dead_letters": rows}
+
+
+def app_from_environment() -> FastAPI:
+    """Uvicorn factory: settings from the file named by ``MONITOR_CONFIG_FILE``."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: start the service with `monitor serve --config FILE`")
+    return create_app(load_settings(path))

@@ -1,0 +1,121 @@
+"""The ``monitor`` command.
+
+    monitor serve --config FILE [--host H] [--port P] [--workers N]
+    monitor check-config FILE
+    monitor db upgrade --config FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging.config
+import os
+import sys
+from collections.abc import Sequence
+
+from monitor.logs import log_config
+from monitor.settings import ConfigError, Settings, load_settings
+
+
+def _load(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    features = sum(len(m.features) for m in settings.models.values())
+    print(f"{args.file}: OK ({len(settings.models)} model(s), {features} feature(s), storage {settings.storage.url})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _load(args.config)
+    server = settings.server
+    host = args.host or server.host
+    port = args.port if args.port is not None else server.port
+    workers = args.workers or server.workers
+    # Each uvicorn worker builds its own app from the file (see monitor.app.app_from_environment).
+    os.environ["MONITOR_CONFIG_FILE"] = os.path.abspath(args.config)
+    if settings.storage.auto_migrate:
+        # Once, before the workers start, so they do not race on the schema.
+        from monitor.store import upgrade
+
+        upgrade(settings.storage.url)
+    logging_config = log_config(server.log_format, server.log_level)
+    logging.config.dictConfig(logging_config)
+    logging.getLogger("monitor").info(
+        "serving %d model(s) on http://%s:%d with %d worker(s), storage %s",
+        len(settings.models), host, port, workers, _redact(settings.storage.url),
+    )  # fmt: skip
+    uvicorn.run(
+        "monitor.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logging_config,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from monitor.store import current_revision, upgrade
+
+    settings = _load(args.config)
+    upgrade(settings.storage.url)
+    print(f"database {_redact(settings.storage.url)} is at revision {current_revision(settings.storage.url)}")
+    return 0
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description="Monitor production ML models for drift.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--host", help="listen address (default: server.host)")
+    serve.add_argument("--port", type=int, help="listen port (default: server.port)")
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default: server.workers)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="apply Alembic migrations up to the latest revision")
+    db_upgrade.add_argument("--config", required=True)
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

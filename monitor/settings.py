@@ -1,0 +1,262 @@
+"""Service settings: a YAML file, overridden by ``MONITOR_*`` environment variables.
+
+The file holds the models (their features and prediction kind), auth tokens, the storage
+URL and the ingestion limits. Environment variables win over the file, with ``__``
+between nested keys: ``MONITOR_STORAGE__URL=postgresql+psycopg://...`` or
+``MONITOR_SERVER__PORT=9000``.
+
+Settings are never built at import time: ``load_settings(path)`` builds them and the app
+receives them as an argument (tests build their own).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+FEATURE_TYPES = ("numeric", "categorical")
+PREDICTION_KINDS = ("binary", "multiclass", "regression")
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureConfig(Strict):
+    """One model input. ``min``/``max`` bound the range checks of the detectors."""
+
+    type: str = "numeric"
+    min: float | None = None
+    max: float | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in FEATURE_TYPES:
+            raise ValueError(f"must be numeric or categorical, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> FeatureConfig:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class PredictionConfig(Strict):
+    """What the model outputs.
+
+    ``classes`` names the columns of a probability vector (V2 ``[N, C]`` outputs, V1
+    lists of probabilities); ``output`` picks the V2 output tensor when there are several.
+    """
+
+    kind: str = "binary"
+    classes: list[str] | None = None
+    output: str | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in PREDICTION_KINDS:
+            raise ValueError(f"must be one of {', '.join(PREDICTION_KINDS)}, got {value!r}")
+        return value
+
+
+class ModelConfig(Strict):
+    """One monitored model. Feature order matters: it maps positional rows (KServe
+    ``instances`` lists, V2 ``[N, F]`` tensors) to feature names."""
+
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features_not_null(cls, value: Any) -> Any:
+        # `features:` with nothing under it parses as None; treat it as "no features yet".
+        return {} if value is None else value
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+
+class TokenConfig(Strict):
+    """A bearer token. Give the secret through ``token_env`` (an environment variable name)
+    rather than in the file; ``scopes`` says what it may call."""
+
+    name: str
+    token: str | None = None
+    token_env: str | None = None
+    scopes: list[Literal["ingest", "admin", "read"]] = Field(
+        default_factory=lambda: ["ingest", "admin", "read"]
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.token is None) == (self.token_env is None):
+            raise ValueError("give exactly one of token or token_env")
+        return self
+
+    def secret(self) -> str:
+        """The token value; raises if its environment variable is unset or empty."""
+        if self.token is not None:
+            return self.token
+        value = os.environ.get(self.token_env or "", "")
+        if not value:
+            raise ValueError(f"environment variable {self.token_env} (token {self.name!r}) is not set")
+        return value
+
+
+class AuthConfig(Strict):
+    """Bearer-token auth. With no tokens, every endpoint is open (a local sidecar)."""
+
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    open_paths: list[str] = Field(default_factory=lambda: ["/healthz", "/readyz", "/metrics"])
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StorageConfig(Strict):
+    url: str = "sqlite:///monitor.db"
+    auto_migrate: bool = True
+    # Dead letters keep the raw item for inspection; past this many rows the oldest go.
+    dead_letter_max_rows: int = Field(default=100_000, ge=100)
+    # Counters are written to the store at most this often (and at shutdown).
+    flush_interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class LimitsConfig(Strict):
+    """Ingestion limits. Each one protects memory or CPU from a hostile or broken client."""
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_items_per_request: int = Field(default=10_000, ge=1)
+    max_string_length: int = Field(default=1024, ge=8)
+    max_id_length: int = Field(default=256, ge=8)
+    max_inputs_per_record: int = Field(default=1024, ge=1)
+    max_depth: int = Field(default=8, ge=2)
+    max_models: int = Field(default=100, ge=1)
+    join_buffer_size: int = Field(default=100_000, ge=1)
+    join_ttl_seconds: float = Field(default=60.0, gt=0)
+    # About 250 bytes per remembered prediction: 200,000 is ~50 MB at most.
+    label_buffer_size: int = Field(default=200_000, ge=1)
+    label_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # "reject": records of a model missing from `models` are dead letters;
+    # "register": such a model is added with no declared features (types inferred later).
+    unknown_models: Literal["reject", "register"] = "reject"
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_not_null(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so it overrides the file's values, which arrive as init kwargs.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or invalid; ``problems`` lists ``path: reason`` lines."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One pydantic error as ``dotted.path: reason``, with our own wording for the common kinds."""
+    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        message = f"must be {expected}, got {error.get('input')!r}"
+    else:
+        message = f"{message[0].lower()}{message[1:]}, got {error.get('input')!r}"
+    return f"{path}: {message}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"(top level): must be a mapping, got {type(data).__name__}"])
+    return data
+
+
+def settings_from_mapping(data: dict[str, Any], source: str = "<config>") -> Settings:
+    """Validate a parsed config (plus environment overrides); raise ConfigError listing every problem."""
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from exc
+    problems = [f"auth.tokens.{i}: {p}" for i, token in enumerate(settings.auth.tokens) for p in _token_problems(token)]
+    if problems:
+        raise ConfigError(source, problems)
+    return settings
+
+
+def _token_problems(token: TokenConfig) -> list[str]:
+    try:
+        token.secret()
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from a YAML file (or defaults when ``path`` is None) plus the environment."""
+    if path is None:
+        return settings_from_mapping({}, "<defaults>")
+    return settings_from_mapping(_read_yaml(Path(path)), str(path))
