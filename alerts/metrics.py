@@ -28,10 +28,16 @@ class Metrics:
         r = self.registry
         # Ingestion: items in, by how they ended.
         self.records_received = Counter(
-            "monitor_records_received_total", "Items received by a collector, valid or not.", ["model", "source"], registry=r
+            "monitor_records_received_total",
+            "Items received by a collector, valid or not.",
+            ["model", "source"],
+            registry=r,
         )
         self.records_accepted = Counter(
-            "monitor_records_accepted_total", "Items that passed validation and entered the pipeline.", ["model", "source"], registry=r
+            "monitor_records_accepted_total",
+            "Items that passed validation and entered the pipeline.",
+            ["model", "source"],
+            registry=r,
         )
         self.records_rejected = Counter(
             "monitor_records_rejected_total",
@@ -53,7 +59,10 @@ class Metrics:
             registry=r,
         )
         self.records_joined = Counter(
-            "monitor_records_joined_total", "Records complete (inputs and prediction) handed to the detectors.", ["model"], registry=r
+            "monitor_records_joined_total",
+            "Records complete (inputs and prediction) handed to the detectors.",
+            ["model"],
+            registry=r,
         )
         self.join_incomplete = Counter(
             "monitor_join_incomplete_total",

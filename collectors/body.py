@@ -40,8 +40,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def json_error(exc: orjson.JSONDecodeError, what: str = "request body") -> str:
-    """orjson's message already names line, column and char; say where it applies."""
-    return f"{what} is not valid JSON: {exc}"
+    """Where the JSON broke, then why: ``request body is not valid JSON at line 1, column 7 (char 6): ...``."""
+    return f"{what} is not valid JSON at line {exc.lineno}, column {exc.colno} (char {exc.pos}): {exc.msg}"
 
 
 def decode_json(body: bytes) -> Any:
@@ -62,7 +62,7 @@ def decode_ndjson(body: bytes, max_items: int) -> tuple[list[tuple[int, Any]], l
     items: list[tuple[int, Any]] = []
     rejections: list[Rejection] = []
     index = 0
-    for line in body.split(b"\n"):
+    for line_number, line in enumerate(body.split(b"\n"), start=1):
         if not line.strip():
             continue
         if index >= max_items:
@@ -71,7 +71,7 @@ def decode_ndjson(body: bytes, max_items: int) -> tuple[list[tuple[int, Any]], l
             items.append((index, orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
             raw = line.decode("utf-8", errors="replace")
-            rejections.append(Rejection(index, "", Reason.INVALID_JSON, json_error(exc, f"line {index + 1}"), raw))
+            rejections.append(Rejection(index, "", Reason.INVALID_JSON, json_error(exc, f"line {line_number}"), raw))
         index += 1
     if index == 0:
         raise HTTPException(400, "request body is empty")

@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import ORJSONResponse
 
 from collectors import cloudevents
 from collectors.body import JSON_TYPES, NDJSON_TYPES, decode_json, decode_ndjson, media_type, read_body
 from monitor.auth import require
 from monitor.pipeline import IngestResult
 from monitor.records import Record, Rejection
+from monitor.responses import JSONResponse
 
 router = APIRouter(tags=["ingest"])
 SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -62,21 +62,23 @@ RESULT_SCHEMA: dict[str, Any] = {
 ERROR_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"detail": {"type": "string"}}}
 
 
-def ingest_response(result: IngestResult) -> ORJSONResponse:
+def ingest_response(result: IngestResult) -> JSONResponse:
     """200 if anything was accepted (or nothing was sent), 422 when everything was refused."""
     status = 422 if result.rejected and result.accepted == 0 else 200
-    return ORJSONResponse(result.to_dict(), status_code=status)
+    return JSONResponse(result.to_dict(), status_code=status)
 
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"description": "Refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes}
+    return {
+        code: {"description": "Refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes
+    }
 
 
 @router.post(
     "/v1/records",
     summary="Ingest records (JSON object, JSON array or NDJSON)",
     dependencies=[Depends(require("ingest"))],
-    response_class=ORJSONResponse,
+    response_class=JSONResponse,
     responses={
         200: {"description": "Some or all items accepted", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
         422: {"description": "Every item rejected", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
@@ -92,7 +94,7 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
     },
 )
-async def post_records(request: Request) -> ORJSONResponse:
+async def post_records(request: Request) -> JSONResponse:
     state = request.app.state
     limits = state.settings.limits
     kind = media_type(request)
@@ -109,7 +111,8 @@ async def post_records(request: Request) -> ORJSONResponse:
         if isinstance(document, list):
             if len(document) > limits.max_items_per_request:
                 raise HTTPException(
-                    413, f"{len(document)} items in one request; the limit is {limits.max_items_per_request} (limits.max_items_per_request)"
+                    413,
+                    f"{len(document)} items in one request; the limit is {limits.max_items_per_request} (limits.max_items_per_request)",
                 )
             items = list(enumerate(document))
         else:
@@ -131,7 +134,7 @@ async def post_records(request: Request) -> ORJSONResponse:
     "/v1/cloudevents",
     summary="Ingest CloudEvents from model servers' payload loggers (KServe, Seldon)",
     dependencies=[Depends(require("ingest"))],
-    response_class=ORJSONResponse,
+    response_class=JSONResponse,
     responses={
         200: {"description": "Some or all events accepted", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
         422: {"description": "Every event rejected", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
@@ -148,7 +151,7 @@ async def post_records(request: Request) -> ORJSONResponse:
         }
     },
 )
-async def post_cloudevents(request: Request) -> ORJSONResponse:
+async def post_cloudevents(request: Request) -> JSONResponse:
     """Binary mode (``ce-*`` headers, the payload as body), structured mode
     (``application/cloudevents+json``) and batched mode (``application/cloudevents-batch+json``).
     A request event and its response event (same ``ce-id``) join into one record."""
@@ -167,4 +170,6 @@ async def post_cloudevents(request: Request) -> ORJSONResponse:
         )
     except cloudevents.EventEnvelopeError as exc:
         raise HTTPException(exc.status, exc.message) from None
-    return ingest_response(state.pipeline.ingest(records, rejections, "cloudevents", headers=headers if rejections else None))
+    return ingest_response(
+        state.pipeline.ingest(records, rejections, "cloudevents", headers=headers if rejections else None)
+    )

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,6 +28,7 @@ from collectors import http
 from monitor.auth import TokenChecker, require
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.records import Validator
+from monitor.responses import JSONResponse
 from monitor.settings import Settings, load_settings
 from monitor.store import DeadLetter, Store
 
@@ -111,7 +112,9 @@ async def _housekeeping(app: FastAPI) -> None:
         try:
             state.pipeline.expire()
             await asyncio.to_thread(flush_counts, state.pipeline, state.store)
-            dropped = await asyncio.to_thread(state.store.trim_dead_letters, state.settings.storage.dead_letter_max_rows)
+            dropped = await asyncio.to_thread(
+                state.store.trim_dead_letters, state.settings.storage.dead_letter_max_rows
+            )
             if dropped:
                 state.metrics.dead_letters_dropped.labels("row_limit").inc(dropped)
         except Exception:  # keep the loop alive whatever one round hit
@@ -146,7 +149,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         version="0.1.0",
         description="Drift, data-quality, latency and performance monitoring for production ML models.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSONResponse,
     )
     pipeline = Pipeline(settings, metrics, dead_letters=_store_dead_letters(store, metrics))
     app.state.settings = settings
@@ -154,16 +157,18 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.state.store = store
     app.state.pipeline = pipeline
     app.state.tokens = TokenChecker(settings.auth)
-    app.state.validator = Validator(settings.limits, pipeline.configs, accept_unknown=settings.unknown_models == "register")
+    app.state.validator = Validator(
+        settings.limits, pipeline.configs, accept_unknown=settings.unknown_models == "register"
+    )
     app.add_middleware(RequestTimer, metrics=metrics)
     app.include_router(http.router)
     _add_service_routes(app)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default is a list of dicts; keep our shape: one detail string with paths.
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return ORJSONResponse({"detail": problems}, status_code=422)
+        return JSONResponse({"detail": problems}, status_code=422)
 
     return app
 
@@ -179,7 +184,7 @@ def _add_service_routes(app: FastAPI) -> None:
         """Ready when the store answers."""
         ok = await asyncio.to_thread(request.app.state.store.ping)
         body = {"status": "ready" if ok else "not ready", "store": "ok" if ok else "unreachable"}
-        return ORJSONResponse(body, status_code=200 if ok else 503)
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["service"], dependencies=[Depends(require("read"))])
     async def metrics(request: Request) -> Response:

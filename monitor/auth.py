@@ -51,7 +51,9 @@ class TokenChecker:
                 headers={"WWW-Authenticate": 'Bearer realm="monitor"'},
             )
         if scope not in scopes:
-            raise HTTPException(403, f"this token may not {scope}: its scopes are {', '.join(sorted(scopes)) or 'none'}")
+            raise HTTPException(
+                403, f"this token may not {scope}: its scopes are {', '.join(sorted(scopes)) or 'none'}"
+            )
 
 
 def require(scope: str) -> Callable[[Request], None]:

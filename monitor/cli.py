@@ -1,8 +1,8 @@
 """The ``monitor`` command.
 
-    monitor serve --config FILE [--host H] [--port P] [--workers N]
-    monitor check-config FILE
-    monitor db upgrade --config FILE
+monitor serve --config FILE [--host H] [--port P] [--workers N]
+monitor check-config FILE
+monitor db upgrade --config FILE
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor.settings import LimitsConfig
@@ -145,7 +145,9 @@ class Validator:
         unknown = item.keys() - self._field_set
         if unknown:
             name = sorted(unknown)[0]
-            raise Invalid(name, Reason.UNKNOWN_FIELD, f"unknown field {name!r}; record fields are {', '.join(RECORD_FIELDS)}")
+            raise Invalid(
+                name, Reason.UNKNOWN_FIELD, f"unknown field {name!r}; record fields are {', '.join(RECORD_FIELDS)}"
+            )
         model = self._model(item.get("model"))
         record = Record(model=model)
         record.id = self._text(item.get("id"), "id", self.limits.max_id_length, allow_number=True)
@@ -162,7 +164,11 @@ class Validator:
         latency = item.get("latency_ms")
         if latency is not None:
             if not _is_number(latency) or latency < 0:
-                raise Invalid("latency_ms", Reason.INVALID_VALUE, f"must be a non-negative number of milliseconds, got {latency!r}")
+                raise Invalid(
+                    "latency_ms",
+                    Reason.INVALID_VALUE,
+                    f"must be a non-negative number of milliseconds, got {latency!r}",
+                )
             record.latency_ms = float(latency)
         if item.get("segment") is not None:
             record.segment = self._segment(item["segment"])
@@ -181,10 +187,18 @@ class Validator:
             raise Invalid("model", Reason.TOO_LONG, f"must be at most {MAX_MODEL_NAME} characters, got {len(value)}")
         if value not in self.known_models:
             if not self.accept_unknown:
-                raise Invalid("model", Reason.UNKNOWN_MODEL, f"model {value!r} is not configured (add it under models:, or set unknown_models: register)")
+                raise Invalid(
+                    "model",
+                    Reason.UNKNOWN_MODEL,
+                    f"model {value!r} is not configured (add it under models:, or set unknown_models: register)",
+                )
             if len(self.known_models) >= self.limits.max_models:
                 # Each model adds metric series and state: registration from traffic is capped.
-                raise Invalid("model", Reason.UNKNOWN_MODEL, f"model {value!r} is not configured and the limit of {self.limits.max_models} models is reached (limits.max_models)")
+                raise Invalid(
+                    "model",
+                    Reason.UNKNOWN_MODEL,
+                    f"model {value!r} is not configured and the limit of {self.limits.max_models} models is reached (limits.max_models)",
+                )
         return value
 
     def _text(self, value: Any, path: str, limit: int, allow_number: bool = False) -> str | None:
@@ -205,21 +219,37 @@ class Validator:
 
     def _inputs(self, inputs: Any) -> dict[str, Any]:
         if not isinstance(inputs, dict):
-            raise Invalid("inputs", Reason.WRONG_TYPE, f"must be an object of feature -> value, got {_json_type(inputs)}")
+            raise Invalid(
+                "inputs", Reason.WRONG_TYPE, f"must be an object of feature -> value, got {_json_type(inputs)}"
+            )
         if len(inputs) > self.limits.max_inputs_per_record:
-            raise Invalid("inputs", Reason.TOO_MANY, f"at most {self.limits.max_inputs_per_record} features, got {len(inputs)}")
+            raise Invalid(
+                "inputs", Reason.TOO_MANY, f"at most {self.limits.max_inputs_per_record} features, got {len(inputs)}"
+            )
         max_len = self.limits.max_string_length
         for name, value in inputs.items():
-            if value is None or isinstance(value, (int, float)):  # bool is an int; finite: the JSON parser refuses NaN/inf
+            if value is None or isinstance(
+                value, (int, float)
+            ):  # bool is an int; finite: the JSON parser refuses NaN/inf
                 continue
             if isinstance(value, str):
                 if len(value) > max_len:
-                    raise Invalid(f"inputs.{name}", Reason.TOO_LONG, f"string values must be at most {max_len} characters, got {len(value)}")
+                    raise Invalid(
+                        f"inputs.{name}",
+                        Reason.TOO_LONG,
+                        f"string values must be at most {max_len} characters, got {len(value)}",
+                    )
                 continue
-            raise Invalid(f"inputs.{name}", Reason.WRONG_TYPE, f"must be a number, string, boolean or null, got {_json_type(value)}")
+            raise Invalid(
+                f"inputs.{name}",
+                Reason.WRONG_TYPE,
+                f"must be a number, string, boolean or null, got {_json_type(value)}",
+            )
         for name in inputs:
             if len(name) > max_len:
-                raise Invalid("inputs", Reason.TOO_LONG, f"feature names must be at most {max_len} characters, got {len(name)}")
+                raise Invalid(
+                    "inputs", Reason.TOO_LONG, f"feature names must be at most {max_len} characters, got {len(name)}"
+                )
         return inputs
 
     def _prediction(self, value: Any, path: str) -> Any:
@@ -229,29 +259,47 @@ class Validator:
             return value
         if isinstance(value, str):
             if len(value) > self.limits.max_string_length:
-                raise Invalid(path, Reason.TOO_LONG, f"must be at most {self.limits.max_string_length} characters, got {len(value)}")
+                raise Invalid(
+                    path,
+                    Reason.TOO_LONG,
+                    f"must be at most {self.limits.max_string_length} characters, got {len(value)}",
+                )
             return value
         if isinstance(value, dict) and path == "prediction":
             # class -> probability
             if len(value) > self.limits.max_inputs_per_record:
-                raise Invalid(path, Reason.TOO_MANY, f"at most {self.limits.max_inputs_per_record} classes, got {len(value)}")
+                raise Invalid(
+                    path, Reason.TOO_MANY, f"at most {self.limits.max_inputs_per_record} classes, got {len(value)}"
+                )
             for name, prob in value.items():
                 if not _is_number(prob) or not 0.0 <= prob <= 1.0:
-                    raise Invalid(f"{path}.{name}", Reason.INVALID_VALUE, f"class probabilities must be numbers in [0, 1], got {prob!r}")
+                    raise Invalid(
+                        f"{path}.{name}",
+                        Reason.INVALID_VALUE,
+                        f"class probabilities must be numbers in [0, 1], got {prob!r}",
+                    )
             return value
-        expected = "a number, string, boolean or object of class -> probability" if path == "prediction" else "a number, string or boolean"
+        expected = (
+            "a number, string, boolean or object of class -> probability"
+            if path == "prediction"
+            else "a number, string or boolean"
+        )
         raise Invalid(path, Reason.WRONG_TYPE, f"must be {expected}, got {_json_type(value)}")
 
     def _segment(self, segment: Any) -> dict[str, str]:
         if not isinstance(segment, dict):
-            raise Invalid("segment", Reason.WRONG_TYPE, f"must be an object of tag -> string, got {_json_type(segment)}")
+            raise Invalid(
+                "segment", Reason.WRONG_TYPE, f"must be an object of tag -> string, got {_json_type(segment)}"
+            )
         if len(segment) > 16:
             raise Invalid("segment", Reason.TOO_MANY, f"at most 16 tags, got {len(segment)}")
         for name, value in segment.items():
             if not isinstance(value, str):
                 raise Invalid(f"segment.{name}", Reason.WRONG_TYPE, f"must be a string, got {_json_type(value)}")
             if len(value) > self.limits.max_string_length:
-                raise Invalid(f"segment.{name}", Reason.TOO_LONG, f"must be at most {self.limits.max_string_length} characters")
+                raise Invalid(
+                    f"segment.{name}", Reason.TOO_LONG, f"must be at most {self.limits.max_string_length} characters"
+                )
         return segment
 
 
@@ -261,15 +309,21 @@ def parse_timestamp(value: Any, path: str) -> float:
         seconds = float(value)
         if not 0.0 <= seconds <= MAX_EPOCH_SECONDS:
             hint = " (milliseconds? send seconds)" if seconds > MAX_EPOCH_SECONDS else ""
-            raise Invalid(path, Reason.INVALID_VALUE, f"epoch seconds must be between 0 and {MAX_EPOCH_SECONDS:.0f}, got {value!r}{hint}")
+            raise Invalid(
+                path,
+                Reason.INVALID_VALUE,
+                f"epoch seconds must be between 0 and {MAX_EPOCH_SECONDS:.0f}, got {value!r}{hint}",
+            )
         return seconds
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise Invalid(path, Reason.INVALID_VALUE, f"must be epoch seconds or an ISO 8601 time, got {value[:64]!r}") from None
+            raise Invalid(
+                path, Reason.INVALID_VALUE, f"must be epoch seconds or an ISO 8601 time, got {value[:64]!r}"
+            ) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     raise Invalid(path, Reason.WRONG_TYPE, f"must be epoch seconds or an ISO 8601 string, got {_json_type(value)}")
 

@@ -94,9 +94,7 @@ class TokenConfig(Strict):
     name: str
     token: str | None = None
     token_env: str | None = None
-    scopes: list[Literal["ingest", "admin", "read"]] = Field(
-        default_factory=lambda: ["ingest", "admin", "read"]
-    )
+    scopes: list[Literal["ingest", "admin", "read"]] = Field(default_factory=lambda: ["ingest", "admin", "read"])
 
     @model_validator(mode="after")
     def _one_source(self) -> TokenConfig:
