@@ -10,6 +10,7 @@ so that several uvicorn workers can each build their own.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -220,6 +221,9 @@ def _add_service_routes(app: FastAPI) -> None:
         """Rejected items, newest first, with the raw item and the reason."""
         store: Store = request.app.state.store
         rows = await asyncio.to_thread(store.dead_letters, model=model, reason=reason, limit=limit, before_id=before_id)
+        for row in rows:  # undecodable payloads (Kafka, binary CloudEvents) travel as base64
+            raw_bytes = row.pop("raw_bytes", None)
+            row["raw_bytes_base64"] = base64.b64encode(raw_bytes).decode() if raw_bytes is not None else None
         return {"dead_letters": rows}
 
 

@@ -1,0 +1,322 @@
+"""The service's database: monitored models, dead letters and persisted record counts.
+
+:class:`Store` is the only place the rest of the service touches the database. Its
+methods are synchronous, short and thread-safe (each takes a pooled connection for one
+transaction). Any SQLAlchemy URL works; the default is a SQLite file in WAL mode, and the
+same Alembic migrations (``monitor/migrations``) run on PostgreSQL
+(``postgresql+psycopg://...``). Migrations run in code: :func:`upgrade` needs no
+alembic.ini. The tables themselves are in :mod:`monitor.store_tables`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from monitor import store_tables as t
+from monitor.store_tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
+
+if TYPE_CHECKING:
+    from monitor.settings import StorageConfig
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 5_000  # how long a SQLite writer waits for the write lock before "database is locked"
+CONNECT_TIMEOUT_SECONDS = 5  # so /readyz answers promptly when a PostgreSQL host is unreachable
+CONFLICT_ATTEMPTS = 5
+_WRITE = "monitor_write"  # execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)
+_PG_MIGRATION_LOCK = 0x6D6F6E69  # advisory lock key; any constant shared by all workers
+
+
+class StoreError(RuntimeError):
+    """The database could not be migrated or a write kept conflicting; the message names the URL."""
+
+
+def make_engine(url: str | sa.URL) -> Engine:
+    """An engine for ``url`` with the store's settings (SQLite: WAL and friends on every connection)."""
+    parsed = sa.make_url(url)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _create_sqlite_folder(parsed)
+    elif parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    engine = sa.create_engine(parsed, **options)
+    if backend == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _create_sqlite_folder(url: sa.URL) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("uri"):
+        return
+    try:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # Not fatal here: connecting fails with the driver's own error, and ping() says False.
+        log.warning("cannot create the folder of SQLite database %s: %s", database, exc)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module's legacy mode skips BEGIN before SELECT and DDL (so migrations
+    # would not be atomic); turn it off and emit BEGIN ourselves in _sqlite_on_begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # first: WAL below may wait for a lock
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses at most the last commits
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    # A writer takes the lock up front: a deferred transaction that reads first and writes
+    # later fails at once with "database is locked" in WAL mode instead of waiting.
+    immediate = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _engine_for(engine_or_url: Engine | str | sa.URL) -> Iterator[Engine]:
+    if isinstance(engine_or_url, Engine):
+        yield engine_or_url
+        return
+    engine = make_engine(engine_or_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _write(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection  # env.py runs the migrations on it
+    return config
+
+
+def upgrade(engine_or_url: Engine | str | sa.URL, revision: str = "head") -> None:
+    """Migrate the database up to ``revision`` in one transaction; a no-op when already there."""
+    _migrate(engine_or_url, revision, command.upgrade, "upgrade")
+
+
+def downgrade(engine_or_url: Engine | str | sa.URL, revision: str) -> None:
+    """Migrate the database down to ``revision`` ("base" drops every table). Loses data."""
+    _migrate(engine_or_url, revision, command.downgrade, "downgrade")
+
+
+def _migrate(
+    engine_or_url: Engine | str | sa.URL, revision: str, run: Callable[[Config, str], None], verb: str
+) -> None:
+    with _engine_for(engine_or_url) as engine:
+        where = engine.url.render_as_string(hide_password=True)
+        try:
+            with _write(engine) as conn:
+                if conn.dialect.name == "postgresql":
+                    # Workers start together: one migrates, the others wait here, then find nothing to do.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                run(_alembic_config(conn), revision)
+        except (DBAPIError, CommandError) as exc:
+            raise StoreError(f"cannot {verb} database {where} to revision {revision!r}: {exc}") from exc
+
+
+def current_revision(engine_or_url: Engine | str | sa.URL) -> str | None:
+    """The database's migration revision, or None when it was never migrated."""
+    with _engine_for(engine_or_url) as engine, engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with this code."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise StoreError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+class Store:
+    """Typed access to the service's tables. Create one per process and share it between threads."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self._engine = make_engine(url)
+        self.url = self._engine.url.render_as_string(hide_password=True)  # for logs and errors
+        if migrate:
+            try:
+                upgrade(self._engine)
+            except BaseException:
+                self._engine.dispose()
+                raise
+
+    @classmethod
+    def from_settings(cls, config: StorageConfig) -> Store:
+        return cls(config.url, migrate=config.auto_migrate)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def ping(self) -> bool:
+        """True when the database answers a ``SELECT 1`` (for /readyz)."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except DBAPIError as exc:
+            log.debug("database %s did not answer: %s", self.url, exc)
+            return False
+        return True
+
+    # -- dead letters ---------------------------------------------------------------
+
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Insert ``letters`` in one transaction (one executemany)."""
+        if not letters:
+            return
+        rows = [dead_letter_row(letter) for letter in letters]
+        with _write(self._engine) as conn:
+            conn.execute(t.dead_letters.insert(), rows)
+
+    def dead_letters(
+        self, model: str | None = None, reason: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; page on with ``before_id`` = the smallest ``id`` of the previous page."""
+        if limit < 1:
+            raise ValueError(f"dead_letters: limit must be at least 1, got {limit}")
+        c = t.dead_letters.c
+        query = sa.select(t.dead_letters).where(*dead_letter_filters(model, reason)).order_by(c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(c.id < before_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{**row, "raw": parse_raw(row["raw"])} for row in rows]
+
+    def count_dead_letters(self, model: str | None = None, reason: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(t.dead_letters).where(*dead_letter_filters(model, reason))
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def trim_dead_letters(self, max_rows: int) -> int:
+        """Delete all but the ``max_rows`` newest dead letters; returns how many went."""
+        if max_rows < 0:
+            raise ValueError(f"trim_dead_letters: max_rows must not be negative, got {max_rows}")
+        c = t.dead_letters.c
+        # The id of the newest row that must go (NULL when there are few enough rows).
+        cutoff = sa.select(c.id).order_by(c.id.desc()).offset(max_rows).limit(1).scalar_subquery()
+        with _write(self._engine) as conn:
+            return int(conn.execute(sa.delete(t.dead_letters).where(c.id <= cutoff)).rowcount)
+
+    # -- models ---------------------------------------------------------------------
+
+    def upsert_model(self, name: str, config: dict[str, Any], source: str) -> None:
+        """Add the model, or replace its config and source (``created_at`` is kept)."""
+        if source not in t.MODEL_SOURCES:
+            raise ValueError(f"model {name!r}: source must be one of {', '.join(t.MODEL_SOURCES)}, got {source!r}")
+        try:
+            json.dumps(config, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model {name!r}: config is not JSON-serialisable: {exc}") from None
+        now = time.time()
+
+        def work(conn: Connection) -> None:
+            c = t.models.c
+            updated = conn.execute(sa.update(t.models).where(c.name == name).values(config=config, source=source))
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(t.models).values(name=name, created_at=now, config=config, source=source))
+
+        self._write_retrying(work, f"upsert of model {name!r}")
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every stored model as ``{name, created_at, config, source}``, by name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(t.models).order_by(t.models.c.name)).mappings().all()
+        return [dict(row) for row in rows]
+
+    # -- record counts --------------------------------------------------------------
+
+    def add_counts(self, deltas: Mapping[tuple[str, str], Mapping[str, int]]) -> None:
+        """Add increments to the counters of each ``(model, source)`` in one transaction."""
+        rows: list[dict[str, Any]] = []
+        # Sorted: concurrent PostgreSQL writers then lock rows in the same order and cannot deadlock.
+        for model, source in sorted(deltas):
+            increments = dict.fromkeys(t.COUNT_COLUMNS, 0)
+            for name, value in deltas[model, source].items():
+                if name not in increments:
+                    raise ValueError(
+                        f"add_counts {(model, source)}: unknown counter {name!r}; counters are {', '.join(t.COUNT_COLUMNS)}"
+                    )
+                if not isinstance(value, int) or value < 0:
+                    raise ValueError(
+                        f"add_counts {(model, source)}: {name} must be a non-negative integer, got {value!r}"
+                    )
+                increments[name] = value
+            if any(increments.values()):
+                rows.append({"model": model, "source": source, **increments})
+        if not rows:
+            return
+        now = time.time()
+
+        def work(conn: Connection) -> None:
+            for row in rows:
+                params = {f"add_{name}": row[name] for name in t.COUNT_COLUMNS}
+                updated = conn.execute(
+                    t.ADD_COUNTS, {**params, "key_model": row["model"], "key_source": row["source"], "now": now}
+                )
+                if updated.rowcount == 0:
+                    conn.execute(sa.insert(t.record_counts), {**row, "updated_at": now})
+
+        self._write_retrying(work, f"adding record counts for {len(rows)} (model, source) keys")
+
+    def counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Every ``(model, source)`` with its counters."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(t.record_counts)).mappings().all()
+        return {(row["model"], row["source"]): {name: int(row[name]) for name in t.COUNT_COLUMNS} for row in rows}
+
+    def _write_retrying(self, work: Callable[[Connection], None], what: str) -> None:
+        """Run ``work`` in a write transaction; again from scratch if a concurrent insert of
+        the same key won (UPDATE found no row, INSERT then hit the primary key)."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                with _write(self._engine) as conn:
+                    work(conn)
+                return
+            except IntegrityError as exc:
+                # The whole transaction rolled back, so a rerun applies every change once.
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise StoreError(f"{what} in {self.url} failed {attempt} times: {exc.orig}") from exc

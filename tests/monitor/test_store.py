@@ -1,0 +1,275 @@
+"""The store: dead letters, models and record counts against a real database file."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.settings import StorageConfig
+from monitor.store import DeadLetter, Store, StoreError, current_revision
+from monitor.store_tables import COUNT_COLUMNS
+
+T0 = 1_700_000_000.0
+
+
+def letter(i: int, **overrides) -> DeadLetter:
+    values = dict(
+        received_at=T0 + i,
+        source="http",
+        model="fraud",
+        item_index=i,
+        path="inputs.amount",
+        reason="wrong_type",
+        message=f"item {i}: must be a number",
+        raw={"model": "fraud", "id": str(i), "inputs": {"amount": [i]}},
+    )
+    values.update(overrides)
+    return DeadLetter(**values)
+
+
+# -- dead letters ---------------------------------------------------------------------
+
+
+def test_dead_letters_round_trip_every_field(store: Store) -> None:
+    store.add_dead_letters(
+        [
+            letter(0, headers={"ce-type": "prediction", "ce-id": "42"}),
+            letter(1, source="kafka", model=None, path="", reason="invalid_json", message="not JSON",
+                   raw=None, raw_bytes=b"\xff\xfe{oops", headers={"key": b"k\xff"}),
+            letter(2, source="file", raw=b'{"half": '),
+            letter(3, raw="just a string", path="inputs.\x00weird", message="caf\u00e9 \ud800"),
+        ]
+    )  # fmt: skip
+    newest, json_bytes, bad_bytes, item = store.dead_letters()
+
+    assert newest == {
+        "id": newest["id"], "received_at": T0 + 3, "source": "http", "model": "fraud", "item_index": 3,
+        "path": "inputs.\ufffdweird", "reason": "wrong_type", "message": "caf\u00e9 ?",
+        "raw": "just a string", "raw_bytes": None, "headers": None,
+    }  # fmt: skip
+    # Bytes given as raw: kept as bytes and shown decoded.
+    assert (json_bytes["raw"], json_bytes["raw_bytes"], json_bytes["source"]) == ('{"half": ', b'{"half": ', "file")
+    # Undecodable bytes: decoded with replacement characters, originals kept; bytes in headers decoded.
+    assert bad_bytes["raw"] == "\ufffd\ufffd{oops"
+    assert bad_bytes["raw_bytes"] == b"\xff\xfe{oops"
+    assert bad_bytes["headers"] == {"key": "k\ufffd"}
+    assert (bad_bytes["model"], bad_bytes["path"], bad_bytes["reason"]) == (None, "", "invalid_json")
+    assert item["raw"] == {"model": "fraud", "id": "0", "inputs": {"amount": [0]}}
+    assert item["headers"] == {"ce-type": "prediction", "ce-id": "42"}
+    assert [row["id"] for row in (newest, json_bytes, bad_bytes, item)] == sorted(
+        (row["id"] for row in (newest, json_bytes, bad_bytes, item)), reverse=True
+    )
+
+
+def test_unserialisable_raw_values_fall_back_to_text(store: Store) -> None:
+    class Thing:
+        def __repr__(self) -> str:
+            return "<Thing>"
+
+    cycle: list = []
+    cycle.append(cycle)
+    store.add_dead_letters(
+        [
+            letter(0, raw={"when": Thing(), "tags": {"a"}, "blob": b"ok"}),
+            letter(1, raw={(1, 2): "tuple key"}),
+            letter(2, raw=cycle),
+            letter(3, raw={"x": 10**40}),
+        ]
+    )
+    rows = {row["item_index"]: row["raw"] for row in store.dead_letters()}
+    assert rows == {
+        0: {"when": "<Thing>", "tags": ["a"], "blob": "ok"},
+        1: "{(1, 2): 'tuple key'}",
+        2: "[[...]]",
+        3: "{'x': " + str(10**40) + "}",
+    }
+
+
+def test_dead_letters_newest_first_with_filters_and_paging(store: Store) -> None:
+    store.add_dead_letters(
+        [letter(i, model="a" if i % 2 else "b", reason="too_long" if i % 3 == 0 else "wrong_type") for i in range(12)]
+    )
+    store.add_dead_letters([letter(12, model="a", reason="too_long")])
+
+    assert [row["item_index"] for row in store.dead_letters()] == list(range(12, -1, -1))
+    assert [row["item_index"] for row in store.dead_letters(model="a")] == [12, 11, 9, 7, 5, 3, 1]
+    assert [row["item_index"] for row in store.dead_letters(model="a", reason="too_long")] == [12, 9, 3]
+    assert store.count_dead_letters() == 13
+    assert store.count_dead_letters(model="a") == 7
+    assert store.count_dead_letters(reason="too_long") == 5
+    assert store.count_dead_letters(model="b", reason="too_long") == 2
+    assert store.count_dead_letters(model="nobody") == 0
+
+    first = store.dead_letters(limit=5)
+    second = store.dead_letters(limit=5, before_id=first[-1]["id"])
+    third = store.dead_letters(limit=5, before_id=second[-1]["id"])
+    assert [row["item_index"] for row in first + second + third] == list(range(12, -1, -1))
+    with pytest.raises(ValueError, match="limit must be at least 1, got 0"):
+        store.dead_letters(limit=0)
+
+
+def test_trim_keeps_exactly_the_newest(store: Store) -> None:
+    store.add_dead_letters([letter(i) for i in range(250)])
+    assert store.trim_dead_letters(500) == 0
+    assert store.trim_dead_letters(100) == 150
+    kept = store.dead_letters(limit=1000)
+    assert [row["item_index"] for row in kept] == list(range(249, 149, -1))
+    assert store.trim_dead_letters(100) == 0
+    # Ids are not reused after a trim, so new letters still sort newest.
+    store.add_dead_letters([letter(1000)])
+    assert store.trim_dead_letters(0) == 101
+    store.add_dead_letters([letter(1001)])
+    assert store.dead_letters()[0]["id"] > kept[0]["id"]
+    with pytest.raises(ValueError, match="max_rows must not be negative, got -1"):
+        store.trim_dead_letters(-1)
+
+
+def test_a_thousand_dead_letters_in_one_quick_batch(store: Store) -> None:
+    letters = [letter(i) for i in range(1000)]
+    started = time.perf_counter()
+    store.add_dead_letters(letters)
+    elapsed = time.perf_counter() - started
+    assert store.count_dead_letters() == 1000
+    assert elapsed < 0.5, f"1000 dead letters took {elapsed * 1000:.0f} ms"
+    store.add_dead_letters([])
+    assert store.count_dead_letters() == 1000
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+def test_upsert_model_inserts_then_replaces_config_keeping_created_at(store: Store) -> None:
+    before = time.time()
+    store.upsert_model("fraud", {"features": {"amount": {"type": "numeric"}}}, "config")
+    store.upsert_model("churn", {}, "registered")
+    (churn, fraud) = store.models()
+    assert fraud["name"] == "fraud" and fraud["source"] == "config"
+    assert fraud["config"] == {"features": {"amount": {"type": "numeric"}}}
+    assert before <= fraud["created_at"] <= time.time()
+    assert churn == {"name": "churn", "created_at": churn["created_at"], "config": {}, "source": "registered"}
+
+    store.upsert_model("fraud", {"features": {}}, "registered")
+    assert store.models()[1] == {
+        "name": "fraud",
+        "created_at": fraud["created_at"],
+        "config": {"features": {}},
+        "source": "registered",
+    }
+
+
+def test_upsert_model_refuses_bad_source_and_unserialisable_config(store: Store) -> None:
+    with pytest.raises(ValueError, match=r"model 'fraud': source must be one of config, registered, got 'yaml'"):
+        store.upsert_model("fraud", {}, "yaml")
+    with pytest.raises(ValueError, match=r"model 'fraud': config is not JSON-serialisable"):
+        store.upsert_model("fraud", {"x": object()}, "config")
+    assert store.models() == []
+
+
+# -- record counts --------------------------------------------------------------------
+
+
+def test_add_counts_inserts_then_adds(store: Store) -> None:
+    store.add_counts(
+        {("fraud", "http"): {"received": 5, "accepted": 4, "rejected": 1}, ("fraud", "kafka"): {"joined": 2}}
+    )
+    store.add_counts(
+        {("fraud", "http"): {"received": 2, "accepted": 2, "labels_joined": 1}, ("churn", "file"): {"received": 0}}
+    )
+    zero = dict.fromkeys(COUNT_COLUMNS, 0)
+    assert store.counts() == {
+        ("fraud", "http"): {**zero, "received": 7, "accepted": 6, "rejected": 1, "labels_joined": 1},
+        ("fraud", "kafka"): {**zero, "joined": 2},
+    }
+    with pytest.raises(ValueError, match=r"unknown counter 'received_total'"):
+        store.add_counts({("fraud", "http"): {"received_total": 1}})
+    with pytest.raises(ValueError, match=r"received must be a non-negative integer, got -1"):
+        store.add_counts({("fraud", "http"): {"received": -1}})
+    assert store.counts()[("fraud", "http")]["received"] == 7
+
+
+def test_add_counts_from_four_threads_is_exact(store: Store) -> None:
+    threads, calls = 4, 250
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        start.wait()  # all threads race for the first INSERT of the shared key
+        try:
+            for _ in range(calls):
+                store.add_counts(
+                    {("fraud", "http"): {"received": 1, "accepted": 1}, ("fraud", f"thread-{n}"): {"joined": 2}}
+                )
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert errors == []
+    counts = store.counts()
+    assert counts[("fraud", "http")]["received"] == threads * calls
+    assert counts[("fraud", "http")]["accepted"] == threads * calls
+    assert [counts[("fraud", f"thread-{n}")]["joined"] for n in range(threads)] == [2 * calls] * threads
+
+
+# -- engine, ping, construction -------------------------------------------------------
+
+
+def test_sqlite_connections_use_wal_and_the_other_pragmas(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'new' / 'folder' / 'monitor.db'}") as store:
+        assert (tmp_path / "new" / "folder" / "monitor.db").is_file()
+        with store.engine.connect() as conn:
+            pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+            assert pragma("journal_mode") == "wal"
+            assert pragma("synchronous") == 1  # NORMAL
+            assert pragma("busy_timeout") == 5000
+            assert pragma("foreign_keys") == 1
+
+
+def test_ping(store: Store) -> None:
+    assert store.ping() is True
+
+
+def test_ping_is_false_for_an_unreachable_sqlite_file(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    # The parent "folder" is a file: it cannot be created, and SQLite cannot open the database.
+    with Store(f"sqlite:///{tmp_path / 'a-file' / 'monitor.db'}", migrate=False) as store:
+        assert store.ping() is False
+
+
+def test_ping_is_false_for_a_postgres_port_nobody_listens_on() -> None:
+    pytest.importorskip("psycopg")
+    with socket.socket() as sock:  # a port that was free a moment ago, so very likely closed now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with Store(
+        f"postgresql+psycopg://monitor:secret@127.0.0.1:{port}/monitor?connect_timeout=1", migrate=False
+    ) as store:
+        started = time.perf_counter()
+        assert store.ping() is False
+        assert time.perf_counter() - started < 2
+        assert "secret" not in store.url
+
+
+def test_migrating_an_unreachable_database_names_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    url = f"sqlite:///{tmp_path / 'a-file' / 'monitor.db'}"
+    with pytest.raises(StoreError, match=rf"cannot upgrade database {url} to revision 'head': .*unable to open"):
+        Store(url)
+
+
+def test_from_settings_honours_auto_migrate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    with Store.from_settings(StorageConfig(url=url, auto_migrate=False)) as store:
+        assert current_revision(store.engine) is None
+        assert sa.inspect(store.engine).get_table_names() == []
+    with Store.from_settings(StorageConfig(url=url)) as store:
+        assert current_revision(store.engine) == "0002_record_counts"
