@@ -1,0 +1,688 @@
+"""Windows of live traffic, counted into a reference's bins and categories, and the policies that cut them.
+
+:class:`WindowLayout` fixes, for one reference profile, what a window counts:
+the reference's numeric bin edges, its top-K categories, the out-of-range bounds
+(given per channel, or the reference min/max widened by ``range_margin`` times
+the reference range; latency bounds never go below 0; a binary score's are
+[0, 1]), the reservoir size and the latency sketch accuracy.
+
+:class:`WindowState` holds fixed-size arrays only, so its memory does not grow with traffic:
+
+* numeric channels: int64 counts per reference bin (finite values only), null,
+  non-finite, wrong-type, below-range and above-range counts, min/max/sum of
+  finite values, and one row reservoir shared by all numeric channels (one RNG
+  draw per row, not per channel).
+* categorical channels: counts per top-K category, ``other`` and ``unseen``.
+  *Unseen is a subset of other*: ``other`` counts every non-null value outside
+  the reference top-K (so ``counts()`` aligns with the reference's
+  ``[top-K..., other]``), and ``unseen`` counts those of them the reference never
+  saw at all (not in its top-K nor in its remembered tail; if the reference's
+  tail was truncated, rare known values may count as unseen).
+* latency: a :class:`~detectors.sketches.QuantileSketch` (in addition to its bins).
+* record count, min/max event timestamp (epoch s), ``late`` records (time windows).
+
+Policies (:class:`Windower` subclasses) take batches and return closed windows:
+
+* :class:`TumblingCountWindows` -- exactly ``size`` records per window; a batch
+  straddling a boundary is split.
+* :class:`TumblingTimeWindows` -- event-time periods ``[origin + k*s, origin + (k+1)*s)``.
+  Records in a batch are grouped by period (a batch may be out of order). A
+  window closes when a record of a later period arrives. If it then holds fewer
+  than ``min_records`` it is *extended* instead of emitted: it keeps counting and
+  its ``end`` moves to the end of the later period, so an emitted window can span
+  several periods (``end - start`` says how many) and tiny windows are never
+  evaluated. Periods without records produce no window. Records of a period
+  before the open window's start (late data) go into the open window and are
+  counted in ``late``.
+* :class:`SlidingWindows` -- panes of ``size / panes`` records or seconds; each
+  time a pane closes, the merge of the last ``panes`` panes is emitted (count
+  panes: only once ``panes`` panes exist; time panes: the panes within the last
+  ``size`` seconds, if they hold at least ``min_records``).
+
+Every window's RNG seed derives from the windower's ``seed`` and the window's
+sequence number, so runs are reproducible, and ``to_bytes``/``from_bytes`` keep
+RNG states: continuing after a restore gives byte-identical windows. State is
+stored with :func:`detectors.sketches.pack` (JSON header + raw arrays, no pickle)
+and can only be restored against the same layout (checked by fingerprint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .columns import LATENCY, NULL, PREDICTION, WRONG_TYPE, Batch
+from .reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from .sketches import QuantileSketch, Reservoir, check_positive_int, pack, unpack
+
+FORMAT_VERSION = 1
+_NULL, _NONFINITE, _WRONG, _BELOW, _ABOVE = range(5)  # rows of WindowState.num_counters
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from non-negative integers (e.g. base seed and window sequence number)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class WindowLayout:
+    """What windows built on ``reference`` count; shared by all windows of one reference."""
+
+    def __init__(
+        self,
+        reference: ReferenceProfile,
+        *,
+        sample_size: int = 10_000,
+        bounds: Mapping[str, tuple[float, float]] | None = None,
+        range_margin: float = 0.1,
+        latency_accuracy: float = 0.01,
+    ) -> None:
+        if not isinstance(reference, ReferenceProfile):
+            raise TypeError(f"reference must be a ReferenceProfile, got {type(reference).__name__}")
+        self.sample_size = check_positive_int("sample_size", sample_size)
+        if not (isinstance(range_margin, (int, float)) and 0 <= range_margin < math.inf):
+            raise ValueError(f"range_margin must be a finite number >= 0, got {range_margin!r}")
+        self.reference = reference
+        self.latency_accuracy = float(latency_accuracy)
+        QuantileSketch(self.latency_accuracy)  # validates the accuracy now, not at the first window
+        chans = reference.channels
+        self.numeric = [k for k, p in chans.items() if isinstance(p, NumericProfile)]
+        self.categorical = [k for k, p in chans.items() if isinstance(p, CategoricalProfile)]
+        self.num_index = {k: j for j, k in enumerate(self.numeric)}
+        self.cat_index = {k: j for j, k in enumerate(self.categorical)}
+        self.edges = [chans[k].edges for k in self.numeric]
+        self.bin_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in self.edges])]).astype(np.int64)
+        # All channels' edges padded with +inf to one (d, B) matrix, so that a batch's bins come
+        # from B vectorised comparisons and one bincount instead of a searchsorted per channel.
+        width = max((e.size for e in self.edges), default=0)
+        self.padded_edges = np.full((len(self.edges), width), np.inf)
+        for j, e in enumerate(self.edges):
+            self.padded_edges[j, : e.size] = e
+        self.flat_to_padded = np.concatenate(
+            [j * (width + 1) + np.arange(e.size + 1) for j, e in enumerate(self.edges)] or [np.empty(0)]
+        ).astype(np.intp)
+        given = dict(bounds or {})
+        unknown = sorted(set(given) - set(self.numeric))
+        if unknown:
+            raise ValueError(f"bounds given for unknown or non-numeric channels: {unknown}")
+        lo, hi = [], []
+        for k in self.numeric:
+            a, b = given[k] if k in given else self._infer_bounds(k, chans[k], float(range_margin))
+            if not a <= b:
+                raise ValueError(f"bounds[{k!r}] must have low <= high, got ({a!r}, {b!r})")
+            lo.append(a)
+            hi.append(b)
+        self.lo, self.hi = np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
+        # category code per value: top-K -> 0..K-1, tail -> K (other), unknown -> K+1 (unseen), None -> K+2
+        self.cat_sizes = [len(chans[k].categories) for k in self.categorical]
+        self.cat_offsets = np.concatenate([[0], np.cumsum([s + 3 for s in self.cat_sizes])]).astype(np.int64)
+        self.cat_maps: list[dict[str | None, int]] = []
+        for k, size in zip(self.categorical, self.cat_sizes, strict=True):
+            p = chans[k]
+            m: dict[str | None, int] = {t: size for t in p.tail}
+            m.update({c: i for i, c in enumerate(p.categories)})
+            m[None] = size + 2
+            self.cat_maps.append(m)
+        self.has_latency = LATENCY in chans
+        ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
+        self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+
+    def _infer_bounds(self, name: str, p: NumericProfile, margin: float) -> tuple[float, float]:
+        schema = self.reference.schema
+        if name == PREDICTION and schema.prediction_kind == "binary":
+            return 0.0, 1.0
+        if not (math.isfinite(p.min) and math.isfinite(p.max)):
+            return -math.inf, math.inf
+        span = p.max - p.min
+        pad = margin * (span if span > 0 else max(abs(p.max), 1.0))
+        lo = p.min - pad
+        return (max(lo, 0.0) if name == LATENCY else lo), p.max + pad
+
+
+class WindowState:
+    """Counts, samples and sketches of the records of one window (see the module docstring)."""
+
+    def __init__(
+        self, layout: WindowLayout, *, seq: int = 0, seed: int = 0, start: float = math.nan, end: float = math.nan
+    ) -> None:
+        self.layout = layout
+        self.seq, self.seed = int(seq), int(seed)
+        self.start, self.end = float(start), float(end)
+        self.n = 0
+        self.late = 0
+        self.min_ts, self.max_ts = math.inf, -math.inf
+        d = len(layout.numeric)
+        self.bin_counts = np.zeros(int(layout.bin_offsets[-1]), dtype=np.int64)
+        self.num_counters = np.zeros((5, d), dtype=np.int64)
+        self.num_min = np.full(d, np.inf)
+        self.num_max = np.full(d, -np.inf)
+        self.num_sum = np.zeros(d)
+        self.cat_counts = np.zeros(int(layout.cat_offsets[-1]), dtype=np.int64)
+        self.cat_wrong = np.zeros(len(layout.categorical), dtype=np.int64)
+        self.reservoir = Reservoir(layout.sample_size, d, self.seed)
+        self.latency = QuantileSketch(layout.latency_accuracy) if layout.has_latency else None
+
+    # ---- updating -------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> None:
+        """Count a batch (columns encoded as in :mod:`detectors.columns`) into this window."""
+        n = len(batch)
+        if n == 0:
+            return
+        lay = self.layout
+        ts = batch.timestamps[np.isfinite(batch.timestamps)]
+        if ts.size:
+            self.min_ts, self.max_ts = min(self.min_ts, float(ts.min())), max(self.max_ts, float(ts.max()))
+        if lay.numeric:
+            self._update_numeric(batch, n)
+        for c, ch in enumerate(lay.categorical):
+            o, size = int(lay.cat_offsets[c]), lay.cat_sizes[c]
+            col = batch.column(ch)
+            if col is None:  # channel absent from the batch: every record is null
+                self.cat_counts[o + size + 2] += n
+                continue
+            if col.dtype.kind not in "OUT":
+                raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
+            get, unseen = lay.cat_maps[c].get, size + 1
+            codes = np.fromiter((get(v, unseen) for v in col), dtype=np.intp, count=n)
+            self.cat_counts[o : o + size + 3] += np.bincount(codes, minlength=size + 3)
+            st = batch.status.get(ch)
+            if st is not None:
+                self.cat_wrong[c] += np.count_nonzero(st == WRONG_TYPE)
+        if self.latency is not None and batch.latency_ms is not None:
+            self.latency.update(batch.latency_ms)
+        self.n += n
+
+    def _update_numeric(self, batch: Batch, n: int) -> None:
+        lay = self.layout
+        d = len(lay.numeric)
+        x = np.empty((d, n))
+        null = np.zeros(d, dtype=np.int64)
+        wrong = np.zeros(d, dtype=np.int64)
+        nan_is_null = np.ones(d, dtype=bool)  # channels without a status array: NaN means null
+        for j, ch in enumerate(lay.numeric):
+            col = batch.column(ch)
+            if col is None:
+                x[j] = np.nan
+                continue
+            if col.dtype.kind not in "fiub":
+                raise TypeError(f"column {ch!r} must be numeric, got dtype {col.dtype}")
+            x[j] = col
+            st = batch.status.get(ch)
+            if st is not None:
+                nan_is_null[j] = False
+                null[j] = np.count_nonzero(st == NULL)
+                wrong[j] = np.count_nonzero(st == WRONG_TYPE)
+        finite = np.isfinite(x)
+        nonfinite = n - np.count_nonzero(finite, axis=1)
+        if nan_is_null.any():
+            null[nan_is_null] = np.count_nonzero(np.isnan(x[nan_is_null]), axis=1)
+        c = self.num_counters
+        c[_NULL] += null
+        c[_WRONG] += wrong
+        c[_NONFINITE] += nonfinite - null - wrong  # null / wrong-type rows hold NaN, so are not finite
+        c[_BELOW] += np.count_nonzero((x < lay.lo[:, None]) & finite, axis=1)
+        c[_ABOVE] += np.count_nonzero((x > lay.hi[:, None]) & finite, axis=1)
+        self.num_min = np.minimum(self.num_min, np.min(x, axis=1, where=finite, initial=np.inf))
+        self.num_max = np.maximum(self.num_max, np.max(x, axis=1, where=finite, initial=-np.inf))
+        self.num_sum += np.sum(x, axis=1, where=finite)
+        # bin of a value = number of edges strictly below it (right-closed bins, as searchsorted 'left')
+        edges = lay.padded_edges
+        width = edges.shape[1]
+        idx = np.zeros((d, n), dtype=np.intp)
+        for k in range(width):
+            idx += x > edges[:, k : k + 1]
+        idx += (np.arange(d, dtype=np.intp) * (width + 1))[:, None]
+        idx[~finite] = d * (width + 1)  # one discard slot for non-finite values
+        counts = np.bincount(idx.ravel(), minlength=d * (width + 1) + 1)
+        self.bin_counts += counts[lay.flat_to_padded]
+        self.reservoir.add(x.T)
+
+    # ---- reading --------------------------------------------------------------------------------
+    def counts(self, channel: str) -> np.ndarray:
+        """Current counts aligned with :meth:`reference_counts`: bins, or ``[top-K..., other]``."""
+        lay = self.layout
+        if channel in lay.num_index:
+            j = lay.num_index[channel]
+            return self.bin_counts[lay.bin_offsets[j] : lay.bin_offsets[j + 1]].copy()
+        o, size = self._cat(channel)
+        slots = self.cat_counts[o : o + size + 3]
+        return np.append(slots[:size], slots[size] + slots[size + 1])
+
+    def reference_counts(self, channel: str) -> np.ndarray:
+        p = self.layout.reference.channels[channel]
+        return p.counts.copy() if isinstance(p, NumericProfile) else p.aligned_counts()
+
+    def sample(self, channel: str) -> np.ndarray:
+        """The window's uniform sample of a numeric channel's finite values."""
+        col = self.reservoir.sample[:, self.layout.num_index[channel]]
+        return col[np.isfinite(col)].copy()
+
+    def quality(self, channel: str) -> dict[str, int]:
+        """Data-quality counts of a channel (numbers of records)."""
+        lay = self.layout
+        if channel in lay.num_index:
+            c = self.num_counters[:, lay.num_index[channel]]
+            return {
+                "count": self.n,
+                "null": int(c[_NULL]),
+                "nonfinite": int(c[_NONFINITE]),
+                "wrong_type": int(c[_WRONG]),
+                "below_range": int(c[_BELOW]),
+                "above_range": int(c[_ABOVE]),
+                "out_of_range": int(c[_BELOW] + c[_ABOVE]),
+            }
+        o, size = self._cat(channel)
+        wrong = int(self.cat_wrong[lay.cat_index[channel]])
+        return {
+            "count": self.n,
+            "null": int(self.cat_counts[o + size + 2]) - wrong,
+            "wrong_type": wrong,
+            "other": int(self.cat_counts[o + size] + self.cat_counts[o + size + 1]),
+            "unseen": int(self.cat_counts[o + size + 1]),
+        }
+
+    def value_range(self, channel: str) -> tuple[float, float]:
+        """(min, max) of the finite values seen; (nan, nan) when none."""
+        j = self.layout.num_index[channel]
+        if not math.isfinite(self.num_min[j]):
+            return math.nan, math.nan
+        return float(self.num_min[j]), float(self.num_max[j])
+
+    def latency_quantiles(self, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> np.ndarray:
+        if self.latency is None:
+            raise ValueError("this reference has no latency channel")
+        return self.latency.quantiles(qs)
+
+    def _cat(self, channel: str) -> tuple[int, int]:
+        if channel not in self.layout.cat_index:
+            raise KeyError(f"unknown channel {channel!r}")
+        c = self.layout.cat_index[channel]
+        return int(self.layout.cat_offsets[c]), self.layout.cat_sizes[c]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the window's arrays (excluding the shared layout)."""
+        arrays = (
+            self.bin_counts,
+            self.num_counters,
+            self.num_min,
+            self.num_max,
+            self.num_sum,
+            self.cat_counts,
+            self.cat_wrong,
+        )
+        return (
+            sum(a.nbytes for a in arrays) + self.reservoir.nbytes + (self.latency.counts.nbytes if self.latency else 0)
+        )
+
+    # ---- merging and storage --------------------------------------------------------------------
+    def merge(self, other: WindowState) -> WindowState:
+        """A new window over both windows' records (counts add; sample uniform over the union)."""
+        if other.layout.fingerprint != self.layout.fingerprint:
+            raise ValueError("cannot merge windows of different layouts (reference or parameters differ)")
+        out = WindowState(
+            self.layout,
+            seq=self.seq,
+            seed=derive_seed(self.seed, other.seed),
+            start=float(np.fmin(self.start, other.start)),
+            end=float(np.fmax(self.end, other.end)),
+        )
+        out.n, out.late = self.n + other.n, self.late + other.late
+        out.min_ts, out.max_ts = min(self.min_ts, other.min_ts), max(self.max_ts, other.max_ts)
+        for name in ("bin_counts", "num_counters", "num_sum", "cat_counts", "cat_wrong"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.num_min, out.num_max = np.fmin(self.num_min, other.num_min), np.fmax(self.num_max, other.num_max)
+        out.reservoir = self.reservoir.merge(other.reservoir, seed=out.seed)
+        if self.latency is not None and other.latency is not None:
+            out.latency = self.latency.merge(other.latency)
+        return out
+
+    def copy(self) -> WindowState:
+        """An independent copy (same counts, sample and RNG state)."""
+        return WindowState.from_bytes(self.to_bytes(), self.layout)
+
+    def to_bytes(self) -> bytes:
+        rh, ra = self.reservoir.state()
+        header: dict[str, Any] = {
+            "kind": "window",
+            "format_version": FORMAT_VERSION,
+            "layout": self.layout.fingerprint,
+            "seq": self.seq,
+            "seed": self.seed,
+            "start": self.start,
+            "end": self.end,
+            "n": self.n,
+            "late": self.late,
+            "min_ts": self.min_ts,
+            "max_ts": self.max_ts,
+            "reservoir": rh,
+        }
+        arrays = {
+            "bins": self.bin_counts,
+            "num_counters": self.num_counters,
+            "num_min": self.num_min,
+            "num_max": self.num_max,
+            "num_sum": self.num_sum,
+            "cat_counts": self.cat_counts,
+            "cat_wrong": self.cat_wrong,
+            "res.rows": ra["rows"],
+        }
+        if self.latency is not None:
+            lh, la = self.latency.state()
+            header["latency"] = lh
+            arrays.update({"lat.slots": la["slots"], "lat.counts": la["counts"]})
+        return pack(header, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, layout: WindowLayout) -> WindowState:
+        h, a = unpack(data)
+        if h.get("kind") != "window" or h.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"not a window of format {FORMAT_VERSION}: kind={h.get('kind')!r}, "
+                f"format_version={h.get('format_version')!r}"
+            )
+        if h["layout"] != layout.fingerprint:
+            raise ValueError(f"window was saved with layout {h['layout']}, not {layout.fingerprint}")
+        out = cls(layout, seq=h["seq"], seed=h["seed"], start=h["start"], end=h["end"])
+        out.n, out.late, out.min_ts, out.max_ts = h["n"], h["late"], h["min_ts"], h["max_ts"]
+        for attr, key in (
+            ("bin_counts", "bins"),
+            ("num_counters", "num_counters"),
+            ("num_min", "num_min"),
+            ("num_max", "num_max"),
+            ("num_sum", "num_sum"),
+            ("cat_counts", "cat_counts"),
+            ("cat_wrong", "cat_wrong"),
+        ):
+            if a[key].shape != getattr(out, attr).shape:
+                raise ValueError(f"window array {key!r} has shape {a[key].shape}, expected {getattr(out, attr).shape}")
+            setattr(out, attr, a[key])
+        out.reservoir = Reservoir.from_state(h["reservoir"], {"rows": a["res.rows"]})
+        if "latency" in h:
+            out.latency = QuantileSketch.from_state(h["latency"], {"slots": a["lat.slots"], "counts": a["lat.counts"]})
+        return out
+
+
+# ---- windowing policies -------------------------------------------------------------------------
+class Windower:
+    """Base of the windowing policies: ``update(batch)`` returns the windows that closed, oldest first."""
+
+    policy: ClassVar[str] = ""
+
+    def __init__(self, layout: WindowLayout, *, seed: int = 0) -> None:
+        if not isinstance(layout, WindowLayout):
+            raise TypeError(f"layout must be a WindowLayout, got {type(layout).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.layout, self.seed = layout, int(seed)
+        self._next_seq = 0
+        self._open: WindowState | None = None
+
+    @property
+    def open_window(self) -> WindowState | None:
+        """The window still collecting records, if any (read-only use)."""
+        return self._open
+
+    def _new_window(self, start: float = math.nan, end: float = math.nan) -> WindowState:
+        seq = self._next_seq
+        self._next_seq += 1
+        return WindowState(self.layout, seq=seq, seed=derive_seed(self.seed, seq), start=start, end=end)
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        raise NotImplementedError
+
+    def flush(self) -> WindowState | None:
+        """Close and return the open window whatever its size (None if it has no records)."""
+        w, self._open = self._open, None
+        return w if w is not None and w.n else None
+
+    def _params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        return {}, ({} if self._open is None else {"open": self._open.to_bytes()})
+
+    def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
+        if "open" in parts:
+            self._open = WindowState.from_bytes(parts["open"], self.layout)
+
+    def to_bytes(self) -> bytes:
+        """Checkpoint of the policy, its counters and its open window(s)."""
+        state, parts = self._state()
+        header = {
+            "kind": "windower",
+            "format_version": FORMAT_VERSION,
+            "policy": self.policy,
+            "layout": self.layout.fingerprint,
+            "seed": self.seed,
+            "next_seq": self._next_seq,
+            "params": self._params(),
+            "state": state,
+        }
+        return pack(header, {k: np.frombuffer(v, dtype=np.uint8) for k, v in parts.items()})
+
+    @staticmethod
+    def from_bytes(data: bytes, layout: WindowLayout) -> Windower:
+        h, a = unpack(data)
+        if h.get("kind") != "windower" or h.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a windower of format {FORMAT_VERSION}: kind={h.get('kind')!r}")
+        if h["layout"] != layout.fingerprint:
+            raise ValueError(f"windower was saved with layout {h['layout']}, not {layout.fingerprint}")
+        policies: dict[str, type[Windower]] = {
+            c.policy: c for c in (TumblingCountWindows, TumblingTimeWindows, SlidingWindows)
+        }
+        if h["policy"] not in policies:
+            raise ValueError(f"unknown windowing policy {h['policy']!r}")
+        out = policies[h["policy"]](layout, seed=h["seed"], **h["params"])
+        out._next_seq = int(h["next_seq"])
+        out._restore(h["state"], {k: v.tobytes() for k, v in a.items()})
+        return out
+
+
+class TumblingCountWindows(Windower):
+    """Windows of exactly ``size`` records; ``start``/``end`` are their first/last event times."""
+
+    policy = "tumbling_count"
+
+    def __init__(self, layout: WindowLayout, size: int, *, seed: int = 0) -> None:
+        super().__init__(layout, seed=seed)
+        self.size = check_positive_int("size", size)
+
+    def _params(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        closed: list[WindowState] = []
+        i, n = 0, len(batch)
+        while i < n:
+            if self._open is None:
+                self._open = self._new_window()
+            take = min(self.size - self._open.n, n - i)
+            self._open.update(batch if take == n else batch.select(slice(i, i + take)))
+            i += take
+            if self._open.n == self.size:
+                closed.append(self._close(self._open))
+                self._open = None
+        return closed
+
+    def flush(self) -> WindowState | None:
+        w = super().flush()
+        return None if w is None else self._close(w)
+
+    @staticmethod
+    def _close(w: WindowState) -> WindowState:
+        w.start, w.end = w.min_ts, w.max_ts
+        return w
+
+
+class TumblingTimeWindows(Windower):
+    """Event-time windows of ``seconds``; windows under ``min_records`` are extended (module docstring)."""
+
+    policy = "tumbling_time"
+
+    def __init__(
+        self, layout: WindowLayout, seconds: float, min_records: int, *, origin: float = 0.0, seed: int = 0
+    ) -> None:
+        super().__init__(layout, seed=seed)
+        if not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
+            raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
+        if not (isinstance(origin, (int, float)) and math.isfinite(origin)):
+            raise ValueError(f"origin must be a finite epoch time in seconds, got {origin!r}")
+        self.seconds, self.origin = float(seconds), float(origin)
+        self.min_records = check_positive_int("min_records", min_records)
+        self._first_period = self._end_period = 0  # the open window covers [first, end) periods
+
+    def _params(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "min_records": self.min_records, "origin": self.origin}
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        _, parts = super()._state()
+        return {"first": self._first_period, "end": self._end_period}, parts
+
+    def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
+        super()._restore(state, parts)
+        self._first_period, self._end_period = int(state["first"]), int(state["end"])
+
+    def _open_for(self, period: int) -> None:
+        self._first_period, self._end_period = period, period + 1
+        self._open = self._new_window(self.origin + period * self.seconds, self.origin + (period + 1) * self.seconds)
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        if len(batch) == 0:
+            return []
+        ts = batch.timestamps
+        if not np.isfinite(ts).all():
+            raise ValueError("time windows need finite timestamps in every record")
+        periods = np.floor((ts - self.origin) / self.seconds).astype(np.int64)
+        order = np.argsort(periods, kind="stable")
+        sorted_periods = periods[order]
+        values, starts = np.unique(sorted_periods, return_index=True)
+        bounds = np.append(starts, len(batch))
+        closed: list[WindowState] = []
+        for g, period in enumerate(values.tolist()):
+            if self._open is None:
+                self._open_for(period)
+            elif period >= self._end_period:
+                if self._open.n >= self.min_records:
+                    closed.append(self._open)
+                    self._open_for(period)
+                else:  # too few records to evaluate: extend the window over the new period
+                    self._end_period = period + 1
+                    self._open.end = self.origin + self._end_period * self.seconds
+            assert self._open is not None
+            rows = order[bounds[g] : bounds[g + 1]]
+            if period < self._first_period:
+                self._open.late += rows.size
+            # a stable sort keeps each period's rows in arrival order
+            self._open.update(batch if rows.size == len(batch) else batch.select(rows))
+        return closed
+
+
+class SlidingWindows(Windower):
+    """Windows of the last ``size`` records/seconds, made of ``panes`` panes, emitted whenever a pane closes."""
+
+    policy = "sliding"
+
+    def __init__(
+        self,
+        layout: WindowLayout,
+        size: float,
+        panes: int,
+        *,
+        unit: str = "records",
+        min_records: int = 1,
+        origin: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(layout, seed=seed)
+        self.panes = check_positive_int("panes", panes)
+        self.min_records = check_positive_int("min_records", min_records)
+        self.unit, self.origin = unit, float(origin)
+        if unit == "records":
+            self.size = check_positive_int("size", size)
+            if self.size % self.panes:
+                raise ValueError(f"size must be a multiple of panes for unit='records', got size={size}, panes={panes}")
+            self._inner: Windower = TumblingCountWindows(layout, self.size // self.panes, seed=derive_seed(seed, 1))
+        elif unit == "seconds":
+            if not (isinstance(size, (int, float)) and 0 < size < math.inf):
+                raise ValueError(f"size must be a positive finite number of seconds, got {size!r}")
+            self.size = float(size)
+            self._inner = TumblingTimeWindows(
+                layout, self.size / self.panes, 1, origin=origin, seed=derive_seed(seed, 1)
+            )
+        else:
+            raise ValueError(f"unit must be 'records' or 'seconds', got {unit!r}")
+        self._panes: deque[WindowState] = deque(maxlen=self.panes)
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "panes": self.panes,
+            "unit": self.unit,
+            "min_records": self.min_records,
+            "origin": self.origin,
+        }
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        parts = {"inner": self._inner.to_bytes()}
+        parts.update({f"pane{i}": p.to_bytes() for i, p in enumerate(self._panes)})
+        return {"panes": len(self._panes)}, parts
+
+    def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
+        self._inner = Windower.from_bytes(parts["inner"], self.layout)
+        self._panes.extend(WindowState.from_bytes(parts[f"pane{i}"], self.layout) for i in range(state["panes"]))
+
+    @property
+    def open_window(self) -> WindowState | None:
+        return self._inner.open_window
+
+    def _merged(self) -> WindowState:
+        panes = list(self._panes)
+        if len(panes) == 1:
+            return panes[0].copy()  # the caller relabels it; the retained pane must stay as it is
+        merged = panes[0].merge(panes[1])
+        for p in panes[2:]:
+            merged = merged.merge(p)
+        return merged
+
+    def _emit(self, end: float) -> WindowState | None:
+        if self.unit == "seconds":
+            while self._panes and self._panes[0].start < end - self.size - 1e-9 * self.size:
+                self._panes.popleft()
+        elif len(self._panes) < self.panes:
+            return None  # warming up: fewer than `panes` panes so far
+        merged = self._merged()
+        if merged.n < self.min_records:
+            return None
+        merged.seq = self._next_seq
+        self._next_seq += 1
+        if self.unit == "seconds":
+            merged.start, merged.end = end - self.size, end
+        return merged
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        out = []
+        for pane in self._inner.update(batch):
+            self._panes.append(pane)
+            w = self._emit(pane.end)
+            if w is not None:
+                out.append(w)
+        return out
+
+    def flush(self) -> WindowState | None:
+        """Close the partial pane and return the window of the retained panes (no warm-up or size check)."""
+        pane = self._inner.flush()
+        if pane is not None:
+            self._panes.append(pane)
+        if not self._panes:
+            return None
+        merged = self._merged()
+        merged.seq = self._next_seq
+        self._next_seq += 1
+        self._panes.clear()
+        return merged
