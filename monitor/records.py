@@ -141,7 +141,7 @@ class Validator:
 
     def _record(self, item: Any, received_at: float) -> Record:
         if not isinstance(item, dict):
-            raise Invalid("", Reason.NOT_AN_OBJECT, f"a record must be a JSON object, got {_json_type(item)}")
+            raise Invalid("", Reason.NOT_AN_OBJECT, f"a record must be a JSON object, got {json_type(item)}")
         unknown = item.keys() - self._field_set
         if unknown:
             name = sorted(unknown)[0]
@@ -182,7 +182,7 @@ class Validator:
         if value is None:
             raise Invalid("model", Reason.MISSING_FIELD, "model is required")
         if not isinstance(value, str) or not value:
-            raise Invalid("model", Reason.WRONG_TYPE, f"must be a non-empty string, got {_json_type(value)}")
+            raise Invalid("model", Reason.WRONG_TYPE, f"must be a non-empty string, got {json_type(value)}")
         if len(value) > MAX_MODEL_NAME:
             raise Invalid("model", Reason.TOO_LONG, f"must be at most {MAX_MODEL_NAME} characters, got {len(value)}")
         if value not in self.known_models:
@@ -207,7 +207,7 @@ class Validator:
         if allow_number and isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if not isinstance(value, str):
-            raise Invalid(path, Reason.WRONG_TYPE, f"must be a string, got {_json_type(value)}")
+            raise Invalid(path, Reason.WRONG_TYPE, f"must be a string, got {json_type(value)}")
         if len(value) > limit:
             raise Invalid(path, Reason.TOO_LONG, f"must be at most {limit} characters, got {len(value)}")
         return value
@@ -220,7 +220,7 @@ class Validator:
     def _inputs(self, inputs: Any) -> dict[str, Any]:
         if not isinstance(inputs, dict):
             raise Invalid(
-                "inputs", Reason.WRONG_TYPE, f"must be an object of feature -> value, got {_json_type(inputs)}"
+                "inputs", Reason.WRONG_TYPE, f"must be an object of feature -> value, got {json_type(inputs)}"
             )
         if len(inputs) > self.limits.max_inputs_per_record:
             raise Invalid(
@@ -243,7 +243,7 @@ class Validator:
             raise Invalid(
                 f"inputs.{name}",
                 Reason.WRONG_TYPE,
-                f"must be a number, string, boolean or null, got {_json_type(value)}",
+                f"must be a number, string, boolean or null, got {json_type(value)}",
             )
         for name in inputs:
             if len(name) > max_len:
@@ -284,18 +284,18 @@ class Validator:
             if path == "prediction"
             else "a number, string or boolean"
         )
-        raise Invalid(path, Reason.WRONG_TYPE, f"must be {expected}, got {_json_type(value)}")
+        raise Invalid(path, Reason.WRONG_TYPE, f"must be {expected}, got {json_type(value)}")
 
     def _segment(self, segment: Any) -> dict[str, str]:
         if not isinstance(segment, dict):
             raise Invalid(
-                "segment", Reason.WRONG_TYPE, f"must be an object of tag -> string, got {_json_type(segment)}"
+                "segment", Reason.WRONG_TYPE, f"must be an object of tag -> string, got {json_type(segment)}"
             )
         if len(segment) > 16:
             raise Invalid("segment", Reason.TOO_MANY, f"at most 16 tags, got {len(segment)}")
         for name, value in segment.items():
             if not isinstance(value, str):
-                raise Invalid(f"segment.{name}", Reason.WRONG_TYPE, f"must be a string, got {_json_type(value)}")
+                raise Invalid(f"segment.{name}", Reason.WRONG_TYPE, f"must be a string, got {json_type(value)}")
             if len(value) > self.limits.max_string_length:
                 raise Invalid(
                     f"segment.{name}", Reason.TOO_LONG, f"must be at most {self.limits.max_string_length} characters"
@@ -325,14 +325,14 @@ def parse_timestamp(value: Any, path: str) -> float:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
-    raise Invalid(path, Reason.WRONG_TYPE, f"must be epoch seconds or an ISO 8601 string, got {_json_type(value)}")
+    raise Invalid(path, Reason.WRONG_TYPE, f"must be epoch seconds or an ISO 8601 string, got {json_type(value)}")
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON name of a decoded value's type, for messages."""
     if value is None:
         return "null"
