@@ -148,7 +148,9 @@ def test_rejections_are_counted_and_dead_lettered(clock: Clock) -> None:
     result = pipeline.ingest([complete(1)], rejections, "http", raw_bytes=b"raw")
     assert result.accepted == 1 and len(result.rejected) == 2
     # Unknown model names never become label values.
-    assert value(registry, "monitor_records_rejected_total", model="_unknown", source="http", reason="unknown_model") == 1
+    assert (
+        value(registry, "monitor_records_rejected_total", model="_unknown", source="http", reason="unknown_model") == 1
+    )
     assert value(registry, "monitor_records_rejected_total", model="m", source="http", reason="wrong_type") == 1
     assert value(registry, "monitor_records_received_total", model="m", source="http") == 2
     assert [(x.rejection.index, x.source, x.raw_bytes) for x in letters] == [(0, "http", b"raw"), (1, "http", b"raw")]

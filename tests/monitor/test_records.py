@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -40,7 +40,7 @@ def test_full_record(validator: Validator) -> None:
         },
     )  # fmt: skip
     assert record.model == "fraud" and record.version == "3" and record.id == "17"
-    assert record.timestamp == datetime(2024, 5, 1, 12, tzinfo=timezone.utc).timestamp()
+    assert record.timestamp == datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp()
     assert record.inputs == {"amount": 12.5, "country": "fr", "new": True}
     assert record.has_prediction and record.prediction == {"yes": 0.25, "no": 0.75}
     assert record.has_label and record.label == "no"
@@ -53,7 +53,7 @@ def test_defaults_and_partials(validator: Validator) -> None:
     assert record.timestamp == NOW and record.id is None and record.has_prediction and record.prediction == 0
     assert ok(validator, {"model": "fraud", "id": "x", "label": False}).has_label
     naive = ok(validator, {"model": "fraud", "id": "x", "label": 1, "timestamp": "2024-05-01T12:00:00"})
-    assert naive.timestamp == datetime(2024, 5, 1, 12, tzinfo=timezone.utc).timestamp()
+    assert naive.timestamp == datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp()
     assert ok(validator, {"model": "fraud", "id": "x", "label": 1, "timestamp": 1.5}).timestamp == 1.5
 
 
