@@ -97,6 +97,115 @@ class Metrics:
         self.label_buffer_records = Gauge(
             "monitor_label_buffer_records", "Predictions waiting for their label.", registry=r
         )
+        # Detector results: the latest evaluated window of each model.
+        self.windows_evaluated = Counter(
+            "monitor_windows_evaluated_total",
+            "Windows closed and evaluated, by kind (drift, performance).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.window_records = Gauge(
+            "monitor_window_records", "Records in the latest evaluated window.", ["model"], registry=r
+        )
+        self.window_end = Gauge(
+            "monitor_window_end_timestamp_seconds",
+            "Event time at the end of the latest evaluated window.",
+            ["model"],
+            registry=r,
+        )
+        self.reference_version = Gauge(
+            "monitor_reference_version",
+            "Version number of the reference the model is compared with.",
+            ["model"],
+            registry=r,
+        )
+        self.feature_drift_score = Gauge(
+            "monitor_feature_drift_score",
+            "Effect size of the latest window against the reference (unit of the method: reference SDs for wasserstein_normed, a distance for jensenshannon).",
+            ["model", "feature", "method"],
+            registry=r,
+        )
+        self.feature_drift_pvalue = Gauge(
+            "monitor_feature_drift_pvalue",
+            "p-value of the latest window's two-sample test, adjusted for multiple testing across the model's features.",
+            ["model", "feature", "method"],
+            registry=r,
+        )
+        self.feature_drift = Gauge(
+            "monitor_feature_drift",
+            "1 when the feature drifted in the latest window (significant and large enough).",
+            ["model", "feature"],
+            registry=r,
+        )
+        self.drifted_features = Gauge(
+            "monitor_drifted_features", "Features that drifted in the latest window.", ["model"], registry=r
+        )
+        self.dataset_drift_share = Gauge(
+            "monitor_dataset_drift_share",
+            "Share of the evaluated features that drifted in the latest window.",
+            ["model"],
+            registry=r,
+        )
+        self.dataset_drift = Gauge(
+            "monitor_dataset_drift",
+            "1 when the drifted share reached the dataset-drift threshold.",
+            ["model"],
+            registry=r,
+        )
+        self.prediction_drift_score = Gauge(
+            "monitor_prediction_drift_score",
+            "Effect size of the prediction distribution's change.",
+            ["model", "method"],
+            registry=r,
+        )
+        self.prediction_drift_pvalue = Gauge(
+            "monitor_prediction_drift_pvalue",
+            "p-value of the prediction distribution's test.",
+            ["model", "method"],
+            registry=r,
+        )
+        self.prediction_drift = Gauge(
+            "monitor_prediction_drift",
+            "1 when the prediction distribution drifted in the latest window.",
+            ["model"],
+            registry=r,
+        )
+        self.quality_ratio = Gauge(
+            "monitor_quality_ratio",
+            "Share of the latest window's records failing a data-quality check (out_of_range, null_increase, non_finite, wrong_type, unseen).",
+            ["model", "feature", "check"],
+            registry=r,
+        )
+        self.quality_breach = Gauge(
+            "monitor_quality_breach",
+            "1 when a data-quality rate is over its threshold.",
+            ["model", "feature", "check"],
+            registry=r,
+        )
+        self.latency = Gauge(
+            "monitor_model_latency_seconds",
+            "Model latency quantiles in the latest window (from a sketch, 1% relative error).",
+            ["model", "quantile"],
+            registry=r,
+        )
+        self.latency_slo_breach = Gauge(
+            "monitor_latency_slo_breach",
+            "1 when the configured latency quantile is over the SLO.",
+            ["model"],
+            registry=r,
+        )
+        self.performance = Gauge(
+            "monitor_performance",
+            "Model performance in the latest labelled window (accuracy, roc_auc, f1, mae, ...).",
+            ["model", "metric"],
+            registry=r,
+        )
+        self.performance_degraded = Gauge(
+            "monitor_performance_degraded",
+            "1 when a performance metric dropped more than allowed below the reference's.",
+            ["model"],
+            registry=r,
+        )
         # HTTP.
         self.request_duration = Histogram(
             "monitor_http_request_duration_seconds",

@@ -32,8 +32,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor.records import Invalid, Reason
-from monitor.records import json_type
+from monitor.records import Invalid, Reason, json_type
 from monitor.settings import LimitsConfig, PredictionConfig
 
 V2_DATATYPES = frozenset(

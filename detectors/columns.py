@@ -420,3 +420,9 @@ def _frame_values(col: pd.Series) -> np.ndarray | list[Any]:
         # nullable extension dtypes (Int64, Float64, boolean): pd.NA -> NaN (null)
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     return _frame_list(col)
+
+
+def channel_name(channel: str) -> str:
+    """How a channel is named to people (metric labels, API rows): features by their
+    name, the reserved channels as ``prediction`` and ``latency_ms``."""
+    return {PREDICTION: "prediction", LATENCY: "latency_ms"}.get(channel, channel)

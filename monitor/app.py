@@ -25,12 +25,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.metrics import Metrics
+from alerts.publish import MetricsSink
 from collectors import http
+from monitor import api_models
 from monitor.auth import TokenChecker, require
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.records import Validator
+from monitor.references import load_references, reference_saver
 from monitor.responses import JSONResponse
 from monitor.settings import Settings, load_settings
+from monitor.sinks import StoreSink
 from monitor.store import DeadLetter, Store
 
 log = logging.getLogger(__name__)
@@ -131,6 +135,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name, config in settings.models.items():
             store.upsert_model(name, config.model_dump(), "config")
+        await asyncio.to_thread(load_references, pipeline, store)
         task = asyncio.create_task(_housekeeping(app))
         try:
             yield
@@ -152,7 +157,13 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )
-    pipeline = Pipeline(settings, metrics, dead_letters=_store_dead_letters(store, metrics))
+    pipeline = Pipeline(
+        settings,
+        metrics,
+        dead_letters=_store_dead_letters(store, metrics),
+        sinks=[StoreSink(store), MetricsSink(metrics)],
+        save_reference=reference_saver(store),
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.store = store
@@ -163,6 +174,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     )
     app.add_middleware(RequestTimer, metrics=metrics)
     app.include_router(http.router)
+    app.include_router(api_models.router)
     _add_service_routes(app)
 
     @app.exception_handler(RequestValidationError)

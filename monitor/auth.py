@@ -11,7 +11,7 @@ which token (or how much of one) matched.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request
 
@@ -56,12 +56,13 @@ class TokenChecker:
             )
 
 
-def require(scope: str) -> Callable[[Request], None]:
+def require(scope: str) -> Callable[[Request], Awaitable[None]]:
     """A FastAPI dependency that enforces ``scope`` with the app's TokenChecker."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
 
-    def dependency(request: Request) -> None:
+    # async: a plain def would be run in the thread pool on every request (~0.25 ms).
+    async def dependency(request: Request) -> None:
         request.app.state.tokens.check(request, scope)
 
     return dependency

@@ -12,7 +12,9 @@ import logging.config
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from monitor import cli_reference
 from monitor.logs import log_config
 from monitor.settings import ConfigError, Settings, load_settings
 
@@ -82,6 +84,42 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from collectors.files import TableColumns
+    from monitor.replay import print_json, print_table, replay
+
+    settings = _load(args.config)
+    logging.basicConfig(level=logging.WARNING)
+    columns = TableColumns(
+        prediction=args.prediction_column,
+        latency_ms=args.latency_column,
+        id=args.id_column,
+        timestamp=args.timestamp_column,
+    )
+    try:
+        collected, rejected = replay(
+            settings,
+            args.model,
+            Path(args.file),
+            columns,
+            labels=Path(args.labels) if args.labels else None,
+            label_id_column=args.id_column,
+            label_column=args.label_column,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except (ValueError, OSError) as exc:
+        print(f"monitor replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print_json(collected, sys.stdout)
+    else:
+        window = settings.models[args.model].window
+        print_table(collected, sys.stdout, window.size if window.kind == "count" else None)
+    if rejected:
+        print(f"{rejected} row(s) rejected by validation", file=sys.stderr)
+    return 0
+
+
 def _redact(url: str) -> str:
     """A storage URL without its password, for logs."""
     from sqlalchemy.engine import make_url
@@ -109,6 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade = db_commands.add_parser("upgrade", help="apply Alembic migrations up to the latest revision")
     db_upgrade.add_argument("--config", required=True)
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+    cli_reference.add_commands(commands)
+
+    rep = commands.add_parser("replay", help="evaluate a file against a model's reference, offline")
+    rep.add_argument("file", help="CSV, Parquet or JSONL (optionally .gz) with one row per prediction")
+    rep.add_argument("--model", required=True)
+    rep.add_argument("--config", required=True)
+    rep.add_argument("--labels", help="a file of delayed labels (id and label columns) for performance windows")
+    rep.add_argument("--prediction-column", default="prediction")
+    rep.add_argument("--latency-column")
+    rep.add_argument("--id-column", default="id")
+    rep.add_argument("--timestamp-column", default="timestamp")
+    rep.add_argument("--label-column", default="label", help="the label column of --labels")
+    rep.add_argument("--json", action="store_true", help="print the results as JSON")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.set_defaults(func=cmd_replay)
     return parser
 
 

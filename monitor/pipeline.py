@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alerts.metrics import UNKNOWN_MODEL, Metrics
+from detectors.reference import ReferenceProfile
 from monitor.joins import JoinBuffer, LabelBuffer
+from monitor.model_state import ModelState, ReferenceSaver, ResultSink
 from monitor.records import Record, Rejection
 from monitor.settings import ModelConfig, Settings
 
@@ -66,32 +68,12 @@ class IngestResult:
 
 
 @dataclass
-class ModelState:
-    """Per-model state behind the pipeline. For now it counts what it is shown; the
-    detectors' windows plug in here."""
-
-    name: str
-    config: ModelConfig
-    records: int = 0
-    incomplete: int = 0
-    labelled: int = 0
-
-    def observe(self, records: Sequence[Record], complete: bool) -> None:
-        if complete:
-            self.records += len(records)
-        else:
-            self.incomplete += len(records)
-
-    def observe_labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
-        """``(prediction, label, prediction timestamp)`` triples for performance checks."""
-        self.labelled += len(pairs)
-
-
-@dataclass
 class _Routed:
     """Records of one ingest call, grouped by model before they reach model state."""
 
     complete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
+    # Predictions pushed out of the label buffer unlabelled, per model (counted once per call).
+    labels_lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     incomplete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
     labels: dict[str, list[tuple[Any, Any, float]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -105,16 +87,20 @@ class Pipeline:
         metrics: Metrics,
         dead_letters: DeadLetterSink | None = None,
         clock: Callable[[], float] = time.time,
+        sinks: Sequence[ResultSink] = (),
+        save_reference: ReferenceSaver | None = None,
     ):
         self.settings = settings
         self.metrics = metrics
         self._dead_letters = dead_letters
         self._clock = clock
+        self._sinks = list(sinks)
+        self._save_reference = save_reference
         self._lock = threading.Lock()
         self._joins = JoinBuffer(settings.limits.join_buffer_size, settings.limits.join_ttl_seconds)
         self._labels = LabelBuffer(settings.limits.label_buffer_size, settings.limits.label_ttl_seconds)
         self.models: dict[str, ModelState] = {
-            name: ModelState(name, config) for name, config in settings.models.items()
+            name: ModelState(name, config, self._sinks, save_reference) for name, config in settings.models.items()
         }
         # Model name -> config, including models registered from traffic; collectors and
         # the validator read it to know which models exist.
@@ -182,6 +168,17 @@ class Pipeline:
                 for name, value in values.items():
                     target[name] += value
 
+    def set_reference(self, model: str, profile: ReferenceProfile, summary: dict[str, Any] | None = None) -> None:
+        """A new reference for ``model``: its windows start over against it."""
+        with self._lock:
+            self.models[model].set_reference(profile, summary)
+
+    def flush_windows(self) -> None:
+        """Evaluate every model's open window whatever its size (end of a replay)."""
+        with self._lock:
+            for state in self.models.values():
+                state.flush()
+
     @property
     def buffered(self) -> int:
         return len(self._joins)
@@ -193,7 +190,7 @@ class Pipeline:
             log.info("registering model %r seen in traffic", model)
             config = ModelConfig()
             self.configs[model] = config
-            self.models[model] = ModelState(model, config)
+            self.models[model] = ModelState(model, config, self._sinks, self._save_reference)
 
     def _route(self, record: Record, now: float, routed: _Routed) -> int:
         """Join or forward one record; returns 1 if it was a duplicate."""
@@ -207,7 +204,6 @@ class Pipeline:
             if record.has_label and not awaiting.labelled and record.inputs is None and not record.has_prediction:
                 awaiting.labelled = True
                 routed.labels[model].append((awaiting.prediction, record.label, awaiting.timestamp))
-                self._delta(model, PIPELINE_SOURCE, "labels_joined")
                 return 0
             self._duplicate(model)
             return 1
@@ -228,13 +224,11 @@ class Pipeline:
 
     def _complete(self, record: Record, now: float, routed: _Routed) -> None:
         routed.complete[record.model].append(record)
-        self._delta(record.model, PIPELINE_SOURCE, "joined")
         if record.has_label:
             routed.labels[record.model].append((record.prediction, record.label, record.timestamp))
-            self._delta(record.model, PIPELINE_SOURCE, "labels_joined")
         if record.id is not None:
             for key in self._labels.remember(record, now):
-                self.metrics.label_buffer_evicted.labels(key[0]).inc()
+                routed.labels_lost[key[0]] += 1
 
     def _release(self, record: Record, routed: _Routed) -> None:
         """A partial record leaves the join buffer without its counterpart."""
@@ -251,18 +245,22 @@ class Pipeline:
         for record in self._joins.expire(now):
             self._release(record, routed)
         for key in self._labels.expire(now):
-            self.metrics.label_buffer_evicted.labels(key[0]).inc()
+            routed.labels_lost[key[0]] += 1
 
     def _deliver(self, routed: _Routed) -> None:
         m = self.metrics
         for model, records in routed.complete.items():
             self.models[model].observe(records, complete=True)
             m.records_joined.labels(model).inc(len(records))
+            self._delta(model, PIPELINE_SOURCE, "joined", len(records))
         for model, records in routed.incomplete.items():
             self.models[model].observe(records, complete=False)
         for model, pairs in routed.labels.items():
             self.models[model].observe_labels(pairs)
             m.labels_joined.labels(model).inc(len(pairs))
+            self._delta(model, PIPELINE_SOURCE, "labels_joined", len(pairs))
+        for model, lost in routed.labels_lost.items():
+            m.label_buffer_evicted.labels(model).inc(lost)
         m.join_buffer_records.set(len(self._joins))
         m.label_buffer_records.set(len(self._labels))
 

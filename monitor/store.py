@@ -1,4 +1,5 @@
-"""The service's database: monitored models, dead letters and persisted record counts.
+"""The service's database: monitored models, dead letters, persisted record counts, and
+(through :mod:`monitor.store_results`) reference profiles and detector results.
 
 :class:`Store` is the only place the rest of the service touches the database. Its
 methods are synchronous, short and thread-safe (each takes a pooled connection for one
@@ -28,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from monitor import store_tables as t
+from monitor.store_results import ResultsStore
 from monitor.store_tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
 
 if TYPE_CHECKING:
@@ -162,8 +164,10 @@ def head_revision() -> str:
     return head
 
 
-class Store:
-    """Typed access to the service's tables. Create one per process and share it between threads."""
+class Store(ResultsStore):
+    """Typed access to the service's tables. Create one per process and share it between threads.
+
+    References and detector results: see :class:`monitor.store_results.ResultsStore`."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self._engine = make_engine(url)

@@ -41,6 +41,10 @@ SOURCE_LENGTH = 32
 REASON_LENGTH = 64
 MODEL_NAME_LENGTH = 256
 MAX_TEXT = 4_096  # path and message are ours and short; a bound keeps a bug from bloating rows
+VERSION_LENGTH = 64
+RESULT_KIND_LENGTH = 32
+METHOD_LENGTH = 64
+REFERENCE_SOURCES = ("upload", "file", "first_records", "cli")
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -88,6 +92,50 @@ record_counts = sa.Table(
     *(sa.Column(name, sa.BigInteger(), nullable=False, server_default=sa.text("0")) for name in COUNT_COLUMNS),
     sa.Column("updated_at", sa.Double(), nullable=False),
     sa.PrimaryKeyConstraint("model", "source", name="pk_record_counts"),
+)
+
+# Reference profiles per model: versions "1", "2", ... (assigned by the store), one active.
+references = sa.Table(
+    "references",
+    metadata,
+    sa.Column("id", sa.Integer(), nullable=False, autoincrement=True),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("version", sa.String(VERSION_LENGTH), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("source", sa.String(SOURCE_LENGTH), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("profile", sa.LargeBinary(), nullable=False),  # ReferenceProfile.to_bytes()
+    sa.Column("summary", sa.JSON(), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_references"),
+    sa.UniqueConstraint("model", "version", name="uq_references_model_version"),
+    sa.Index("ix_references_model_active", "model", "active"),
+)
+
+# One row per detector outcome: per window, kind, feature and method.
+results = sa.Table(
+    "results",
+    metadata,
+    sa.Column("id", BigId, nullable=False, autoincrement=True),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("window_seq", sa.BigInteger(), nullable=False),
+    sa.Column("window_start", sa.Double(), nullable=True),
+    sa.Column("window_end", sa.Double(), nullable=True),
+    sa.Column("reference_version", sa.String(VERSION_LENGTH), nullable=True),
+    sa.Column("kind", sa.String(RESULT_KIND_LENGTH), nullable=False),
+    sa.Column("feature", sa.String(MODEL_NAME_LENGTH), nullable=False),  # '' when not per feature
+    sa.Column("method", sa.String(METHOD_LENGTH), nullable=False),
+    sa.Column("statistic", sa.Double(), nullable=True),
+    sa.Column("pvalue", sa.Double(), nullable=True),
+    sa.Column("threshold", sa.Double(), nullable=True),
+    sa.Column("drift", sa.Boolean(), nullable=False),  # drifted / breached / degraded
+    sa.Column("n_reference", sa.BigInteger(), nullable=True),
+    sa.Column("n_current", sa.BigInteger(), nullable=True),
+    sa.Column("detail", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_results"),
+    sa.Index("ix_results_model_kind_feature_seq", "model", "kind", "feature", "window_seq"),
+    sa.Index("ix_results_model_created_at", "model", "created_at"),
 )
 
 

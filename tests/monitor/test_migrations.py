@@ -22,8 +22,8 @@ from monitor.store import (
 )
 from monitor.store_tables import COUNT_COLUMNS, metadata
 
-HEAD = "0002_record_counts"
-ALL_TABLES = ["alembic_version", "dead_letters", "models", "record_counts"]
+HEAD = "0003_references_results"
+ALL_TABLES = ["alembic_version", "dead_letters", "models", "record_counts", "references", "results"]
 
 
 def tables(url: str) -> list[str]:
@@ -34,7 +34,7 @@ def tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_head_is_the_record_counts_revision() -> None:
+def test_head_is_the_references_results_revision() -> None:
     assert head_revision() == HEAD
 
 
@@ -123,7 +123,57 @@ def test_concurrent_upgrades_of_an_empty_database_both_succeed(store_url: str) -
     assert current_revision(store_url) == HEAD
 
 
-def test_downgrade_one_step_drops_record_counts_only(store_url: str) -> None:
+def test_upgrade_from_0002_keeps_rows_and_adds_references_and_results(store_url: str) -> None:
+    upgrade(store_url, "0002_record_counts")
+    assert tables(store_url) == ["alembic_version", "dead_letters", "models", "record_counts"]
+    with Store(store_url, migrate=False) as old:
+        old.upsert_model("fraud", {"features": {"amount": {"type": "numeric"}}}, "config")
+        old.add_dead_letters(
+            [DeadLetter(5.0, "http", "fraud", 0, "inputs", "wrong_type", "must be a number", {"a": 1})]
+        )
+        old.add_counts({("fraud", "http"): {"received": 7, "accepted": 6, "rejected": 1}})
+        before = (old.models(), old.dead_letters(), old.counts())
+
+    upgrade(store_url)
+
+    assert current_revision(store_url) == HEAD
+    assert tables(store_url) == ALL_TABLES
+    with Store(store_url, migrate=False) as new:
+        assert (new.models(), new.dead_letters(), new.counts()) == before
+        assert new.references("fraud") == [] and new.results("fraud") == []
+        assert (
+            new.save_reference("fraud", b"profile", content_hash="ab" * 32, source="file", summary={"rows": 1}) == "1"
+        )
+        new.add_results(
+            [
+                {
+                    "model": "fraud",
+                    "window_seq": 0,
+                    "kind": "quality",
+                    "feature": "",
+                    "method": "null_rate",
+                    "drift": False,
+                }
+            ]
+        )
+        assert new.active_reference("fraud") == ("1", b"profile")
+        assert [row["kind"] for row in new.results("fraud")] == ["quality"]
+
+
+def test_downgrade_one_step_drops_references_and_results_only(store_url: str) -> None:
+    with Store(store_url) as store:
+        store.add_counts({("fraud", "http"): {"received": 1}})
+        store.save_reference("fraud", b"profile", content_hash="ab" * 32, source="cli", summary={})
+        downgrade(store.engine, "0002_record_counts")
+        assert current_revision(store.engine) == "0002_record_counts"
+        assert store.counts()[("fraud", "http")]["received"] == 1
+    assert tables(store_url) == ["alembic_version", "dead_letters", "models", "record_counts"]
+    upgrade(store_url)  # and back up: the tables come back empty
+    with Store(store_url, migrate=False) as store:
+        assert store.references("fraud") == []
+
+
+def test_downgrade_to_0001_drops_record_counts_too(store_url: str) -> None:
     with Store(store_url) as store:
         store.add_dead_letters([DeadLetter(1.0, "http", "fraud", 0, "", "missing_field", "model is required", {})])
         store.add_counts({("fraud", "http"): {"received": 1}})

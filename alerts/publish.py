@@ -1,0 +1,70 @@
+"""Detector results as Prometheus gauges: each model's latest evaluated window."""
+
+from __future__ import annotations
+
+import math
+
+from alerts.metrics import Metrics
+from detectors.columns import channel_name
+from detectors.evaluation import Evaluation
+from detectors.performance import PerformanceResult
+
+
+def _value(x: float | None) -> float:
+    """Gauges hold NaN for "undefined" (a p-value of a distance, an AUC with one class)."""
+    return math.nan if x is None else float(x)
+
+
+class MetricsSink:
+    """Publishes results to the metric families of :class:`alerts.metrics.Metrics`."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
+        m = self.metrics
+        if reference_version.isdigit():
+            m.reference_version.labels(model).set(int(reference_version))
+        if isinstance(result, PerformanceResult):
+            m.windows_evaluated.labels(model, "performance").inc()
+            for metric, value in result.metrics.items():
+                m.performance.labels(model, metric).set(_value(value))
+            m.performance_degraded.labels(model).set(int(result.degraded))
+            return
+        m.windows_evaluated.labels(model, "drift").inc()
+        m.window_records.labels(model).set(result.n)
+        m.window_end.labels(model).set(_value(result.window_end))
+        drift = result.drift
+        for feature in drift.features:
+            m.feature_drift.labels(model, feature.feature).set(int(feature.drift))
+            if feature.effect is not None:
+                m.feature_drift_score.labels(model, feature.feature, feature.effect.method).set(
+                    _value(feature.effect.statistic)
+                )
+            if feature.test is not None:
+                m.feature_drift_pvalue.labels(model, feature.feature, feature.test.method).set(
+                    _value(feature.adjusted_pvalue)
+                )
+        m.drifted_features.labels(model).set(drift.n_drifted)
+        m.dataset_drift_share.labels(model).set(drift.share)
+        m.dataset_drift.labels(model).set(int(drift.dataset_drift))
+        prediction = result.prediction
+        if prediction is not None:
+            m.prediction_drift.labels(model).set(int(prediction.drift))
+            if prediction.effect is not None:
+                m.prediction_drift_score.labels(model, prediction.effect.method).set(
+                    _value(prediction.effect.statistic)
+                )
+            if prediction.test is not None:
+                m.prediction_drift_pvalue.labels(model, prediction.test.method).set(_value(prediction.test.pvalue))
+        for check in result.quality.checks:
+            m.quality_ratio.labels(model, channel_name(check.channel), check.check).set(_value(check.rate))
+            m.quality_breach.labels(model, channel_name(check.channel), check.check).set(int(check.breached))
+        if result.latency is not None:
+            for quantile, value in (
+                ("0.5", result.latency.p50),
+                ("0.95", result.latency.p95),
+                ("0.99", result.latency.p99),
+            ):
+                m.latency.labels(model, quantile).set(_value(value) / 1000.0)
+            m.latency_slo_breach.labels(model).set(int(result.latency.breached))

@@ -1,0 +1,145 @@
+"""Everything kept per monitored model: windows over its traffic, their evaluation, and
+performance windows over its labelled predictions.
+
+``ModelDetector.update(batch)`` counts a columnar batch into the open window and returns
+the :class:`~detectors.evaluation.Evaluation` of every window that closed (each window
+is evaluated exactly once, when it closes). ``observe_labels`` does the same for
+labelled predictions and returns closed performance windows. ``to_bytes`` /
+``from_bytes`` checkpoint the whole state (open windows and RNG states included), so a
+restored detector continues exactly as the original would have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from detectors.columns import Batch
+from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
+from detectors.performance import PerformanceResult, PerformanceSettings, PerformanceWindows
+from detectors.reference import ReferenceProfile
+from detectors.sketches import check_positive_int, pack, unpack
+from detectors.window import (
+    SlidingWindows,
+    TumblingCountWindows,
+    TumblingTimeWindows,
+    Windower,
+    WindowLayout,
+)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """How traffic is cut into windows (see :mod:`detectors.window` for the semantics).
+
+    ``count``: tumbling windows of ``size`` records. ``time``: tumbling windows of
+    ``seconds`` of event time, extended until they hold ``min_records``. ``sliding``:
+    ``panes`` panes of ``size / panes`` records, or of ``seconds / panes`` when
+    ``seconds`` is given.
+    """
+
+    kind: Literal["count", "time", "sliding"] = "count"
+    size: int = 10_000
+    seconds: float | None = None
+    min_records: int = 1_000
+    panes: int = 5
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("count", "time", "sliding"):
+            raise ValueError(f"kind must be 'count', 'time' or 'sliding', got {self.kind!r}")
+        check_positive_int("size", self.size)
+        check_positive_int("min_records", self.min_records)
+        check_positive_int("panes", self.panes)
+        if self.kind == "time" and self.seconds is None:
+            raise ValueError("a time window policy needs seconds")
+
+    def windower(self, layout: WindowLayout, seed: int) -> Windower:
+        if self.kind == "count":
+            return TumblingCountWindows(layout, self.size, seed=seed)
+        if self.kind == "time":
+            return TumblingTimeWindows(layout, float(self.seconds or 0), self.min_records, seed=seed)
+        if self.seconds is not None:
+            return SlidingWindows(
+                layout, self.seconds, self.panes, unit="seconds", min_records=self.min_records, seed=seed
+            )
+        return SlidingWindows(layout, self.size, self.panes, unit="records", seed=seed)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Everything that shapes a model's detector besides its reference."""
+
+    policy: WindowPolicy = field(default_factory=WindowPolicy)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    sample_size: int = 10_000
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    range_margin: float = 0.1
+    performance: PerformanceSettings | None = None
+    performance_window: int = 5_000
+    reference_performance: dict[str, float | None] | None = None
+    seed: int = 0
+
+
+class ModelDetector:
+    """Windows, evaluation and performance for one model and one reference."""
+
+    def __init__(self, reference: ReferenceProfile, settings: DetectorSettings | None = None) -> None:
+        self.reference = reference
+        self.settings = settings = settings or DetectorSettings()
+        self.layout = WindowLayout(
+            reference, sample_size=settings.sample_size, bounds=settings.bounds, range_margin=settings.range_margin
+        )
+        self.windower = settings.policy.windower(self.layout, settings.seed)
+        self.performance: PerformanceWindows | None = None
+        if settings.performance is not None:
+            self.performance = PerformanceWindows(
+                settings.performance, settings.performance_window, reference=settings.reference_performance
+            )
+
+    def update(self, batch: Batch) -> list[Evaluation]:
+        """Count a batch; the evaluations of the windows it closed, oldest first."""
+        return [evaluate_window(window, self.settings.evaluation) for window in self.windower.update(batch)]
+
+    def flush(self) -> Evaluation | None:
+        """Close and evaluate the open window whatever its size (end of a replay)."""
+        window = self.windower.flush()
+        return None if window is None or window.n == 0 else evaluate_window(window, self.settings.evaluation)
+
+    def observe_labels(self, predictions: Any, labels: Any, timestamps: Any = None) -> list[PerformanceResult]:
+        """Count labelled predictions; the results of the performance windows that closed."""
+        if self.performance is None or len(predictions) == 0:
+            return []
+        return self.performance.update(predictions, labels, timestamps)
+
+    @property
+    def open_records(self) -> int:
+        window = self.windower.open_window
+        return 0 if window is None else window.n
+
+    def to_bytes(self) -> bytes:
+        """A checkpoint: the windower (open window, RNG state) and the open performance window."""
+        arrays = {"windower": np.frombuffer(self.windower.to_bytes(), np.uint8)}
+        if self.performance is not None:
+            arrays["performance"] = np.frombuffer(self.performance.to_bytes(), np.uint8)
+        header = {"kind": "model_detector", "format_version": FORMAT_VERSION, "reference": self.reference.content_hash}
+        return pack(header, arrays)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, reference: ReferenceProfile, settings: DetectorSettings | None = None
+    ) -> ModelDetector:
+        """Restore a checkpoint taken with the same reference (and the same window settings)."""
+        header, arrays = unpack(data)
+        if header.get("kind") != "model_detector" or header.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a model detector checkpoint of format {FORMAT_VERSION}")
+        if header.get("reference") != reference.content_hash:
+            raise ValueError("the checkpoint was taken with another reference profile")
+        detector = cls(reference, settings)
+        detector.windower = Windower.from_bytes(arrays["windower"].tobytes(), detector.layout)
+        if "performance" in arrays and detector.performance is not None:
+            detector.performance = PerformanceWindows.from_bytes(arrays["performance"].tobytes())
+        return detector

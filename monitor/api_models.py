@@ -1,0 +1,181 @@
+"""Model routes: reference profiles and detector results.
+
+PUT /v1/models/{model}/reference   (admin) upload reference rows (CSV, Parquet or JSONL); 201
+GET /v1/models/{model}/reference   (read)  the active reference's version and summary
+GET /v1/models/{model}/references  (read)  every version, newest first
+GET /v1/models/{model}/results     (read)  detector results as a time series
+
+The reference file is profiled with the model's schema (:func:`schema_for`) and stored as
+the model's next version, which becomes the active one; the pipeline is told through
+``app.state.pipeline.set_reference(model, version, profile)`` when it has that hook.
+Reading and profiling run in a worker thread: a large file must not stall ingestion.
+Everything a client can get wrong in the file is a 400 that names the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+
+from collectors.body import media_type
+from detectors.reference import ReferenceProfile
+from monitor.auth import require
+from monitor.detection import with_version
+from monitor.reference_data import CONTENT_TYPES, build_reference
+from monitor.responses import JSONResponse
+from monitor.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["models"])
+
+# Reference files are whole training sets, far bigger than ingestion batches.
+REFERENCE_MAX_BYTES = 256 * 1024 * 1024
+MAX_NAME = 256
+
+
+def _config(request: Request, model: str) -> ModelConfig:
+    configs = getattr(request.app.state.pipeline, "configs", {})
+    config = configs.get(model)
+    if config is None:
+        known = ", ".join(sorted(configs)) or "none"
+        raise HTTPException(404, f"unknown model {model!r}: not in this service's models (configured: {known})")
+    return config
+
+
+def _format(request: Request, requested: str | None) -> str:
+    if requested is not None:
+        return requested
+    kind = media_type(request)
+    fmt = CONTENT_TYPES.get(kind)
+    if fmt is None:
+        accepted = "text/csv, application/vnd.apache.parquet, application/x-ndjson"
+        raise HTTPException(
+            415,
+            f"content type {kind or '(none)'!r} is not a reference format; send {accepted}, "
+            "or any type with ?format=csv|parquet|jsonl",
+        )
+    return fmt
+
+
+async def _read_reference_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"reference file is {declared} bytes; the limit for reference uploads is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # counted while streaming: Content-Length may lie
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"reference file exceeds {limit} bytes, the limit for reference uploads")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key != "id"}
+
+
+ModelName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+
+
+@router.put(
+    "/v1/models/{model}/reference",
+    status_code=201,
+    summary="Upload a model's reference data (CSV, Parquet or JSONL); it becomes the active reference",
+    dependencies=[Depends(require("admin"))],
+    responses={code: {"description": "Refused"} for code in (400, 401, 403, 404, 413, 415)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def put_reference(
+    request: Request,
+    model: ModelName,
+    fmt: str | None = Query(None, alias="format", pattern="^(csv|parquet|jsonl)$"),
+    prediction_column: str | None = Query(None, min_length=1, max_length=MAX_NAME),
+    latency_column: str | None = Query(None, min_length=1, max_length=MAX_NAME),
+    label_column: str | None = Query(None, min_length=1, max_length=MAX_NAME),
+) -> JSONResponse:
+    """The file's columns are named as the model's features; the prediction column is
+    ``prediction`` unless ``?prediction_column=`` (or the model's ``reference`` config) says
+    otherwise; a latency channel is profiled only with ``?latency_column=``; with
+    ``?label_column=`` the reference's own performance is kept for comparison."""
+    config = _config(request, model)
+    fmt = _format(request, fmt)
+    state = request.app.state
+    body = await _read_reference_body(request, max(REFERENCE_MAX_BYTES, state.settings.limits.max_body_bytes))
+    try:
+        profile, summary = await asyncio.to_thread(
+            build_reference, body, fmt, config, prediction_column=prediction_column, latency_column=latency_column,
+            label_column=label_column,
+        )  # fmt: skip
+    except ValueError as exc:  # ReferenceDataError, or a column name the Schema refuses
+        raise HTTPException(400, f"reference for model {model!r}: {exc}") from None
+    labelled: list[ReferenceProfile] = []
+
+    def encode(version: str) -> bytes:
+        labelled[:] = [with_version(profile, version)]
+        return labelled[0].to_bytes()
+
+    rows = summary["rows"]
+    version = await asyncio.to_thread(
+        state.store.save_reference, model, encode, content_hash=profile.content_hash, source="upload", summary=summary
+    )
+    set_reference = getattr(getattr(state, "pipeline", None), "set_reference", None)
+    if callable(set_reference):
+        try:
+            set_reference(model, labelled[0], summary)
+        except Exception:  # stored already: a 500 would make the client upload it again
+            log.exception("reference %s of model %r was stored but the pipeline did not take it", version, model)
+    log.info("model %r: reference version %s stored (%d rows, %s)", model, version, rows, fmt)
+    body_out = {"model": model, "version": version, "rows": rows, "content_hash": profile.content_hash}
+    return JSONResponse(body_out, status_code=201)
+
+
+@router.get("/v1/models/{model}/reference", dependencies=[Depends(require("read"))], responses={404: {}})
+async def get_reference(request: Request, model: ModelName) -> dict[str, Any]:
+    """The active reference: version, source, content hash and summary."""
+    rows = await asyncio.to_thread(request.app.state.store.references, model)
+    active = next((row for row in rows if row["active"]), None)
+    if active is None:
+        _config(request, model)  # 404 for a model that is not configured either
+        raise HTTPException(404, f"model {model!r} has no reference yet: PUT /v1/models/{model}/reference")
+    return _public(active)
+
+
+@router.get("/v1/models/{model}/references", dependencies=[Depends(require("read"))], responses={404: {}})
+async def list_references(request: Request, model: ModelName) -> dict[str, Any]:
+    """Every reference version of the model, newest first (without the profiles)."""
+    rows = await asyncio.to_thread(request.app.state.store.references, model)
+    if not rows:
+        _config(request, model)  # nothing stored: 404 unless the model is configured
+    return {"model": model, "references": [_public(row) for row in rows]}
+
+
+@router.get("/v1/models/{model}/results", dependencies=[Depends(require("read"))], responses={404: {}})
+async def get_results(
+    request: Request,
+    model: ModelName,
+    kind: str | None = Query(None, max_length=32),
+    feature: str | None = Query(None, max_length=MAX_NAME),
+    method: str | None = Query(None, max_length=64),
+    since_seq: int | None = Query(None, ge=-(2**62), le=2**62),
+    limit: int = Query(1000, ge=1, le=10_000),
+) -> dict[str, Any]:
+    """Detector results by window then id, from window ``since_seq`` on (inclusive)."""
+    rows = await asyncio.to_thread(
+        request.app.state.store.results,
+        model, kind=kind, feature=feature, method=method, since_seq=since_seq, limit=limit,
+    )  # fmt: skip
+    if not rows:
+        _config(request, model)  # nothing stored: 404 unless the model is configured
+    return {"model": model, "results": rows}

@@ -1,0 +1,154 @@
+"""Per-model state behind the pipeline: counts, the model's detector (windows over its
+traffic against its reference), and the warm-up that builds a reference from the first
+records when the config asks for it.
+
+Evaluations and performance results go to the sinks (store, metrics, alert engine) in
+the order windows close; each closed window is evaluated exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from detectors.evaluation import Evaluation
+from detectors.model import ModelDetector
+from detectors.performance import PerformanceResult
+from detectors.reference import ReferenceProfile
+from monitor.detection import (
+    batch_from_records,
+    concat_batches,
+    detector_settings,
+    prediction_column,
+    schema_for,
+    with_version,
+)
+from monitor.records import Record
+from monitor.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+class ResultSink(Protocol):
+    """Something that acts on results: the store, the metrics, the alert engine."""
+
+    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None: ...
+
+
+# Called with (model, profile bytes, content hash, summary) when the warm-up built a
+# reference; returns the version the store assigned.
+ReferenceSaver = Callable[[str, bytes, str, dict[str, Any]], str]
+
+
+class ModelState:
+    """Everything the pipeline keeps for one model."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ModelConfig,
+        sinks: Sequence[ResultSink] = (),
+        save_reference: ReferenceSaver | None = None,
+    ):
+        self.name = name
+        self.config = config
+        self.schema = schema_for(config)
+        self.sinks = list(sinks)
+        self.save_reference = save_reference
+        self.records = 0
+        self.incomplete = 0
+        self.labelled = 0
+        self.windows_evaluated = 0
+        self.detector: ModelDetector | None = None
+        self.reference_version: str | None = None
+        self._warmup: list[Any] = []
+        self._warmup_rows = 0
+
+    # -- reference --------------------------------------------------------------------------
+    def set_reference(self, profile: ReferenceProfile, summary: dict[str, Any] | None = None) -> None:
+        """Start new windows against ``profile`` (the open window of the old one is dropped:
+        its counts were against other bins)."""
+        performance = (summary or {}).get("performance")
+        self.detector = ModelDetector(profile, detector_settings(self.config, performance))
+        self.reference_version = str(profile.version)
+        self._warmup.clear()
+        self._warmup_rows = 0
+        log.info("model %s: reference version %s active", self.name, self.reference_version)
+
+    @property
+    def warming_up(self) -> bool:
+        return self.detector is None and self.config.reference.from_first_records > 0
+
+    # -- traffic ----------------------------------------------------------------------------
+    def observe(self, records: Sequence[Record], complete: bool) -> None:
+        """Count records (complete, or released incomplete from the join buffer) and feed
+        them to the detector."""
+        if complete:
+            self.records += len(records)
+        else:
+            self.incomplete += len(records)
+        if self.detector is None and not self.warming_up:
+            return
+        batch = batch_from_records(records, self.schema)
+        if self.detector is None:
+            self._warm_up(batch)
+            return
+        self._update(batch)
+
+    def observe_labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
+        """``(prediction, label, prediction timestamp)`` triples for performance windows."""
+        self.labelled += len(pairs)
+        if self.detector is None or self.detector.performance is None:
+            return
+        predictions = prediction_column([p for p, _, _ in pairs], self.schema)
+        labels = np.array([label for _, label, _ in pairs], dtype=object)
+        timestamps = np.array([t for _, _, t in pairs], dtype=np.float64)
+        for result in self.detector.observe_labels(predictions, labels, timestamps):
+            self._publish(result)
+
+    def flush(self) -> None:
+        """Evaluate the open window whatever its size (end of a replay)."""
+        if self.detector is not None:
+            evaluation = self.detector.flush()
+            if evaluation is not None:
+                self.windows_evaluated += 1
+                self._publish(evaluation)
+
+    # -- internals --------------------------------------------------------------------------
+    def _update(self, batch: Any) -> None:
+        assert self.detector is not None
+        for evaluation in self.detector.update(batch):
+            self.windows_evaluated += 1
+            self._publish(evaluation)
+
+    def _publish(self, result: Evaluation | PerformanceResult) -> None:
+        for sink in self.sinks:
+            try:
+                sink.publish(self.name, self.reference_version or "", result)
+            except Exception:  # one failing sink must not stop the others or the traffic
+                log.exception("model %s: %s could not publish a result", self.name, type(sink).__name__)
+
+    def _warm_up(self, batch: Any) -> None:
+        wanted = self.config.reference.from_first_records
+        take = min(len(batch), wanted - self._warmup_rows)
+        self._warmup.append(batch.select(slice(0, take)))
+        self._warmup_rows += take
+        if self._warmup_rows < wanted:
+            return
+        ref = self.config.reference
+        version = "warmup"
+        profile = ReferenceProfile.from_batch(
+            concat_batches(self._warmup), self.schema, version=version,
+            bins=ref.bins, sample_size=ref.sample_size, top_k=ref.top_k,
+        )  # fmt: skip
+        summary = {"rows": self._warmup_rows, "channels": dict(self.schema.channels()), "source": "first_records"}
+        if self.save_reference is not None:
+            version = self.save_reference(self.name, profile.to_bytes(), profile.content_hash, summary)
+            profile = with_version(profile, version)
+        self.set_reference(profile, summary)
+        rest = batch.select(slice(take, None))
+        if len(rest):  # the records beyond the reference open the first window
+            self._update(rest)

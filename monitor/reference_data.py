@@ -1,0 +1,226 @@
+"""Reference data: reading a reference file (CSV, Parquet, JSONL, optionally gzip) and
+profiling it with a model's schema, with a summary for display and, when the file has
+labels, the reference's own performance (what live performance is compared with).
+
+Shared by the upload route, the ``monitor reference`` command and start-up (the
+config's ``reference.file``). Everything a user can get wrong in the file raises
+:class:`ReferenceDataError` with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from collectors.body import NDJSON_TYPES
+from detectors.columns import Batch, Schema
+from detectors.performance import performance_from_arrays
+from detectors.reference import NumericProfile, ReferenceProfile
+from monitor.detection import performance_settings, schema_for
+from monitor.settings import ModelConfig
+
+CONTENT_TYPES = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    **dict.fromkeys(NDJSON_TYPES, "jsonl"),
+}
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TOP_CATEGORIES = 10  # categories listed per channel in a summary
+_SHOWN_COLUMNS = 20  # columns named in a "missing column" message
+
+
+def file_format(path: str | Path) -> str:
+    """csv, parquet or jsonl, from the file name (a .gz suffix is looked through)."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    for suffix, fmt in SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise ReferenceDataError(f"{path}: unknown file type (expected .csv, .parquet or .jsonl, optionally .gz)")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A whole table file as a DataFrame (JSONL records are flattened: inputs become columns)."""
+    table = _read_table(Path(path).read_bytes(), file_format(path))
+    if isinstance(table, list):
+        return pd.DataFrame(
+            [{**(row.get("inputs") or {}), **{k: v for k, v in row.items() if k != "inputs"}} for row in table]
+        )
+    return table
+
+
+def reference_from_file(path: str | Path, config: ModelConfig) -> tuple[ReferenceProfile, dict[str, Any]]:
+    """Profile and summary of a reference file named in the config."""
+    fmt = file_format(path)
+    return build_reference(Path(path).read_bytes(), fmt, config, label_column=config.reference.label_column)
+
+
+class ReferenceDataError(ValueError):
+    """The reference rows cannot be read or lack a column; the message says which."""
+
+
+def build_reference(
+    data: bytes,
+    fmt: str,
+    config: ModelConfig,
+    *,
+    prediction_column: str | None = None,
+    latency_column: str | None = None,
+    label_column: str | None = None,
+) -> tuple[ReferenceProfile, dict[str, Any]]:
+    """Profile of reference rows in ``fmt`` (csv, parquet or jsonl) with the model's
+    schema, and its summary (:func:`profile_summary`, plus ``performance`` when
+    ``label_column`` is in the table).
+
+    The profile's version label is "new": the store assigns the real one (see
+    :func:`monitor.detection.with_version`). Raises ReferenceDataError for anything
+    wrong with the data."""
+    if not data.strip():
+        raise ReferenceDataError("the reference file is empty")
+    schema = schema_for(config, prediction_column=prediction_column, latency_column=latency_column)
+    ref = config.reference
+    profile, rows, table = _profile(data, fmt, schema, bins=ref.bins, top_k=ref.top_k, sample_size=ref.sample_size)
+    summary = profile_summary(profile, rows, fmt)
+    if label_column and isinstance(table, pd.DataFrame) and label_column in table.columns and schema.prediction_type:
+        result = performance_from_arrays(
+            performance_settings(config), table[schema.prediction_column].to_numpy(), table[label_column].to_numpy()
+        )
+        if result is not None:
+            summary["performance"] = {k: _finite(v) if v is not None else None for k, v in result.metrics.items()}
+    return profile, summary
+
+
+def _profile(data: bytes, fmt: str, schema: Schema, **options: int) -> tuple[ReferenceProfile, int, Any]:
+    table = _read_table(data, fmt)
+    if isinstance(table, pd.DataFrame):
+        _check_columns(table, schema)
+    else:
+        _check_record_keys(table, schema)
+    # Timestamps play no part in a profile, and an odd one must not refuse the file.
+    try:
+        if isinstance(table, pd.DataFrame):
+            table = table[[c for c in table.columns if c != schema.timestamp_column or c in _needed(schema)]]
+            batch = Batch.from_frame(table, schema, default_timestamp=0.0)
+        else:
+            records = [{k: v for k, v in row.items() if k != "timestamp"} for row in table]
+            batch = Batch.from_records(records, schema, default_timestamp=0.0)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: an inf std, shown as null
+            return ReferenceProfile.from_batch(batch, schema, version="new", **options), len(table), table
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ReferenceDataError(f"cannot profile the reference rows: {exc}") from None
+
+
+def profile_summary(profile: ReferenceProfile, rows: int, fmt: str) -> dict[str, Any]:
+    """What the reference looks like, for display: per channel (in schema order) its kind,
+    null rate and either numeric statistics or its most frequent categories."""
+    channels = []
+    for name, kind in profile.schema.channels().items():
+        p = profile.channels[name]
+        entry: dict[str, Any] = {"name": name, "kind": kind, "null_rate": p.null_rate}
+        if isinstance(p, NumericProfile):
+            entry.update(
+                {key: _finite(getattr(p, key)) for key in ("min", "max", "mean", "std")},
+                bins=p.n_bins,
+                nonfinite_rate=p.nonfinite_rate,
+            )
+        else:
+            shown = zip(p.categories[:TOP_CATEGORIES], p.counts[:TOP_CATEGORIES].tolist(), strict=True)
+            entry.update(
+                categories=len(p.categories) + len(p.tail),
+                top=[[category, count] for category, count in shown],
+                other_count=p.other_count,
+            )
+        entry["wrong_type_rate"] = p.wrong_type_count / p.count if p.count else 0.0
+        channels.append(entry)
+    schema = profile.schema
+    return {
+        "rows": rows,
+        "format": fmt,
+        "features": list(schema.features),
+        "prediction_column": schema.prediction_column if schema.prediction_type else None,
+        "latency_column": schema.latency_column,
+        "channels": channels,
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None  # JSON has no NaN
+
+
+def _read_table(data: bytes, fmt: str) -> pd.DataFrame | list[dict[str, Any]]:
+    """A DataFrame, or the records of a JSONL file of ``{"inputs": {...}, ...}`` records."""
+    if data[:2] == b"\x1f\x8b":  # gzip magic: a compressed file
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ReferenceDataError(f"cannot decompress the gzip file: {exc}") from None
+    if fmt == "jsonl":
+        return _read_jsonl(data)
+    try:
+        return pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # pandas and pyarrow raise a zoo of types on broken input; all mean "bad file"
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ReferenceDataError(f"cannot read the reference as {fmt.upper()}: {message}") from None
+
+
+def _read_jsonl(data: bytes) -> pd.DataFrame | list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ReferenceDataError(f"line {number} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise ReferenceDataError(f"line {number} is not a JSON object")
+        rows.append(row)
+    if rows and isinstance(rows[0].get("inputs"), dict):
+        return rows  # records as ingested: features under "inputs", then "prediction", "latency_ms"
+    return pd.DataFrame(rows)
+
+
+def _needed(schema: Schema) -> list[str]:
+    needed = list(schema.features)
+    if schema.prediction_type is not None:
+        needed.append(schema.prediction_column)
+    if schema.latency_column is not None:
+        needed.append(schema.latency_column)
+    return needed
+
+
+def _check_columns(table: pd.DataFrame, schema: Schema) -> None:
+    present = set(map(str, table.columns))
+    missing = [name for name in _needed(schema) if name not in present]
+    if not missing:
+        return
+    names = ", ".join(repr(name) for name in missing)
+    shown = ", ".join(map(str, list(table.columns)[:_SHOWN_COLUMNS]))
+    more = f" and {len(table.columns) - _SHOWN_COLUMNS} more" if len(table.columns) > _SHOWN_COLUMNS else ""
+    raise ReferenceDataError(
+        f"missing column{'s' if len(missing) > 1 else ''} {names} (the file has: {shown or 'no columns'}{more})"
+    )
+
+
+def _check_record_keys(records: list[dict[str, Any]], schema: Schema) -> None:
+    """Records (``{"inputs": {...}, "prediction": ...}``): a feature no record has is missing."""
+    seen: set[str] = set()
+    for record in records:
+        inputs = record.get("inputs")
+        if isinstance(inputs, dict):
+            seen.update(inputs)
+    missing = [name for name in schema.features if name not in seen]
+    if schema.prediction_type is not None and not any("prediction" in record for record in records):
+        missing.append("prediction")
+    if schema.latency_column is not None and not any("latency_ms" in record for record in records):
+        missing.append("latency_ms")
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        raise ReferenceDataError(f"missing column{'s' if len(missing) > 1 else ''} {names} in every record")

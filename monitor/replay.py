@@ -1,0 +1,165 @@
+"""``monitor replay FILE --model M``: evaluate a file against the model's reference, offline.
+
+The file's rows go through the same validation, pipeline and detectors as live traffic,
+with a throw-away store, so nothing is written to the service's database. The reference
+is the model's active one in the configured store if it has one, else the config's
+``reference.file``. The last, partial window is evaluated too (marked partial).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from alerts.metrics import Metrics
+from collectors.files import TableColumns, table_chunks
+from detectors.evaluation import Evaluation
+from detectors.performance import PerformanceResult
+from detectors.reference import ReferenceProfile
+from monitor.pipeline import Pipeline
+from monitor.records import Record, Validator
+from monitor.reference_data import read_table
+from monitor.references import active_summary, load_references
+from monitor.settings import Settings
+from monitor.store import Store
+
+
+@dataclass
+class Collected:
+    """A sink that keeps every result, in order."""
+
+    evaluations: list[Evaluation] = field(default_factory=list)
+    performance: list[PerformanceResult] = field(default_factory=list)
+
+    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
+        (self.performance if isinstance(result, PerformanceResult) else self.evaluations).append(result)  # type: ignore[arg-type]
+
+
+def _copy_active_reference(settings: Settings, model: str, into: Store) -> None:
+    """The service's active reference for ``model``, if its store is reachable and has one."""
+    url = make_url(settings.storage.url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return  # no service database here: do not create one
+    try:
+        with Store(settings.storage.url, migrate=False) as live:
+            stored = live.active_reference(model)
+            summary = active_summary(live, model) if stored else {}
+    except Exception:  # no database yet, or an older schema: fall back to the config's file
+        return
+    if stored is not None:
+        version, data = stored
+        content_hash = ReferenceProfile.from_bytes(data).content_hash
+        into.save_reference(
+            model, data, content_hash=content_hash, source="cli", summary={**summary, "live_version": version}
+        )
+
+
+def replay(
+    settings: Settings,
+    model: str,
+    path: Path,
+    columns: TableColumns,
+    *,
+    labels: Path | None = None,
+    label_id_column: str = "id",
+    label_column: str = "label",
+    progress: bool = True,
+    chunk: int = 1_000,
+) -> tuple[Collected, int]:
+    """Run the file through a private pipeline; returns the results and the rejected row count."""
+    if model not in settings.models:
+        raise ValueError(f"model {model!r} is not in the config (models: {', '.join(settings.models) or 'none'})")
+    frame = read_table(path)
+    collected = Collected()
+    rejected = 0
+    with tempfile.TemporaryDirectory(prefix="monitor-replay-") as tmp:
+        with Store(f"sqlite:///{Path(tmp) / 'replay.db'}") as store:
+            _copy_active_reference(settings, model, store)
+            pipeline = Pipeline(settings, Metrics(CollectorRegistry()), sinks=[collected])
+            load_references(pipeline, store)
+            if pipeline.models[model].detector is None:
+                raise ValueError(f"model {model!r} has no reference: upload one, or set reference.file in the config")
+            validator = Validator(settings.limits, pipeline.configs)
+            with tqdm(total=len(frame), unit="rows", disable=not progress, file=sys.stderr, desc=path.name) as bar:
+                for records, rejections in table_chunks(
+                    frame, model, settings.models[model], validator, columns, chunk=chunk
+                ):
+                    pipeline.ingest(records, [], "file")
+                    rejected += len(rejections)
+                    bar.update(len(records) + len(rejections))
+            if labels is not None:
+                truth = read_table(labels)
+                for column in (label_id_column, label_column):
+                    if column not in truth.columns:
+                        raise ValueError(
+                            f"{labels}: no column {column!r} (columns: {', '.join(map(str, truth.columns))})"
+                        )
+                parts = [
+                    Record(model=model, id=str(i), label=_plain(y), has_label=True)
+                    for i, y in zip(truth[label_id_column], truth[label_column], strict=True)
+                ]
+                for start in range(0, len(parts), chunk):
+                    pipeline.ingest(parts[start : start + chunk], [], "file")
+            pipeline.drain()
+            pipeline.flush_windows()
+    return collected, rejected
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def print_table(collected: Collected, out: TextIO, window_size: int | None) -> None:
+    """One line per window and feature: the test, its adjusted p-value, the effect, the verdict."""
+    header = (
+        f"{'window':>6} {'records':>8} {'feature':<28} {'test':<13} {'p (adj)':>9} {'effect':<23} {'value':>8}  verdict"
+    )
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for evaluation in collected.evaluations:
+        partial = window_size is not None and evaluation.n < window_size
+        rows = [*evaluation.drift.features, *([evaluation.prediction] if evaluation.prediction else [])]
+        for feature in rows:
+            if feature.insufficient:
+                verdict, test, p, effect, value = "insufficient", "-", "-", "-", "-"
+            else:
+                verdict = "DRIFT" if feature.drift else "ok"
+                test = feature.test.method if feature.test else "-"
+                p = f"{feature.adjusted_pvalue:.2e}" if feature.adjusted_pvalue is not None else "-"
+                effect = feature.effect.method if feature.effect else "-"
+                value = f"{feature.effect.statistic:.4f}" if feature.effect else "-"
+            print(
+                f"{evaluation.window_seq:>6} {evaluation.n:>8} {feature.feature:<28} {test:<13} {p:>9} {effect:<23} {value:>8}  {verdict}"
+                + (" (partial window)" if partial else ""),
+                file=out,
+            )
+        drift = evaluation.drift
+        flag = "DATASET DRIFT" if drift.dataset_drift else "no dataset drift"
+        breached = ", ".join(f"{c.channel}:{c.check}" for c in evaluation.quality.breached) or "none"
+        print(
+            f"{'':>6} {'':>8} -> {drift.n_drifted}/{drift.n_evaluated} features drifted ({flag}); quality breaches: {breached}",
+            file=out,
+        )
+    for result in collected.performance:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if v is not None)
+        print(
+            f"performance window {result.seq} ({result.n} labels): {metrics}"
+            + (" DEGRADED" if result.degraded else ""),
+            file=out,
+        )
+
+
+def print_json(collected: Collected, out: TextIO) -> None:
+    document = {
+        "windows": [e.to_dict() for e in collected.evaluations],
+        "performance": [p.to_dict() for p in collected.performance],
+    }
+    out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")

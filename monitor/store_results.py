@@ -1,0 +1,267 @@
+"""Reference profiles and detector results in the store.
+
+:class:`ResultsStore` is a mixin of :class:`monitor.store.Store`: it adds the methods on
+the ``references`` and ``results`` tables (see :mod:`monitor.store_tables`) and uses the
+Store's engine and its conflict-retrying write transaction. Like the rest of the Store,
+every method is synchronous and short.
+
+The store knows nothing of :class:`detectors.reference.ReferenceProfile`: a profile is
+stored as the bytes of ``to_bytes()``, with the caller's content hash and display summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import sqlalchemy as sa
+
+from monitor import store_tables as t
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# The columns a caller gives in a results row: required, then optional (None when absent).
+RESULT_REQUIRED = ("model", "window_seq", "kind", "feature", "method", "drift")
+RESULT_OPTIONAL = (
+    "window_start",
+    "window_end",
+    "reference_version",
+    "statistic",
+    "pvalue",
+    "threshold",
+    "n_reference",
+    "n_current",
+    "detail",
+    "created_at",
+)
+_WIDTHS = {
+    "model": t.MODEL_NAME_LENGTH,
+    "kind": t.RESULT_KIND_LENGTH,
+    "feature": t.MODEL_NAME_LENGTH,
+    "method": t.METHOD_LENGTH,
+    "reference_version": t.VERSION_LENGTH,
+}
+_NON_EMPTY = frozenset({"model", "kind", "content_hash"})
+_FLOATS = ("window_start", "window_end", "statistic", "pvalue", "threshold")
+_COUNTS = ("n_reference", "n_current")
+_PG_REFERENCE_LOCK = 0x72656673  # advisory lock namespace of save_reference (with the model's hash)
+# A profile's bytes, or a function of the version the store assigns that returns them
+# (so the stored profile can carry its own version label).
+ProfileBytes = bytes | Callable[[str], bytes]
+
+
+class ResultsStore:
+    """Reference and result methods of :class:`monitor.store.Store`."""
+
+    _engine: Engine
+    url: str
+
+    if TYPE_CHECKING:
+
+        def _write_retrying(self, work: Callable[[Connection], None], what: str) -> None: ...
+
+    # -- references -----------------------------------------------------------------
+
+    def save_reference(
+        self, model: str, profile_bytes: ProfileBytes, *, content_hash: str, source: str, summary: dict[str, Any]
+    ) -> str:
+        """Store a new reference for ``model`` as the next version ("1", "2", ...), make it
+        the active one and the previous active one inactive, in one transaction.
+
+        ``profile_bytes`` may be a function of the new version returning the bytes; it
+        may be called more than once (when a concurrent save took the version first)."""
+        where = f"reference of model {model!r}"
+        _check_text(model, "model", t.MODEL_NAME_LENGTH, where)
+        _check_text(content_hash, "content_hash", 64, where)
+        if source not in t.REFERENCE_SOURCES:
+            raise ValueError(f"{where}: source must be one of {', '.join(t.REFERENCE_SOURCES)}, got {source!r}")
+        try:
+            json.dumps(summary, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: summary is not JSON-serialisable: {exc}") from None
+        now = time.time()
+        saved: list[str] = []
+        c = t.references.c
+
+        def work(conn: Connection) -> None:
+            saved.clear()
+            if conn.dialect.name == "postgresql":
+                # Saves of one model queue here instead of racing for the same version (SQLite's
+                # BEGIN IMMEDIATE already serialises writers); the lock ends with the transaction.
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(:model))"),
+                    {"key": _PG_REFERENCE_LOCK, "model": model},
+                )
+            existing = conn.execute(sa.select(c.version).where(c.model == model)).scalars().all()
+            # Versions are compared as numbers ("10" > "9"); the store only ever writes digits.
+            version = str(max((int(v) for v in existing if v.isdigit()), default=0) + 1)
+            data = profile_bytes(version) if callable(profile_bytes) else profile_bytes
+            if not isinstance(data, bytes) or not data:
+                raise ValueError(f"{where}: the profile must be non-empty bytes, got {type(data).__name__}")
+            conn.execute(sa.update(t.references).where(c.model == model, c.active == sa.true()).values(active=False))
+            # Should two saves still meet (a writer without the lock), the unique (model, version)
+            # refuses one here and _write_retrying runs it again with the next version.
+            conn.execute(
+                sa.insert(t.references).values(
+                    model=model,
+                    version=version,
+                    created_at=now,
+                    source=source,
+                    content_hash=content_hash,
+                    profile=data,
+                    summary=summary,
+                    active=True,
+                )
+            )
+            saved.append(version)
+
+        self._write_retrying(work, f"saving the {where}")
+        return saved[0]
+
+    def active_reference(self, model: str) -> tuple[str, bytes] | None:
+        """``(version, profile bytes)`` of the model's active reference, or None."""
+        c = t.references.c
+        query = sa.select(c.version, c.profile).where(c.model == model, c.active == sa.true())
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row.version, bytes(row.profile))
+
+    def references(self, model: str) -> list[dict[str, Any]]:
+        """Every reference of ``model``, newest first, without the profile bytes."""
+        columns = [column for column in t.references.c if column.name != "profile"]
+        query = sa.select(*columns).where(t.references.c.model == model).order_by(t.references.c.id.desc())
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{**row, "active": bool(row["active"])} for row in rows]
+
+    # -- results --------------------------------------------------------------------
+
+    def add_results(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert detector results in one transaction (one executemany).
+
+        Each row has the ``results`` columns but ``id``; ``created_at`` is optional (now).
+        Non-finite numbers are stored as NULL and ``detail`` as JSON-safe values."""
+        if not rows:
+            return
+        now = time.time()
+        clean = [result_row(row, index, now) for index, row in enumerate(rows)]
+
+        def work(conn: Connection) -> None:
+            conn.execute(sa.insert(t.results), clean)
+
+        self._write_retrying(work, f"adding {len(clean)} results")
+
+    def results(
+        self,
+        model: str,
+        *,
+        kind: str | None = None,
+        feature: str | None = None,
+        method: str | None = None,
+        since_seq: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """A time series: the first ``limit`` matching rows by ``window_seq`` then ``id``,
+        from window ``since_seq`` on (inclusive)."""
+        if limit < 1:
+            raise ValueError(f"results: limit must be at least 1, got {limit}")
+        c = t.results.c
+        filters = [c.model == model]
+        for column, value in ((c.kind, kind), (c.feature, feature), (c.method, method)):
+            if value is not None:
+                filters.append(column == value)
+        if since_seq is not None:
+            filters.append(c.window_seq >= since_seq)
+        query = sa.select(t.results).where(*filters).order_by(c.window_seq, c.id).limit(limit)
+        with self._engine.connect() as conn:
+            return [_result_out(row) for row in conn.execute(query).mappings()]
+
+    def latest_results(self, model: str) -> list[dict[str, Any]]:
+        """For each kind, the rows of its newest window, by kind, feature, method and id."""
+        c = t.results.c
+        newest = (
+            sa.select(c.kind, sa.func.max(c.window_seq).label("seq"))
+            .where(c.model == model)
+            .group_by(c.kind)
+            .subquery()
+        )
+        query = (
+            sa.select(t.results)
+            .join(newest, sa.and_(c.kind == newest.c.kind, c.window_seq == newest.c.seq))
+            .where(c.model == model)
+            .order_by(c.kind, c.feature, c.method, c.id)
+        )
+        with self._engine.connect() as conn:
+            return [_result_out(row) for row in conn.execute(query).mappings()]
+
+
+def result_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, Any]:
+    """The ``results`` row for one caller's row; ValueError naming the row and column."""
+    where = f"add_results row {index}"
+    unknown = sorted(set(row) - set(RESULT_REQUIRED) - set(RESULT_OPTIONAL))
+    if unknown:
+        raise ValueError(f"{where}: unknown column(s) {', '.join(map(repr, unknown))}")
+    missing = [name for name in RESULT_REQUIRED if name not in row]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {', '.join(map(repr, missing))}")
+    out: dict[str, Any] = {name: row.get(name) for name in (*RESULT_REQUIRED, *RESULT_OPTIONAL)}
+    version = out["reference_version"]
+    if isinstance(version, numbers.Integral) and not isinstance(version, bool):
+        out["reference_version"] = str(version)
+    for name, width in _WIDTHS.items():
+        if name != "reference_version" or out[name] is not None:
+            _check_text(out[name], name, width, where)
+    seq = out["window_seq"]
+    if isinstance(seq, bool) or not isinstance(seq, numbers.Integral):
+        raise ValueError(f"{where}: window_seq must be an integer, got {seq!r}")
+    out["window_seq"] = int(seq)
+    drift = out["drift"]
+    if not isinstance(drift, (bool, np.bool_)):
+        raise ValueError(f"{where}: drift must be a boolean, got {drift!r}")
+    out["drift"] = bool(drift)
+    for name in _FLOATS:
+        out[name] = _finite_or_none(out[name], name, where)
+    for name in _COUNTS:
+        value = out[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ValueError(f"{where}: {name} must be an integer or None, got {value!r}")
+        out[name] = None if value is None else int(value)
+    created = _finite_or_none(out["created_at"], "created_at", where)
+    out["created_at"] = now if created is None else created
+    out["detail"] = None if out["detail"] is None else json_safe(out["detail"])
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON values: numpy scalars and arrays become numbers and lists,
+    NaN and infinities null, other objects their repr (PostgreSQL's JSON has no NaN)."""
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    return orjson.loads(orjson.dumps(value, default=repr, option=options))
+
+
+def _finite_or_none(value: Any, name: str, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{where}: {name} must be a number or None, got {value!r}")
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _check_text(value: Any, name: str, width: int, where: str) -> None:
+    # Checked here: SQLite would store an over-long value and PostgreSQL refuse the batch.
+    if not isinstance(value, str) or len(value) > width or "\x00" in value:
+        raise ValueError(f"{where}: {name} must be a string of at most {width} characters, got {value!r:.80}")
+    if not value and name in _NON_EMPTY:
+        raise ValueError(f"{where}: {name} must not be empty")
+
+
+def _result_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {**row, "drift": bool(row["drift"])}
