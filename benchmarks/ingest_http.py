@@ -149,13 +149,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+REFERENCE_ROWS = 20_000
+WINDOW_SIZE = 10_000
+
+
 def service_config(workdir: Path, port: int) -> dict:
+    """The service with its detectors on: a reference of 20,000 records of the same
+    distribution (records-shaped JSONL), tumbling windows of 10,000 records."""
     features = {name: {"type": "numeric"} for name in NUMERIC_FEATURES}
     features.update({name: {"type": "categorical"} for name in CATEGORIES})
+    reference = workdir / "reference.jsonl"
+    reference.write_bytes(b"\n".join(orjson.dumps(r) for r in RecordFactory(seed=7).records(REFERENCE_ROWS)) + b"\n")
+    model = {
+        "features": features,
+        "prediction": {"kind": "binary"},
+        "reference": {"file": str(reference)},
+        "window": {"kind": "count", "size": WINDOW_SIZE},
+    }
     return {
         "server": {"host": HOST, "port": port, "workers": 1, "log_level": "warning"},
         "storage": {"url": f"sqlite:///{workdir / 'monitor.db'}"},
-        "models": {MODEL: {"features": features, "prediction": {"kind": "binary"}}},
+        "models": {MODEL: model},
     }
 
 

@@ -27,6 +27,7 @@ from detectors.window import (
     TumblingTimeWindows,
     Windower,
     WindowLayout,
+    WindowState,
 )
 
 FORMAT_VERSION = 1
@@ -102,7 +103,15 @@ class ModelDetector:
 
     def update(self, batch: Batch) -> list[Evaluation]:
         """Count a batch; the evaluations of the windows it closed, oldest first."""
-        return [evaluate_window(window, self.settings.evaluation) for window in self.windower.update(batch)]
+        return [self.evaluate(window) for window in self.close(batch)]
+
+    def close(self, batch: Batch) -> list[WindowState]:
+        """Count a batch; the windows it closed, not yet evaluated (evaluate them with
+        :meth:`evaluate`, e.g. on another thread: a closed window is never touched again)."""
+        return self.windower.update(batch)
+
+    def evaluate(self, window: WindowState) -> Evaluation:
+        return evaluate_window(window, self.settings.evaluation)
 
     def flush(self) -> Evaluation | None:
         """Close and evaluate the open window whatever its size (end of a replay)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.records import Record
 
@@ -85,12 +85,13 @@ class JoinBuffer:
         return records
 
 
-@dataclass(slots=True)
-class AwaitingLabel:
+class AwaitingLabel(NamedTuple):
     """What the label will be compared with: the prediction and when it was made.
 
     ``labelled`` entries stay until they expire, so a repeated label or a retried
-    record is recognised as a duplicate.
+    record is recognised as a duplicate. A tuple rather than a class on purpose: the
+    buffer holds ~200,000 of them, and tuples of plain values are untracked by the
+    garbage collector, whose full collections would otherwise walk them all.
     """
 
     prediction: Any
@@ -123,6 +124,10 @@ class LabelBuffer:
 
     def get(self, key: Key) -> AwaitingLabel | None:
         return self._awaiting.get(key)
+
+    def mark_labelled(self, key: Key) -> None:
+        """Record that ``key``'s label came (the entry keeps its place in the order)."""
+        self._awaiting[key] = self._awaiting[key]._replace(labelled=True)
 
     def remember(self, record: Record, now: float) -> list[Key]:
         """Keep a completed record's prediction (labelled or not).

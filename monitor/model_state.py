@@ -26,6 +26,7 @@ from monitor.detection import (
     schema_for,
     with_version,
 )
+from monitor.evaluator import Evaluator
 from monitor.records import Record
 from monitor.settings import ModelConfig
 
@@ -37,6 +38,11 @@ class ResultSink(Protocol):
 
     def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None: ...
 
+
+# Records are handed to the detector in batches of at least this many (or at the next
+# housekeeping tick): a detector update has a fixed numpy cost of ~0.5 ms whatever the
+# batch size, which single-record requests would otherwise pay each time.
+DETECTOR_BATCH = 256
 
 # Called with (model, profile bytes, content hash, summary) when the warm-up built a
 # reference; returns the version the store assigned.
@@ -52,12 +58,14 @@ class ModelState:
         config: ModelConfig,
         sinks: Sequence[ResultSink] = (),
         save_reference: ReferenceSaver | None = None,
+        evaluator: Evaluator | None = None,
     ):
         self.name = name
         self.config = config
         self.schema = schema_for(config)
         self.sinks = list(sinks)
         self.save_reference = save_reference
+        self.evaluator = evaluator
         self.records = 0
         self.incomplete = 0
         self.labelled = 0
@@ -66,6 +74,8 @@ class ModelState:
         self.reference_version: str | None = None
         self._warmup: list[Any] = []
         self._warmup_rows = 0
+        self._pending: list[Record] = []
+        self._pending_labels: list[tuple[Any, Any, float]] = []
 
     # -- reference --------------------------------------------------------------------------
     def set_reference(self, profile: ReferenceProfile, summary: dict[str, Any] | None = None) -> None:
@@ -92,17 +102,35 @@ class ModelState:
             self.incomplete += len(records)
         if self.detector is None and not self.warming_up:
             return
-        batch = batch_from_records(records, self.schema)
-        if self.detector is None:
-            self._warm_up(batch)
-            return
-        self._update(batch)
+        self._pending.extend(records)
+        if len(self._pending) >= DETECTOR_BATCH:
+            self.feed()
+
+    def feed(self) -> None:
+        """Hand the pending records and labels to the detector (called per batch and on
+        every housekeeping tick, and before a replay or checkpoint ends)."""
+        if self._pending:
+            records, self._pending = self._pending, []
+            batch = batch_from_records(records, self.schema)
+            if self.detector is None:
+                self._warm_up(batch)
+            else:
+                self._update(batch)
+        if self._pending_labels:
+            pairs, self._pending_labels = self._pending_labels, []
+            self._labels(pairs)
 
     def observe_labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
         """``(prediction, label, prediction timestamp)`` triples for performance windows."""
         self.labelled += len(pairs)
         if self.detector is None or self.detector.performance is None:
             return
+        self._pending_labels.extend(pairs)
+        if len(self._pending_labels) >= DETECTOR_BATCH:
+            self.feed()
+
+    def _labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
+        assert self.detector is not None and self.detector.performance is not None
         predictions = prediction_column([p for p, _, _ in pairs], self.schema)
         labels = np.array([label for _, label, _ in pairs], dtype=object)
         timestamps = np.array([t for _, _, t in pairs], dtype=np.float64)
@@ -111,18 +139,27 @@ class ModelState:
 
     def flush(self) -> None:
         """Evaluate the open window whatever its size (end of a replay)."""
+        self.feed()
+        if self.evaluator is not None:
+            self.evaluator.settle()  # windows closed earlier are published first
         if self.detector is not None:
             evaluation = self.detector.flush()
             if evaluation is not None:
-                self.windows_evaluated += 1
-                self._publish(evaluation)
+                self._evaluated(evaluation)
 
     # -- internals --------------------------------------------------------------------------
     def _update(self, batch: Any) -> None:
-        assert self.detector is not None
-        for evaluation in self.detector.update(batch):
-            self.windows_evaluated += 1
-            self._publish(evaluation)
+        detector = self.detector
+        assert detector is not None
+        for window in detector.close(batch):
+            if self.evaluator is None:
+                self._evaluated(detector.evaluate(window))
+            else:
+                self.evaluator.submit(lambda w=window: self._evaluated(detector.evaluate(w)))
+
+    def _evaluated(self, evaluation: Evaluation) -> None:
+        self.windows_evaluated += 1
+        self._publish(evaluation)
 
     def _publish(self, result: Evaluation | PerformanceResult) -> None:
         for sink in self.sinks:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from alerts.metrics import UNKNOWN_MODEL, Metrics
 from detectors.reference import ReferenceProfile
+from monitor.evaluator import Evaluator
 from monitor.joins import JoinBuffer, LabelBuffer
 from monitor.model_state import ModelState, ReferenceSaver, ResultSink
 from monitor.records import Record, Rejection
@@ -74,6 +75,7 @@ class _Routed:
     complete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
     # Predictions pushed out of the label buffer unlabelled, per model (counted once per call).
     labels_lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     incomplete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
     labels: dict[str, list[tuple[Any, Any, float]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -96,11 +98,12 @@ class Pipeline:
         self._clock = clock
         self._sinks = list(sinks)
         self._save_reference = save_reference
+        self.evaluator = Evaluator()
         self._lock = threading.Lock()
         self._joins = JoinBuffer(settings.limits.join_buffer_size, settings.limits.join_ttl_seconds)
         self._labels = LabelBuffer(settings.limits.label_buffer_size, settings.limits.label_ttl_seconds)
         self.models: dict[str, ModelState] = {
-            name: ModelState(name, config, self._sinks, save_reference) for name, config in settings.models.items()
+            name: ModelState(name, config, self._sinks, save_reference, self.evaluator) for name, config in settings.models.items()
         }
         # Model name -> config, including models registered from traffic; collectors and
         # the validator read it to know which models exist.
@@ -138,11 +141,14 @@ class Pipeline:
 
     # -- housekeeping -------------------------------------------------------------------
     def expire(self) -> None:
-        """Release partial records past their time-to-live (called periodically)."""
+        """Release partial records past their time-to-live and hand every model's pending
+        records to its detector (called periodically)."""
         with self._lock:
             routed = _Routed()
             self._expire(self._clock(), routed)
             self._deliver(routed)
+            for state in self.models.values():
+                state.feed()
 
     def drain(self) -> None:
         """Shutdown: hand every buffered partial record on as incomplete, so no accepted
@@ -152,6 +158,8 @@ class Pipeline:
             for record in self._joins.drain():
                 self._release(record, routed)
             self._deliver(routed)
+            for state in self.models.values():
+                state.feed()
 
     def take_count_deltas(self) -> dict[tuple[str, str], dict[str, int]]:
         """Counts added since the last call, keyed ``(model, source)``, for the store."""
@@ -173,6 +181,18 @@ class Pipeline:
         with self._lock:
             self.models[model].set_reference(profile, summary)
 
+    def settle(self) -> None:
+        """Hand every pending record to the detectors and wait until every closed window
+        has been evaluated and published."""
+        with self._lock:
+            for state in self.models.values():
+                state.feed()
+        self.evaluator.settle()
+
+    def close(self) -> None:
+        """Shutdown, after :meth:`drain`: evaluate what is queued and stop the worker."""
+        self.evaluator.close()
+
     def flush_windows(self) -> None:
         """Evaluate every model's open window whatever its size (end of a replay)."""
         with self._lock:
@@ -190,7 +210,7 @@ class Pipeline:
             log.info("registering model %r seen in traffic", model)
             config = ModelConfig()
             self.configs[model] = config
-            self.models[model] = ModelState(model, config, self._sinks, self._save_reference)
+            self.models[model] = ModelState(model, config, self._sinks, self._save_reference, self.evaluator)
 
     def _route(self, record: Record, now: float, routed: _Routed) -> int:
         """Join or forward one record; returns 1 if it was a duplicate."""
@@ -202,10 +222,10 @@ class Pipeline:
         awaiting = self._labels.get(key)
         if awaiting is not None:  # this id was completed before
             if record.has_label and not awaiting.labelled and record.inputs is None and not record.has_prediction:
-                awaiting.labelled = True
+                self._labels.mark_labelled(key)
                 routed.labels[model].append((awaiting.prediction, record.label, awaiting.timestamp))
                 return 0
-            self._duplicate(model)
+            routed.duplicates[model] += 1
             return 1
         if record.complete and key not in self._joins:
             self._complete(record, now, routed)
@@ -218,7 +238,7 @@ class Pipeline:
         if completed is not None:
             self._complete(completed, now, routed)
         if repeated:
-            self._duplicate(model)
+            routed.duplicates[model] += 1
             return 1
         return 0
 
@@ -261,12 +281,11 @@ class Pipeline:
             self._delta(model, PIPELINE_SOURCE, "labels_joined", len(pairs))
         for model, lost in routed.labels_lost.items():
             m.label_buffer_evicted.labels(model).inc(lost)
+        for model, repeated in routed.duplicates.items():
+            m.records_duplicate.labels(model).inc(repeated)
+            self._delta(model, PIPELINE_SOURCE, "duplicates", repeated)
         m.join_buffer_records.set(len(self._joins))
         m.label_buffer_records.set(len(self._labels))
-
-    def _duplicate(self, model: str) -> None:
-        self.metrics.records_duplicate.labels(model).inc()
-        self._delta(model, PIPELINE_SOURCE, "duplicates")
 
     def _count_accepted(self, records: Sequence[Record], source: str) -> None:
         per_model: dict[str, int] = defaultdict(int)

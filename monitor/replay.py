@@ -110,6 +110,7 @@ def replay(
                     pipeline.ingest(parts[start : start + chunk], [], "file")
             pipeline.drain()
             pipeline.flush_windows()
+            pipeline.close()
     return collected, rejected
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -83,11 +84,24 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # first: WAL below may wait for a lock
-        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        _set_wal(cursor)  # readers never block the writer
         cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses at most the last commits
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _set_wal(cursor: Any) -> None:
+    """Switch a new database file to WAL. Two processes creating the same file at once can
+    get "database is locked" here without the busy timeout applying, so retry briefly."""
+    for attempt in range(50):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.02 * (1 + attempt % 5))
 
 
 def _sqlite_on_begin(connection: Connection) -> None:

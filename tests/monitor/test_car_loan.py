@@ -69,6 +69,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
     labels = [Record(model="car_loan", id=str(i), label=int(y), has_label=True) for i, y in zip(targets.id, targets.repaid)]
     for start in range(0, len(labels), 1000):
         pipeline.ingest(labels[start : start + 1000], [], "file")
+    pipeline.settle()
     yield pipeline, store, registry, analysis, targets
     store.close()
 
