@@ -11,7 +11,7 @@ builds a fresh ``CollectorRegistry()`` and reads values with ``get_sample_value`
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 UNKNOWN_MODEL = "_unknown"
 
@@ -24,6 +24,9 @@ class Metrics:
     """The service's metric families, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
+        # The *_created series (one per labelled counter) double the exposition for nothing
+        # dashboards use; prometheus-client only has a process-wide switch for them.
+        disable_created_metrics()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         # Ingestion: items in, by how they ended.
