@@ -76,9 +76,8 @@ def evidence(window: WindowState, channel: str) -> FeatureEvidence:
     """What the decision needs for one channel, from the window and its reference."""
     profile = window.layout.reference.channels[channel]
     if isinstance(profile, NumericProfile):
-        reference_sample = profile.sample[np.isfinite(profile.sample)]
         return NumericEvidence(
-            reference_sample=reference_sample,
+            reference_sample=window.layout.reference_sorted[channel],
             current_sample=window.sample(channel),
             reference_counts=window.reference_counts(channel),
             current_counts=window.counts(channel),

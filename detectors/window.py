@@ -128,6 +128,8 @@ class WindowLayout:
             m.update({c: i for i, c in enumerate(p.categories)})
             m[None] = size + 2
             self.cat_maps.append(m)
+        # Every evaluation compares with the same reference samples: sort their finite part once.
+        self.reference_sorted = {k: np.sort(chans[k].sample[np.isfinite(chans[k].sample)]) for k in self.numeric}
         self.has_latency = LATENCY in chans
         ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
         self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]

@@ -105,7 +105,7 @@ class ServiceProcess:
         self.port = free_port()
         config_data = {**config_data, "server": {**config_data.get("server", {}), "host": "127.0.0.1", "port": self.port}}
         self.config_path = tmp_path / f"config-{self.port}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config_data))
+        self.config_path.write_text(yaml.safe_dump(config_data, sort_keys=False))  # feature order matters
         self.log_path = tmp_path / f"service-{self.port}.log"
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}

@@ -18,6 +18,7 @@ from detectors.stats.anderson import anderson_darling_test
 from detectors.stats.binned import hellinger_distance, jensen_shannon_distance, kl_divergence, psi
 from detectors.stats.chi_square import chi_square_test
 from detectors.stats.cramer import cramer_von_mises_test
+from detectors.stats.ecdf import ecdf_statistics, ks_and_wasserstein
 from detectors.stats.ks import ks_test
 from detectors.stats.multiple_testing import Correction, adjust_pvalues
 from detectors.stats.proportions import proportions_ztest
@@ -30,9 +31,11 @@ __all__ = [
     "anderson_darling_test",
     "chi_square_test",
     "cramer_von_mises_test",
+    "ecdf_statistics",
     "hellinger_distance",
     "jensen_shannon_distance",
     "kl_divergence",
+    "ks_and_wasserstein",
     "ks_test",
     "proportions_ztest",
     "psi",
