@@ -21,14 +21,8 @@ from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.performance import PerformanceResult, PerformanceSettings, PerformanceWindows
 from detectors.reference import ReferenceProfile
 from detectors.sketches import check_positive_int, pack, unpack
-from detectors.window import (
-    SlidingWindows,
-    TumblingCountWindows,
-    TumblingTimeWindows,
-    Windower,
-    WindowLayout,
-    WindowState,
-)
+from detectors.window import WindowLayout, WindowState
+from detectors.windowing import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
 
 FORMAT_VERSION = 1
 

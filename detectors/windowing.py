@@ -1,0 +1,315 @@
+"""Windowing policies: how a model's traffic is cut into windows (see :mod:`detectors.window`
+for what a window counts).
+
+* :class:`TumblingCountWindows` -- exactly ``size`` records per window; a batch
+  straddling a boundary is split.
+* :class:`TumblingTimeWindows` -- event-time periods ``[origin + k*s, origin + (k+1)*s)``.
+  Records in a batch are grouped by period (a batch may be out of order). A
+  window closes when a record of a later period arrives. If it then holds fewer
+  than ``min_records`` it is *extended* instead of emitted: it keeps counting and
+  its ``end`` moves to the end of the later period, so an emitted window can span
+  several periods (``end - start`` says how many) and tiny windows are never
+  evaluated. Periods without records produce no window. Records of a period
+  before the open window's start (late data) go into the open window and are
+  counted in ``late``.
+* :class:`SlidingWindows` -- panes of ``size / panes`` records or seconds; each
+  time a pane closes, the merge of the last ``panes`` panes is emitted (count
+  panes: only once ``panes`` panes exist; time panes: the panes within the last
+  ``size`` seconds, if they hold at least ``min_records``).
+
+Every window's RNG seed derives from the windower's ``seed`` and the window's
+sequence number, so runs are reproducible, and ``to_bytes``/``from_bytes`` keep
+RNG states: continuing after a restore gives byte-identical windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .columns import Batch
+from .sketches import check_positive_int, pack, unpack
+from .window import FORMAT_VERSION, WindowLayout, WindowState, derive_seed
+
+
+# ---- windowing policies -------------------------------------------------------------------------
+class Windower:
+    """Base of the windowing policies: ``update(batch)`` returns the windows that closed, oldest first."""
+
+    policy: ClassVar[str] = ""
+
+    def __init__(self, layout: WindowLayout, *, seed: int = 0) -> None:
+        if not isinstance(layout, WindowLayout):
+            raise TypeError(f"layout must be a WindowLayout, got {type(layout).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.layout, self.seed = layout, int(seed)
+        self._next_seq = 0
+        self._open: WindowState | None = None
+
+    @property
+    def open_window(self) -> WindowState | None:
+        """The window still collecting records, if any (read-only use)."""
+        return self._open
+
+    def _new_window(self, start: float = math.nan, end: float = math.nan) -> WindowState:
+        seq = self._next_seq
+        self._next_seq += 1
+        return WindowState(self.layout, seq=seq, seed=derive_seed(self.seed, seq), start=start, end=end)
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        raise NotImplementedError
+
+    def flush(self) -> WindowState | None:
+        """Close and return the open window whatever its size (None if it has no records)."""
+        w, self._open = self._open, None
+        return w if w is not None and w.n else None
+
+    def _params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        return {}, ({} if self._open is None else {"open": self._open.to_bytes()})
+
+    def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
+        if "open" in parts:
+            self._open = WindowState.from_bytes(parts["open"], self.layout)
+
+    def to_bytes(self) -> bytes:
+        """Checkpoint of the policy, its counters and its open window(s)."""
+        state, parts = self._state()
+        header = {
+            "kind": "windower",
+            "format_version": FORMAT_VERSION,
+            "policy": self.policy,
+            "layout": self.layout.fingerprint,
+            "seed": self.seed,
+            "next_seq": self._next_seq,
+            "params": self._params(),
+            "state": state,
+        }
+        return pack(header, {k: np.frombuffer(v, dtype=np.uint8) for k, v in parts.items()})
+
+    @staticmethod
+    def from_bytes(data: bytes, layout: WindowLayout) -> Windower:
+        h, a = unpack(data)
+        if h.get("kind") != "windower" or h.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a windower of format {FORMAT_VERSION}: kind={h.get('kind')!r}")
+        if h["layout"] != layout.fingerprint:
+            raise ValueError(f"windower was saved with layout {h['layout']}, not {layout.fingerprint}")
+        policies: dict[str, type[Windower]] = {
+            c.policy: c for c in (TumblingCountWindows, TumblingTimeWindows, SlidingWindows)
+        }
+        if h["policy"] not in policies:
+            raise ValueError(f"unknown windowing policy {h['policy']!r}")
+        out = policies[h["policy"]](layout, seed=h["seed"], **h["params"])
+        out._next_seq = int(h["next_seq"])
+        out._restore(h["state"], {k: v.tobytes() for k, v in a.items()})
+        return out
+
+
+class TumblingCountWindows(Windower):
+    """Windows of exactly ``size`` records; ``start``/``end`` are their first/last event times."""
+
+    policy = "tumbling_count"
+
+    def __init__(self, layout: WindowLayout, size: int, *, seed: int = 0) -> None:
+        super().__init__(layout, seed=seed)
+        self.size = check_positive_int("size", size)
+
+    def _params(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        closed: list[WindowState] = []
+        i, n = 0, len(batch)
+        while i < n:
+            if self._open is None:
+                self._open = self._new_window()
+            take = min(self.size - self._open.n, n - i)
+            self._open.update(batch if take == n else batch.select(slice(i, i + take)))
+            i += take
+            if self._open.n == self.size:
+                closed.append(self._close(self._open))
+                self._open = None
+        return closed
+
+    def flush(self) -> WindowState | None:
+        w = super().flush()
+        return None if w is None else self._close(w)
+
+    @staticmethod
+    def _close(w: WindowState) -> WindowState:
+        w.start, w.end = w.min_ts, w.max_ts
+        return w
+
+
+class TumblingTimeWindows(Windower):
+    """Event-time windows of ``seconds``; windows under ``min_records`` are extended (module docstring)."""
+
+    policy = "tumbling_time"
+
+    def __init__(
+        self, layout: WindowLayout, seconds: float, min_records: int, *, origin: float = 0.0, seed: int = 0
+    ) -> None:
+        super().__init__(layout, seed=seed)
+        if not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
+            raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
+        if not (isinstance(origin, (int, float)) and math.isfinite(origin)):
+            raise ValueError(f"origin must be a finite epoch time in seconds, got {origin!r}")
+        self.seconds, self.origin = float(seconds), float(origin)
+        self.min_records = check_positive_int("min_records", min_records)
+        self._first_period = self._end_period = 0  # the open window covers [first, end) periods
+
+    def _params(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "min_records": self.min_records, "origin": self.origin}
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        _, parts = super()._state()
+        return {"first": self._first_period, "end": self._end_period}, parts
+
+    def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
+        super()._restore(state, parts)
+        self._first_period, self._end_period = int(state["first"]), int(state["end"])
+
+    def _open_for(self, period: int) -> None:
+        self._first_period, self._end_period = period, period + 1
+        self._open = self._new_window(self.origin + period * self.seconds, self.origin + (period + 1) * self.seconds)
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        if len(batch) == 0:
+            return []
+        ts = batch.timestamps
+        if not np.isfinite(ts).all():
+            raise ValueError("time windows need finite timestamps in every record")
+        periods = np.floor((ts - self.origin) / self.seconds).astype(np.int64)
+        order = np.argsort(periods, kind="stable")
+        sorted_periods = periods[order]
+        values, starts = np.unique(sorted_periods, return_index=True)
+        bounds = np.append(starts, len(batch))
+        closed: list[WindowState] = []
+        for g, period in enumerate(values.tolist()):
+            if self._open is None:
+                self._open_for(period)
+            elif period >= self._end_period:
+                if self._open.n >= self.min_records:
+                    closed.append(self._open)
+                    self._open_for(period)
+                else:  # too few records to evaluate: extend the window over the new period
+                    self._end_period = period + 1
+                    self._open.end = self.origin + self._end_period * self.seconds
+            assert self._open is not None
+            rows = order[bounds[g] : bounds[g + 1]]
+            if period < self._first_period:
+                self._open.late += rows.size
+            # a stable sort keeps each period's rows in arrival order
+            self._open.update(batch if rows.size == len(batch) else batch.select(rows))
+        return closed
+
+
+class SlidingWindows(Windower):
+    """Windows of the last ``size`` records/seconds, made of ``panes`` panes, emitted whenever a pane closes."""
+
+    policy = "sliding"
+
+    def __init__(
+        self,
+        layout: WindowLayout,
+        size: float,
+        panes: int,
+        *,
+        unit: str = "records",
+        min_records: int = 1,
+        origin: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(layout, seed=seed)
+        self.panes = check_positive_int("panes", panes)
+        self.min_records = check_positive_int("min_records", min_records)
+        self.unit, self.origin = unit, float(origin)
+        if unit == "records":
+            self.size = check_positive_int("size", size)
+            if self.size % self.panes:
+                raise ValueError(f"size must be a multiple of panes for unit='records', got size={size}, panes={panes}")
+            self._inner: Windower = TumblingCountWindows(layout, self.size // self.panes, seed=derive_seed(seed, 1))
+        elif unit == "seconds":
+            if not (isinstance(size, (int, float)) and 0 < size < math.inf):
+                raise ValueError(f"size must be a positive finite number of seconds, got {size!r}")
+            self.size = float(size)
+            self._inner = TumblingTimeWindows(
+                layout, self.size / self.panes, 1, origin=origin, seed=derive_seed(seed, 1)
+            )
+        else:
+            raise ValueError(f"unit must be 'records' or 'seconds', got {unit!r}")
+        self._panes: deque[WindowState] = deque(maxlen=self.panes)
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "panes": self.panes,
+            "unit": self.unit,
+            "min_records": self.min_records,
+            "origin": self.origin,
+        }
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        parts = {"inner": self._inner.to_bytes()}
+        parts.update({f"pane{i}": p.to_bytes() for i, p in enumerate(self._panes)})
+        return {"panes": len(self._panes)}, parts
+
+    def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
+        self._inner = Windower.from_bytes(parts["inner"], self.layout)
+        self._panes.extend(WindowState.from_bytes(parts[f"pane{i}"], self.layout) for i in range(state["panes"]))
+
+    @property
+    def open_window(self) -> WindowState | None:
+        return self._inner.open_window
+
+    def _merged(self) -> WindowState:
+        panes = list(self._panes)
+        if len(panes) == 1:
+            return panes[0].copy()  # the caller relabels it; the retained pane must stay as it is
+        merged = panes[0].merge(panes[1])
+        for p in panes[2:]:
+            merged = merged.merge(p)
+        return merged
+
+    def _emit(self, end: float) -> WindowState | None:
+        if self.unit == "seconds":
+            while self._panes and self._panes[0].start < end - self.size - 1e-9 * self.size:
+                self._panes.popleft()
+        elif len(self._panes) < self.panes:
+            return None  # warming up: fewer than `panes` panes so far
+        merged = self._merged()
+        if merged.n < self.min_records:
+            return None
+        merged.seq = self._next_seq
+        self._next_seq += 1
+        if self.unit == "seconds":
+            merged.start, merged.end = end - self.size, end
+        return merged
+
+    def update(self, batch: Batch) -> list[WindowState]:
+        out = []
+        for pane in self._inner.update(batch):
+            self._panes.append(pane)
+            w = self._emit(pane.end)
+            if w is not None:
+                out.append(w)
+        return out
+
+    def flush(self) -> WindowState | None:
+        """Close the partial pane and return the window of the retained panes (no warm-up or size check)."""
+        pane = self._inner.flush()
+        if pane is not None:
+            self._panes.append(pane)
+        if not self._panes:
+            return None
+        merged = self._merged()
+        merged.seq = self._next_seq
+        self._next_seq += 1
+        self._panes.clear()
+        return merged
