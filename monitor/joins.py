@@ -129,20 +129,19 @@ class LabelBuffer:
         """Record that ``key``'s label came (the entry keeps its place in the order)."""
         self._awaiting[key] = self._awaiting[key]._replace(labelled=True)
 
-    def remember(self, record: Record, now: float) -> list[Key]:
+    def remember(self, key: Key, record: Record, now: float) -> list[Key]:
         """Keep a completed record's prediction (labelled or not).
 
         Returns the keys of still-unlabelled predictions evicted to make room: their
         labels can no longer be matched, which the caller counts.
         """
         lost = []
-        while len(self._awaiting) >= self.capacity:
-            key, old = self._awaiting.popitem(last=False)
+        awaiting = self._awaiting
+        while len(awaiting) >= self.capacity:
+            old_key, old = awaiting.popitem(last=False)
             if not old.labelled:
-                lost.append(key)
-        self._awaiting[(record.model, record.id or "")] = AwaitingLabel(
-            record.prediction, record.timestamp, now, labelled=record.has_label
-        )
+                lost.append(old_key)
+        awaiting[key] = AwaitingLabel(record.prediction, record.timestamp, now, record.has_label)
         return lost
 
     def expire(self, now: float) -> list[Key]:

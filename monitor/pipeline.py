@@ -103,7 +103,8 @@ class Pipeline:
         self._joins = JoinBuffer(settings.limits.join_buffer_size, settings.limits.join_ttl_seconds)
         self._labels = LabelBuffer(settings.limits.label_buffer_size, settings.limits.label_ttl_seconds)
         self.models: dict[str, ModelState] = {
-            name: ModelState(name, config, self._sinks, save_reference, self.evaluator) for name, config in settings.models.items()
+            name: ModelState(name, config, self._sinks, save_reference, self.evaluator)
+            for name, config in settings.models.items()
         }
         # Model name -> config, including models registered from traffic; collectors and
         # the validator read it to know which models exist.
@@ -131,8 +132,10 @@ class Pipeline:
         with self._lock:
             routed = _Routed()
             duplicates = 0
+            models = self.models
             for record in records:
-                self._register(record.model)
+                if record.model not in models:
+                    self._register(record.model)
                 duplicates += self._route(record, now, routed)
             self._count_accepted(records, source)
             self._expire(now, routed)
@@ -216,7 +219,7 @@ class Pipeline:
         """Join or forward one record; returns 1 if it was a duplicate."""
         model = record.model
         if record.id is None:  # complete by validation: nothing to join, nothing to dedupe
-            self._complete(record, now, routed)
+            self._complete(record, now, routed, None)
             return 0
         key = (model, record.id)
         awaiting = self._labels.get(key)
@@ -227,8 +230,8 @@ class Pipeline:
                 return 0
             routed.duplicates[model] += 1
             return 1
-        if record.complete and key not in self._joins:
-            self._complete(record, now, routed)
+        if record.inputs is not None and record.has_prediction and key not in self._joins:
+            self._complete(record, now, routed, key)
             return 0
         completed, repeated, evicted = self._joins.offer(record, now)
         for old in evicted:
@@ -236,19 +239,19 @@ class Pipeline:
             self._delta(old.model, PIPELINE_SOURCE, "evicted")
             self._release(old, routed)
         if completed is not None:
-            self._complete(completed, now, routed)
+            self._complete(completed, now, routed, key)
         if repeated:
             routed.duplicates[model] += 1
             return 1
         return 0
 
-    def _complete(self, record: Record, now: float, routed: _Routed) -> None:
+    def _complete(self, record: Record, now: float, routed: _Routed, key: tuple[str, str] | None) -> None:
         routed.complete[record.model].append(record)
         if record.has_label:
             routed.labels[record.model].append((record.prediction, record.label, record.timestamp))
-        if record.id is not None:
-            for key in self._labels.remember(record, now):
-                routed.labels_lost[key[0]] += 1
+        if key is not None:
+            for lost in self._labels.remember(key, record, now):
+                routed.labels_lost[lost[0]] += 1
 
     def _release(self, record: Record, routed: _Routed) -> None:
         """A partial record leaves the join buffer without its counterpart."""

@@ -142,27 +142,41 @@ class Validator:
             return Rejection(index, exc.path, exc.reason, exc.message, item, model if isinstance(model, str) else None)
 
     def _record(self, item: Any, received_at: float) -> Record:
-        if not isinstance(item, dict):
-            raise Invalid("", Reason.NOT_AN_OBJECT, f"a record must be a JSON object, got {json_type(item)}")
+        if type(item) is not dict:
+            if not isinstance(item, dict):
+                raise Invalid("", Reason.NOT_AN_OBJECT, f"a record must be a JSON object, got {json_type(item)}")
         if not self._field_set.issuperset(item):
             name = sorted(item.keys() - self._field_set)[0]
             raise Invalid(
                 name, Reason.UNKNOWN_FIELD, f"unknown field {name!r}; record fields are {', '.join(RECORD_FIELDS)}"
             )
-        model = self._model(item.get("model"))
-        record = Record(model=model)
-        record.id = self._text(item.get("id"), "id", self.limits.max_id_length, allow_number=True)
-        record.version = self._text(item.get("version"), "version", self.limits.max_id_length, allow_number=True)
-        record.timestamp = self._timestamp(item.get("timestamp"), received_at)
-        if "inputs" in item and item["inputs"] is not None:
-            record.inputs = self._inputs(item["inputs"])
-        if "prediction" in item and item["prediction"] is not None:
-            record.prediction = self._prediction(item["prediction"], "prediction")
-            record.has_prediction = True
-        if "label" in item and item["label"] is not None:
-            record.label = self._prediction(item["label"], "label")
-            record.has_label = True
-        latency = item.get("latency_ms")
+        get = item.get
+        model = get("model")
+        if type(model) is not str or model not in self.known_models:  # the common case skips the checks
+            model = self._model(model)
+        limit = self.limits.max_id_length
+        record_id = get("id")
+        if record_id is not None and not (type(record_id) is str and len(record_id) <= limit):
+            record_id = self._text(record_id, "id", limit, allow_number=True)
+        version = get("version")
+        if version is not None:
+            version = self._text(version, "version", limit, allow_number=True)
+        stamp = get("timestamp")
+        timestamp = received_at if stamp is None else parse_timestamp(stamp, "timestamp")
+        inputs = get("inputs")
+        if inputs is not None:
+            inputs = self._inputs(inputs)
+        prediction = get("prediction")
+        has_prediction = prediction is not None
+        if has_prediction and not (
+            type(prediction) is int or (type(prediction) is float and math.isfinite(prediction))
+        ):
+            prediction = self._prediction(prediction, "prediction")  # the slow path words the errors
+        label = get("label")
+        has_label = label is not None
+        if has_label:
+            label = self._prediction(label, "label")
+        latency = get("latency_ms")
         if latency is not None:
             if not _is_number(latency) or latency < 0:
                 raise Invalid(
@@ -170,14 +184,17 @@ class Validator:
                     Reason.INVALID_VALUE,
                     f"must be a non-negative number of milliseconds, got {latency!r}",
                 )
-            record.latency_ms = float(latency)
-        if item.get("segment") is not None:
-            record.segment = self._segment(item["segment"])
-        if record.inputs is None and not record.has_prediction and not record.has_label:
+            latency = float(latency)
+        segment = get("segment")
+        if segment is not None:
+            segment = self._segment(segment)
+        if inputs is None and not has_prediction and not has_label:
             raise Invalid("", Reason.MISSING_FIELD, "a record needs at least one of inputs, prediction or label")
-        if record.id is None and not record.complete:
+        if record_id is None and (inputs is None or not has_prediction):
             raise Invalid("id", Reason.MISSING_FIELD, "id is required for a partial record (it joins the parts)")
-        return record
+        return Record(
+            model, record_id, version, timestamp, inputs, prediction, latency, label, segment, has_prediction, has_label
+        )
 
     def _model(self, value: Any) -> str:
         if value is None:
