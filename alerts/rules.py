@@ -1,0 +1,324 @@
+"""Alert rules: their config model and how one published result becomes signals.
+
+A rule names a *kind* of verdict (feature drift, dataset drift, prediction drift, data
+quality, latency SLO, performance drop), the models and features it covers and how the
+engine (:mod:`alerts.engine`) debounces it. :func:`signals` reads one result -- an
+:class:`~detectors.evaluation.Evaluation` or a
+:class:`~detectors.performance.PerformanceResult` -- and returns one :class:`Signal` per
+(rule, model, feature) key the rule covers, ``feature`` being ``''`` for model-wide kinds.
+
+A verdict that could not be reached (an insufficient feature, a window without latencies,
+performance without reference metrics) gives *no* signal: it is neither a breach nor a
+clean window, so it can neither advance nor resolve an alert.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+
+from detectors.columns import channel_name
+from detectors.evaluation import Evaluation
+from detectors.performance import METRICS, PerformanceResult
+from detectors.quality import CHECKS
+
+RuleKind = Literal[
+    "feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo", "performance_drop"
+]
+Severity = Literal["info", "warning", "critical"]
+KINDS: tuple[str, ...] = get_args(RuleKind)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+ALL = "*"
+# Metrics with a drop (the bias, ``mean_error``, has none: see detectors.performance).
+ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for ms in METRICS.values() for m in ms if m != "mean_error"))
+# Rule names go into alert ids ("rule:model:feature:n") and URLs: keep them plain.
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+# Which optional keys make sense for which kinds; giving one elsewhere is a config error
+# (it would be silently ignored otherwise).
+_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "features": ("feature_drift", "data_quality"),
+    "checks": ("data_quality",),
+    "min_share": ("dataset_drift",),
+    "slo_ms": ("latency_slo",),
+    "metrics": ("performance_drop",),
+    "max_drop": ("performance_drop",),
+}
+
+
+def _json_number(x: float | None) -> float | None:
+    """Values travel as JSON (state, webhooks): NaN and infinities become None."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _finite(name: str, value: Any, lo: float, hi: float = math.inf, *, open_lo: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < lo or (open_lo and value == lo) or value > hi:
+        bound = f"> {lo}" if open_lo else f">= {lo}"
+        raise ValueError(
+            f"{name} must be a finite number {bound}{'' if hi == math.inf else f' and <= {hi}'}, got {value!r}"
+        )
+    return float(value)
+
+
+def _selection(name: str, value: Any, allowed: Sequence[str] | None = None) -> list[str]:
+    """A list of names or ``["*"]`` (all): non-empty, no duplicates, '*' only alone."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{name} must be a non-empty list of names or ['*'], got {value!r}")
+    if ALL in value and len(value) > 1:
+        raise ValueError(f"{name}: '*' means all and must be the only entry, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} lists a name twice, got {value!r}")
+    unknown = [v for v in value if v != ALL and allowed is not None and v not in allowed]
+    if unknown:
+        raise ValueError(f"{name} must name entries of {list(allowed or ())}, got unknown {unknown!r}")
+    return value
+
+
+class AlertRuleConfig(BaseModel):
+    """One alert rule (``alerts: rules: [...]`` in the YAML config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: RuleKind
+    models: list[str] = [ALL]
+    features: list[str] = [ALL]
+    checks: list[str] = [ALL]
+    severity: Severity = "warning"
+    for_windows: int = 1
+    resolve_windows: int = 1
+    cooldown_seconds: float = 0.0
+    min_share: float | None = None  # dataset_drift: breach at share >= min_share instead of the detector's flag
+    slo_ms: float | None = None  # latency_slo: breach at value > slo_ms instead of the detector's SLO
+    metrics: list[str] = [ALL]  # performance_drop: which metrics count (default: all)
+    max_drop: float | None = None  # performance_drop: breach at drop > max_drop instead of the detector's limits
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _plain_name(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise ValueError(f"name must be 1-100 characters of letters, digits, '_', '.', '-', got {value!r}")
+        return value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        if value not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {value!r}")
+        return value
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _known_severity(cls, value: Any) -> Any:
+        if value not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {value!r}")
+        return value
+
+    @field_validator("models", "features", mode="before")
+    @classmethod
+    def _names(cls, value: Any, info: ValidationInfo) -> Any:
+        return _selection(info.field_name, value)
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _checks(cls, value: Any) -> Any:
+        return _selection("checks", value, CHECKS)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, value: Any) -> Any:
+        return _selection("metrics", value, ALL_METRICS)
+
+    @field_validator("for_windows", "resolve_windows", mode="before")
+    @classmethod
+    def _windows(cls, value: Any, info: ValidationInfo) -> Any:
+        return _positive_int(info.field_name, value)
+
+    @field_validator("cooldown_seconds", mode="before")
+    @classmethod
+    def _cooldown(cls, value: Any) -> Any:
+        return _finite("cooldown_seconds", value, 0.0)
+
+    @field_validator("min_share", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> Any:
+        return None if value is None else _finite("min_share", value, 0.0, 1.0, open_lo=True)
+
+    @field_validator("slo_ms", mode="before")
+    @classmethod
+    def _slo(cls, value: Any) -> Any:
+        return None if value is None else _finite("slo_ms", value, 0.0, open_lo=True)
+
+    @field_validator("max_drop", mode="before")
+    @classmethod
+    def _drop(cls, value: Any) -> Any:
+        return None if value is None else _finite("max_drop", value, 0.0)
+
+    @model_validator(mode="after")
+    def _keys_fit_kind(self) -> AlertRuleConfig:
+        for key, kinds in _KIND_KEYS.items():
+            # Compared with the default (not "was it given") so a dumped rule validates again.
+            if getattr(self, key) != type(self).model_fields[key].default and self.kind not in kinds:
+                raise ValueError(
+                    f"{key} applies only to kind {' or '.join(kinds)}, "
+                    f"got {key}={getattr(self, key)!r} with kind={self.kind!r}"
+                )
+        return self
+
+    def covers_model(self, model: str) -> bool:
+        return self.models == [ALL] or model in self.models
+
+
+class AlertsConfig(BaseModel):
+    """The ``alerts:`` section of the config: the rules, names unique."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[AlertRuleConfig] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertsConfig:
+        validate_rules(self.rules)
+        return self
+
+
+def validate_rules(rules: Iterable[AlertRuleConfig | Mapping[str, Any]]) -> list[AlertRuleConfig]:
+    """Rules parsed (mappings are validated) and checked for duplicate names."""
+    parsed = [r if isinstance(r, AlertRuleConfig) else AlertRuleConfig.model_validate(r) for r in rules]
+    seen: set[str] = set()
+    for rule in parsed:
+        if rule.name in seen:
+            raise ValueError(f"alert rule names must be unique, got {rule.name!r} twice")
+        seen.add(rule.name)
+    return parsed
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One rule's verdict on one key for one window. ``value`` is the number the rule
+    looked at (an effect size, a share, a rate, a latency, a drop); None if undefined."""
+
+    rule: str
+    model: str
+    feature: str
+    breaching: bool
+    value: float | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _wanted(selection: list[str], name: str) -> bool:
+    return selection == [ALL] or name in selection
+
+
+def signals(rule: AlertRuleConfig, model: str, result: Evaluation | PerformanceResult) -> list[Signal]:
+    """The signals of ``rule`` for one result of ``model`` (see the module docstring)."""
+    if not rule.covers_model(model):
+        return []
+    if isinstance(result, PerformanceResult):
+        return _performance(rule, model, result) if rule.kind == "performance_drop" else []
+    if rule.kind == "performance_drop":
+        return []
+    out: list[tuple[str, bool, float | None, dict[str, Any]]] = []
+    if rule.kind == "feature_drift":
+        for f in result.drift.features:
+            if _wanted(rule.features, f.feature) and not f.insufficient:
+                out.append((f.feature, f.drift, *_drift_value(f)))
+    elif rule.kind == "prediction_drift":
+        p = result.prediction
+        if p is not None and not p.insufficient:
+            out.append(("", p.drift, *_drift_value(p)))
+    elif rule.kind == "dataset_drift":
+        d = result.drift
+        if d.n_evaluated > 0:  # no feature could be tested: no verdict
+            threshold = d.threshold if rule.min_share is None else rule.min_share
+            breaching = d.dataset_drift if rule.min_share is None else d.share >= rule.min_share
+            detail = {"n_drifted": d.n_drifted, "n_evaluated": d.n_evaluated, "threshold": threshold}
+            out.append(("", breaching, _json_number(d.share), {**detail, "drifted": list(d.drifted_features)}))
+    elif rule.kind == "data_quality":
+        out.extend(_quality(rule, result))
+    elif rule.kind == "latency_slo":
+        lat = result.latency
+        slo = rule.slo_ms if rule.slo_ms is not None else (None if lat is None else lat.slo_ms)
+        if lat is not None and slo is not None and math.isfinite(lat.value):
+            breaching = lat.breached if rule.slo_ms is None else lat.value > rule.slo_ms
+            out.append(("", breaching, float(lat.value), {"slo_ms": slo, "quantile": lat.quantile, "n": lat.n}))
+    return [Signal(rule.name, model, f, b, v, {"kind": rule.kind, **d}) for f, b, v, d in out]
+
+
+def _drift_value(f: Any) -> tuple[float | None, dict[str, Any]]:
+    """A drift verdict's value is its effect size (the distance); the p-value goes in detail."""
+    value = None if f.effect is None else _json_number(f.effect.statistic)
+    detail = {
+        "effect": None if f.effect is None else f.effect.method,
+        "test": None if f.test is None else f.test.method,
+        "pvalue": None if f.adjusted_pvalue is None else _json_number(f.adjusted_pvalue),
+    }
+    return value, detail
+
+
+def _quality(rule: AlertRuleConfig, result: Evaluation) -> list[tuple[str, bool, float | None, dict[str, Any]]]:
+    """One signal per channel: breaching if any covered check breached; clean only when
+    every covered check of the channel was sufficient (an insufficient one might hide a breach)."""
+    by_channel: dict[str, list[Any]] = {}
+    for c in result.quality.checks:
+        name = channel_name(c.channel)
+        if _wanted(rule.features, name) and _wanted(rule.checks, c.check):
+            by_channel.setdefault(name, []).append(c)
+    out = []
+    for name, checks in by_channel.items():
+        breached = [c for c in checks if c.breached and not c.insufficient]
+        if not breached and any(c.insufficient for c in checks):
+            continue
+        looked = breached or checks
+        rates = [r for r in (_json_number(c.rate) for c in looked) if r is not None]
+        detail = {
+            "breached": [c.check for c in breached],
+            "rates": {c.check: _json_number(c.rate) for c in checks},
+            "thresholds": {c.check: _json_number(c.threshold) for c in checks},
+        }
+        out.append((name, bool(breached), max(rates) if rates else None, detail))
+    return out
+
+
+def _performance(rule: AlertRuleConfig, model: str, result: PerformanceResult) -> list[Signal]:
+    """Model-wide: breaching if a covered metric dropped past its limit. Without reference
+    metrics (``drop`` None) or with every covered drop undefined there is no verdict."""
+    if result.drop is None:
+        return []
+    limits = dict(result.max_drop) if rule.max_drop is None else {m: rule.max_drop for m in result.drop}
+    covered = {m: d for m, d in result.drop.items() if m in limits and _wanted(rule.metrics, m) and d is not None}
+    if not covered:
+        return []
+    degraded = [m for m, d in covered.items() if d > limits[m]]
+    worst = max(covered[m] for m in (degraded or covered))
+    detail = {
+        "kind": rule.kind,
+        "degraded": degraded,
+        "drop": {m: _json_number(d) for m, d in covered.items()},
+        "max_drop": {m: limits[m] for m in covered},
+        "n": result.n,
+    }
+    return [Signal(rule.name, model, "", bool(degraded), _json_number(worst), detail)]
+
+
+__all__ = [
+    "ALL",
+    "KINDS",
+    "SEVERITIES",
+    "AlertRuleConfig",
+    "AlertsConfig",
+    "Signal",
+    "signals",
+    "validate_rules",
+]
