@@ -209,6 +209,10 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # Alerts.
+        self.alerts_firing = Gauge(
+            "monitor_alerts_firing", "Alerts currently firing, by model and severity.", ["model", "severity"], registry=r
+        )
         # HTTP.
         self.request_duration = Histogram(
             "monitor_http_request_duration_seconds",

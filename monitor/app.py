@@ -27,8 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.metrics import Metrics
 from alerts.publish import MetricsSink
+from alerts.sink import AlertSink
 from collectors import http
-from monitor import api_models
+from monitor import api_alerts, api_models
 from monitor.auth import TokenChecker, require
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.records import Validator
@@ -163,7 +164,11 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         settings,
         metrics,
         dead_letters=_store_dead_letters(store, metrics),
-        sinks=[StoreSink(store), MetricsSink(metrics)],
+        sinks=[
+            StoreSink(store),
+            MetricsSink(metrics),
+            AlertSink(settings.alerts.rules, metrics, store.apply_alert_transitions, store.alert_engine_state()),
+        ],
         save_reference=reference_saver(store),
     )
     app.state.settings = settings
@@ -177,6 +182,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.add_middleware(RequestTimer, metrics=metrics)
     app.include_router(http.router)
     app.include_router(api_models.router)
+    app.include_router(api_alerts.router)
     _add_service_routes(app)
 
     @app.exception_handler(RequestValidationError)

@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerts.rules import AlertsConfig
+
 FEATURE_TYPES = ("numeric", "categorical")
 PREDICTION_KINDS = ("binary", "multiclass", "regression")
 
@@ -279,6 +281,7 @@ class Settings(BaseSettings):
     # "register": such a model is added with no declared features (types inferred later).
     unknown_models: Literal["reject", "register"] = "reject"
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from monitor import store_tables as t
+from monitor.store_alerts import AlertsStore
 from monitor.store_results import ResultsStore
 from monitor.store_tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
 
@@ -178,7 +179,7 @@ def head_revision() -> str:
     return head
 
 
-class Store(ResultsStore):
+class Store(ResultsStore, AlertsStore):
     """Typed access to the service's tables. Create one per process and share it between threads.
 
     References and detector results: see :class:`monitor.store_results.ResultsStore`."""

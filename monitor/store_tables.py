@@ -138,6 +138,50 @@ results = sa.Table(
     sa.Index("ix_results_model_created_at", "model", "created_at"),
 )
 
+# Alerts (migration 0004): one row per episode with its current state, every transition,
+# and the alert engine's saved state.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("alert_id", sa.String(512), nullable=False),
+    sa.Column("rule", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("feature", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Double(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("fired_at", sa.Double(), nullable=True),
+    sa.Column("resolved_at", sa.Double(), nullable=True),
+    sa.Column("window_seq", sa.BigInteger(), nullable=True),
+    sa.Column("value", sa.Double(), nullable=True),
+    sa.Column("detail", sa.JSON(), nullable=True),
+    sa.PrimaryKeyConstraint("alert_id", name="pk_alerts"),
+    sa.Index("ix_alerts_state_model", "state", "model"),
+)
+alert_transitions = sa.Table(
+    "alert_transitions",
+    metadata,
+    sa.Column("id", BigId, nullable=False, autoincrement=True),
+    sa.Column("alert_id", sa.String(512), nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("window_seq", sa.BigInteger(), nullable=True),
+    sa.Column("value", sa.Double(), nullable=True),
+    sa.Column("detail", sa.JSON(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_alert_transitions"),
+    sa.Index("ix_alert_transitions_alert", "alert_id", "id"),
+)
+engine_state = sa.Table(
+    "engine_state",
+    metadata,
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("name", name="pk_engine_state"),
+)
+
 
 @dataclass(frozen=True)
 class DeadLetter:

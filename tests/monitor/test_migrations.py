@@ -22,8 +22,11 @@ from monitor.store import (
 )
 from monitor.store_tables import COUNT_COLUMNS, metadata
 
-HEAD = "0003_references_results"
-ALL_TABLES = ["alembic_version", "dead_letters", "models", "record_counts", "references", "results"]
+HEAD = "0004_alerts"
+ALL_TABLES = [
+    "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "models", "record_counts",
+    "references", "results",
+]  # fmt: skip
 
 
 def tables(url: str) -> list[str]:
@@ -34,7 +37,7 @@ def tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_head_is_the_references_results_revision() -> None:
+def test_head_is_the_alerts_revision() -> None:
     assert head_revision() == HEAD
 
 
@@ -164,6 +167,8 @@ def test_downgrade_one_step_drops_references_and_results_only(store_url: str) ->
     with Store(store_url) as store:
         store.add_counts({("fraud", "http"): {"received": 1}})
         store.save_reference("fraud", b"profile", content_hash="ab" * 32, source="cli", summary={})
+        downgrade(store.engine, "0003_references_results")
+        assert tables(store_url) == [t for t in ALL_TABLES if t not in ("alert_transitions", "alerts", "engine_state")]
         downgrade(store.engine, "0002_record_counts")
         assert current_revision(store.engine) == "0002_record_counts"
         assert store.counts()[("fraud", "http")]["received"] == 1
