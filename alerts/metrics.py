@@ -54,6 +54,9 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        for cause in ("row_limit", "store_error"):
+            # Present from the start at 0, so rate()/increase() see the first drop.
+            self.dead_letters_dropped.labels(cause)
         # Joining partial records.
         self.records_duplicate = Counter(
             "monitor_records_duplicate_total",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitor import cli_reference
+from monitor import cli_reference, cli_rules
 from monitor.logs import log_config
 from monitor.settings import ConfigError, Settings, load_settings
 
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("--config", required=True)
     db_upgrade.set_defaults(func=cmd_db_upgrade)
     cli_reference.add_commands(commands)
+    cli_rules.add_commands(commands)
 
     rep = commands.add_parser("replay", help="evaluate a file against a model's reference, offline")
     rep.add_argument("file", help="CSV, Parquet or JSONL (optionally .gz) with one row per prediction")
