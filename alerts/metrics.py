@@ -2,7 +2,8 @@
 
 Names follow Prometheus conventions: a ``monitor_`` prefix, the unit in the name and
 ``_total`` on counters. Labels are bounded: model (configured names only; items whose
-model is unknown count under ``_unknown``), source, reason, route, status, missing.
+model is unknown count under ``_unknown``), source, reason, route, status, missing,
+webhook (configured names only), outcome.
 Never ids or values.
 
 Each ``Metrics`` instance registers its families in the registry it is given, so a test
@@ -214,7 +215,20 @@ class Metrics:
         )
         # Alerts.
         self.alerts_firing = Gauge(
-            "monitor_alerts_firing", "Alerts currently firing, by model and severity.", ["model", "severity"], registry=r
+            "monitor_alerts_firing",
+            "Alerts currently firing, by model and severity.",
+            ["model", "severity"],
+            registry=r,
+        )
+        # Retraining webhooks (alerts.dispatcher).
+        self.webhook_deliveries = Counter(
+            "monitor_webhook_deliveries_total",
+            "Webhook delivery outcomes: delivered, failed_attempt (will retry), dead (gave up), suppressed (cooldown).",
+            ["webhook", "outcome"],
+            registry=r,
+        )
+        self.webhook_outbox_pending = Gauge(
+            "monitor_webhook_outbox_pending", "Webhook deliveries waiting to be sent or retried.", registry=r
         )
         # HTTP.
         self.request_duration = Histogram(

@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from alerts.webhooks import WebhookConfig, validate_webhooks
 from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
 from detectors.performance import METRICS, PerformanceResult
@@ -181,15 +182,18 @@ class AlertRuleConfig(BaseModel):
 
 
 class AlertsConfig(BaseModel):
-    """The ``alerts:`` section of the config: the rules, names unique."""
+    """The ``alerts:`` section of the config: the rules and the retraining webhooks
+    (:mod:`alerts.webhooks`), names unique; webhooks name existing rules."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: list[AlertRuleConfig] = []
+    webhooks: list[WebhookConfig] = []
 
     @model_validator(mode="after")
     def _unique(self) -> AlertsConfig:
         validate_rules(self.rules)
+        validate_webhooks(self.webhooks, {r.name for r in self.rules})
         return self
 
 

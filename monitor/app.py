@@ -16,7 +16,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -25,11 +25,13 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alerts.dispatcher import WebhookDispatcher
+from alerts.engine import Transition
 from alerts.metrics import Metrics
 from alerts.publish import MetricsSink
 from alerts.sink import AlertSink
 from collectors import http
-from monitor import api_alerts, api_models
+from monitor import api_alerts, api_models, api_webhooks
 from monitor.auth import TokenChecker, require
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.records import Validator
@@ -110,6 +112,20 @@ def flush_counts(pipeline: Pipeline, store: Store) -> None:
         pipeline.restore_count_deltas(deltas)
 
 
+def _persist_alerts(store: Store, settings: Settings, metrics: Metrics) -> Callable[..., None]:
+    """The AlertSink's persist: transitions, engine state and webhook deliveries in one
+    transaction; deliveries suppressed by a cooldown are counted."""
+    webhooks = settings.alerts.webhooks
+
+    def persist(transitions: Sequence[Transition], engine_state: Mapping[str, Any]) -> None:
+        enqueued = store.apply_alert_transitions(transitions, engine_state, webhooks=webhooks)
+        for webhook, state in enqueued:
+            if state == "suppressed":
+                metrics.webhook_deliveries.labels(webhook, "suppressed").inc()
+
+    return persist
+
+
 async def _housekeeping(app: FastAPI) -> None:
     """Periodically release expired partial records, persist counts and trim dead letters."""
     state = app.state
@@ -139,12 +155,18 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
             store.upsert_model(name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, pipeline, store)
         task = asyncio.create_task(_housekeeping(app))
+        dispatcher = None
+        if settings.alerts.webhooks:
+            dispatcher = WebhookDispatcher(store, settings.alerts.webhooks, metrics)
+            dispatcher.start()
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if dispatcher is not None:  # after the attempt in flight; the outbox keeps the rest
+                await asyncio.to_thread(dispatcher.stop)
             # Uvicorn has finished the requests in flight: hand every buffered part on and
             # persist the counts, so no accepted record is lost.
             pipeline.drain()
@@ -167,7 +189,9 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         sinks=[
             StoreSink(store),
             MetricsSink(metrics),
-            AlertSink(settings.alerts.rules, metrics, store.apply_alert_transitions, store.alert_engine_state()),
+            AlertSink(
+                settings.alerts.rules, metrics, _persist_alerts(store, settings, metrics), store.alert_engine_state()
+            ),
         ],
         save_reference=reference_saver(store),
     )
@@ -183,6 +207,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.include_router(http.router)
     app.include_router(api_models.router)
     app.include_router(api_alerts.router)
+    app.include_router(api_webhooks.router)
     _add_service_routes(app)
 
     @app.exception_handler(RequestValidationError)

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from monitor import store_tables as t
 from monitor.store_alerts import AlertsStore
+from monitor.store_outbox import OutboxStore
 from monitor.store_results import ResultsStore
 from monitor.store_tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
 
@@ -179,10 +180,12 @@ def head_revision() -> str:
     return head
 
 
-class Store(ResultsStore, AlertsStore):
+class Store(ResultsStore, AlertsStore, OutboxStore):
     """Typed access to the service's tables. Create one per process and share it between threads.
 
-    References and detector results: see :class:`monitor.store_results.ResultsStore`."""
+    References and detector results: see :class:`monitor.store_results.ResultsStore`; alerts:
+    :class:`monitor.store_alerts.AlertsStore`; webhook deliveries:
+    :class:`monitor.store_outbox.OutboxStore`."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self._engine = make_engine(url)

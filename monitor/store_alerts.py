@@ -1,8 +1,9 @@
 """Alert methods of :class:`monitor.store.Store`: transitions, current alerts, engine state.
 
 An evaluated window's alert transitions, the alerts' new states and the engine's state are
-written in one transaction, so after a crash the stored alerts and the engine agree (the
-retraining-webhook outbox will join the same transaction).
+written in one transaction, together with the retraining-webhook deliveries they cause
+(:func:`monitor.store_outbox.enqueue`), so after a crash the stored alerts, the engine and
+the outbox agree.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from alerts.engine import Transition
+from alerts.webhooks import WebhookConfig
 from monitor import store_tables as t
+from monitor.store_outbox import enqueue
 from monitor.store_results import json_safe
 
 if TYPE_CHECKING:
@@ -37,12 +40,22 @@ class AlertsStore:
 
         def _write_retrying(self, work: Callable[[Connection], None], what: str) -> None: ...
 
-    def apply_alert_transitions(self, transitions: Sequence[Transition], engine_state: Mapping[str, Any]) -> None:
-        """Record transitions, update (or create) their alerts and save the engine's state."""
+    def apply_alert_transitions(
+        self,
+        transitions: Sequence[Transition],
+        engine_state: Mapping[str, Any],
+        *,
+        webhooks: Sequence[WebhookConfig] = (),
+    ) -> list[tuple[str, str]]:
+        """Record transitions, update (or create) their alerts, enqueue the deliveries to
+        ``webhooks`` and save the engine's state, in one transaction. Returns the (webhook,
+        state) of each delivery enqueued (state ``pending`` or ``suppressed``)."""
         now = time.time()
         state_json = json_safe(dict(engine_state))
+        enqueued: list[tuple[str, str]] = []
 
         def work(conn: Connection) -> None:
+            enqueued.clear()  # a conflict reruns the whole transaction
             a = t.alerts.c
             for tr in transitions:
                 values = {
@@ -74,8 +87,11 @@ class AlertsStore:
             )
             if saved.rowcount == 0:
                 conn.execute(sa.insert(t.engine_state).values(name=ENGINE_STATE, data=state_json, updated_at=now))
+            if webhooks and transitions:
+                enqueued.extend(enqueue(conn, transitions, webhooks, now))
 
         self._write_retrying(work, f"recording {len(transitions)} alert transition(s)")
+        return enqueued
 
     def alert_engine_state(self) -> dict[str, Any] | None:
         with self._engine.connect() as conn:

@@ -182,6 +182,34 @@ engine_state = sa.Table(
     sa.PrimaryKeyConstraint("name", name="pk_engine_state"),
 )
 
+# Retraining-webhook outbox (migration 0005): one row per (alert transition, webhook),
+# written in the transition's transaction and sent by alerts.dispatcher.
+DELIVERY_STATES = ("pending", "delivered", "dead", "suppressed")
+IDEMPOTENCY_KEY_LENGTH = 768  # alert id (512) + state + webhook name (100)
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, nullable=False, autoincrement=True),
+    sa.Column("webhook", sa.String(100), nullable=False),
+    sa.Column("alert_id", sa.String(512), nullable=False),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_LENGTH), nullable=False),
+    sa.Column("body", sa.LargeBinary(), nullable=False),  # exactly the bytes sent (and signed)
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("next_attempt_at", sa.Double(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_status", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("delivered_at", sa.Double(), nullable=True),
+    sa.Column("retried_at", sa.Double(), nullable=True),  # a manual retry restarts max_age from here
+    sa.PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
+    sa.UniqueConstraint("idempotency_key", name="uq_webhook_deliveries_idempotency_key"),
+    sa.CheckConstraint("state IN ('pending', 'delivered', 'dead', 'suppressed')", name="ck_webhook_deliveries_state"),
+    sa.Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_webhook_model_created", "webhook", "model", "created_at"),
+)
+
 
 @dataclass(frozen=True)
 class DeadLetter:

@@ -1,15 +1,20 @@
-"""Helpers shared by the tests: settings, an in-process app client, and real server processes."""
+"""Helpers shared by the tests: settings, an in-process app client, real server processes,
+and a real webhook receiver."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,9 @@ def config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "models": {
             "car_loan": {"features": CAR_LOAN_FEATURES, "prediction": {"kind": "binary"}},
             "iris": {
-                "features": {n: {"type": "numeric"} for n in ("sepal_length", "sepal_width", "petal_length", "petal_width")},
+                "features": {
+                    n: {"type": "numeric"} for n in ("sepal_length", "sepal_width", "petal_length", "petal_width")
+                },
                 "prediction": {"kind": "multiclass", "classes": ["setosa", "versicolor", "virginica"]},
             },
         },
@@ -103,7 +110,10 @@ class ServiceProcess:
 
     def __init__(self, tmp_path: Path, config_data: dict[str, Any], env: dict[str, str] | None = None):
         self.port = free_port()
-        config_data = {**config_data, "server": {**config_data.get("server", {}), "host": "127.0.0.1", "port": self.port}}
+        config_data = {
+            **config_data,
+            "server": {**config_data.get("server", {}), "host": "127.0.0.1", "port": self.port},
+        }
         self.config_path = tmp_path / f"config-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config_data, sort_keys=False))  # feature order matters
         self.log_path = tmp_path / f"service-{self.port}.log"
@@ -145,3 +155,73 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+class Receiver:
+    """A webhook receiver: records every request (headers, body, whether the signature
+    matched ``secret``), answers ``statuses`` in turn (then 200), sleeping ``delay`` first."""
+
+    def __init__(self, port: int | None = None, statuses: list[int] | None = None, delay: float = 0.0,
+                 secret: str = "receiver-shared-secret"):  # fmt: skip
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.statuses = list(statuses or [])
+        self.delay = delay
+        self.secret = secret.encode()
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                expected = "sha256=" + hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
+                with receiver._lock:
+                    receiver.requests.append({
+                        "headers": dict(self.headers), "body": body, "at": time.monotonic(),
+                        "signed": hmac.compare_digest(self.headers.get("x-monitor-signature", ""), expected),
+                    })  # fmt: skip
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                time.sleep(receiver.delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:  # the client gave up (timeout): nothing to answer
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def start(self) -> Receiver:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
