@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from alerts.cardinality import CardinalityGuard
+
 UNKNOWN_MODEL = "_unknown"
 
 # Request latency buckets in seconds: ingestion calls take ~0.2 ms (one record) to tens
@@ -24,7 +26,7 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class Metrics:
     """The service's metric families, registered in ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, max_series_per_model: int = 5_000):
         # The *_created series (one per labelled counter) double the exposition for nothing
         # dashboards use; prometheus-client only has a process-wide switch for them.
         disable_created_metrics()
@@ -213,6 +215,14 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.series_dropped = Counter(
+            "monitor_metric_series_dropped_total",
+            "Per-model result series not created because the model reached its series cap (limits.max_series_per_model).",
+            ["model"],
+            registry=r,
+        )
+        # Caps the per-feature result families above (see alerts/cardinality.py).
+        self.guard = CardinalityGuard(max_series_per_model, self.series_dropped)
         # Alerts.
         self.alerts_firing = Gauge(
             "monitor_alerts_firing",

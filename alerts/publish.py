@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from prometheus_client import Gauge
+
 from alerts.metrics import Metrics
 from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
@@ -35,15 +37,21 @@ class MetricsSink:
         m.window_records.labels(model).set(result.n)
         m.window_end.labels(model).set(_value(result.window_end))
         drift = result.drift
+        # Per-feature families go through the series cap (alerts/cardinality.py).
+        guarded = self._guarded
         for feature in drift.features:
-            m.feature_drift.labels(model, feature.feature).set(int(feature.drift))
+            guarded(m.feature_drift, int(feature.drift), model, feature.feature)
             if feature.effect is not None:
-                m.feature_drift_score.labels(model, feature.feature, feature.effect.method).set(
-                    _value(feature.effect.statistic)
+                guarded(
+                    m.feature_drift_score,
+                    _value(feature.effect.statistic),
+                    model,
+                    feature.feature,
+                    feature.effect.method,
                 )
             if feature.test is not None:
-                m.feature_drift_pvalue.labels(model, feature.feature, feature.test.method).set(
-                    _value(feature.adjusted_pvalue)
+                guarded(
+                    m.feature_drift_pvalue, _value(feature.adjusted_pvalue), model, feature.feature, feature.test.method
                 )
         m.drifted_features.labels(model).set(drift.n_drifted)
         m.dataset_drift_share.labels(model).set(drift.share)
@@ -58,8 +66,9 @@ class MetricsSink:
             if prediction.test is not None:
                 m.prediction_drift_pvalue.labels(model, prediction.test.method).set(_value(prediction.test.pvalue))
         for check in result.quality.checks:
-            m.quality_ratio.labels(model, channel_name(check.channel), check.check).set(_value(check.rate))
-            m.quality_breach.labels(model, channel_name(check.channel), check.check).set(int(check.breached))
+            channel = channel_name(check.channel)
+            guarded(m.quality_ratio, _value(check.rate), model, channel, check.check)
+            guarded(m.quality_breach, int(check.breached), model, channel, check.check)
         if result.latency is not None:
             for quantile, value in (
                 ("0.5", result.latency.p50),
@@ -68,3 +77,8 @@ class MetricsSink:
             ):
                 m.latency.labels(model, quantile).set(_value(value) / 1000.0)
             m.latency_slo_breach.labels(model).set(int(result.latency.breached))
+
+    def _guarded(self, family: Gauge, value: float, model: str, *labels: str) -> None:
+        child = self.metrics.guard.labels(family, model, *labels)
+        if child is not None:
+            child.set(value)

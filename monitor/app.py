@@ -146,7 +146,7 @@ async def _housekeeping(app: FastAPI) -> None:
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None, store: Store | None = None) -> FastAPI:
     """A new app for ``settings``. Pass ``registry`` to read metrics in tests."""
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, settings.limits.max_series_per_model)
     store = store or Store(settings.storage.url, migrate=settings.storage.auto_migrate)
 
     @contextlib.asynccontextmanager

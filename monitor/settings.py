@@ -259,6 +259,8 @@ class LimitsConfig(Strict):
     max_inputs_per_record: int = Field(default=1024, ge=1)
     max_depth: int = Field(default=8, ge=2)
     max_models: int = Field(default=100, ge=1)
+    # Per-feature metric series (drift scores, p-values, quality ratios) one model may create.
+    max_series_per_model: int = Field(default=5_000, ge=10)
     join_buffer_size: int = Field(default=100_000, ge=1)
     join_ttl_seconds: float = Field(default=60.0, gt=0)
     # About 250 bytes per remembered prediction: 200,000 is ~50 MB at most.
