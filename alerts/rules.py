@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from alerts.selection import ALL, selection
 from alerts.webhooks import WebhookConfig, validate_webhooks
 from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
@@ -34,7 +35,6 @@ RuleKind = Literal[
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(RuleKind)
 SEVERITIES: tuple[str, ...] = get_args(Severity)
-ALL = "*"
 # Metrics with a drop (the bias, ``mean_error``, has none: see detectors.performance).
 ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for ms in METRICS.values() for m in ms if m != "mean_error"))
 # Rule names go into alert ids ("rule:model:feature:n") and URLs: keep them plain.
@@ -70,20 +70,6 @@ def _finite(name: str, value: Any, lo: float, hi: float = math.inf, *, open_lo: 
             f"{name} must be a finite number {bound}{'' if hi == math.inf else f' and <= {hi}'}, got {value!r}"
         )
     return float(value)
-
-
-def _selection(name: str, value: Any, allowed: Sequence[str] | None = None) -> list[str]:
-    """A list of names or ``["*"]`` (all): non-empty, no duplicates, '*' only alone."""
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{name} must be a non-empty list of names or ['*'], got {value!r}")
-    if ALL in value and len(value) > 1:
-        raise ValueError(f"{name}: '*' means all and must be the only entry, got {value!r}")
-    if len(set(value)) != len(value):
-        raise ValueError(f"{name} lists a name twice, got {value!r}")
-    unknown = [v for v in value if v != ALL and allowed is not None and v not in allowed]
-    if unknown:
-        raise ValueError(f"{name} must name entries of {list(allowed or ())}, got unknown {unknown!r}")
-    return value
 
 
 class AlertRuleConfig(BaseModel):
@@ -129,17 +115,17 @@ class AlertRuleConfig(BaseModel):
     @field_validator("models", "features", mode="before")
     @classmethod
     def _names(cls, value: Any, info: ValidationInfo) -> Any:
-        return _selection(info.field_name, value)
+        return selection(info.field_name, value)
 
     @field_validator("checks", mode="before")
     @classmethod
     def _checks(cls, value: Any) -> Any:
-        return _selection("checks", value, CHECKS)
+        return selection("checks", value, CHECKS)
 
     @field_validator("metrics", mode="before")
     @classmethod
     def _metrics(cls, value: Any) -> Any:
-        return _selection("metrics", value, ALL_METRICS)
+        return selection("metrics", value, ALL_METRICS)
 
     @field_validator("for_windows", "resolve_windows", mode="before")
     @classmethod

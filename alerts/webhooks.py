@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from alerts.selection import ALL, selection
+
 if TYPE_CHECKING:  # alerts.engine imports alerts.rules, which imports this module
     from alerts.engine import Transition
 
-ALL = "*"
 Template = Literal["generic", "airflow", "github"]
 Event = Literal["firing", "resolved"]
 # The fields of the generic payload, usable as ``{name}`` in github inputs.
@@ -52,16 +53,6 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key", "x-monitor-signature",
                               "x-monitor-delivery"})  # fmt: skip
 _TEMPLATE_OPTIONS = {"generic": set(), "airflow": {"conf"}, "github": {"ref", "inputs"}}
-
-
-def _selection(name: str, value: Any) -> Any:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{name} must be a non-empty list of names or ['*'], got {value!r}")
-    if ALL in value and len(value) > 1:
-        raise ValueError(f"{name}: '*' means all and must be the only entry, got {value!r}")
-    if len(set(value)) != len(value):
-        raise ValueError(f"{name} lists a name twice, got {value!r}")
-    return value
 
 
 class WebhookConfig(BaseModel):
@@ -102,7 +93,7 @@ class WebhookConfig(BaseModel):
     @field_validator("rules", "models", mode="before")
     @classmethod
     def _names(cls, value: Any, info: Any) -> Any:
-        return _selection(info.field_name, value)
+        return selection(info.field_name, value)
 
     @field_validator("on", mode="before")
     @classmethod
