@@ -44,5 +44,7 @@ def log_config(log_format: str, level: str) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "propagate": True},
             # Access logs at info would log every ingestion call; keep them at warning.
             "uvicorn.access": {"handlers": [], "propagate": True, "level": "WARNING"},
+            # Migration chatter at every start-up; failures still log at error.
+            "alembic": {"handlers": [], "propagate": True, "level": "WARNING"},
         },
     }
