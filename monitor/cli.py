@@ -3,6 +3,7 @@
 monitor serve --config FILE [--host H] [--port P] [--workers N]
 monitor check-config FILE
 monitor db upgrade --config FILE
+monitor demo [--speed N] [--port P] [--keep-running] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import monitor.demo
+
+    return monitor.demo.main(args)
+
+
 def _redact(url: str) -> str:
     """A storage URL without its password, for logs."""
     from sqlalchemy.engine import make_url
@@ -163,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="print the results as JSON")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.set_defaults(func=cmd_replay)
+
+    from monitor.demo import add_arguments as add_demo_arguments
+
+    demo = commands.add_parser("demo", help="run the service on the bundled car-loan drift case and show the alerts")
+    add_demo_arguments(demo)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
