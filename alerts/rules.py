@@ -15,14 +15,13 @@ clean window, so it can neither advance nor resolve an alert.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from alerts.selection import ALL, selection
+from alerts.selection import ALL, plain_name, selection
 from alerts.webhooks import WebhookConfig, validate_webhooks
 from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
@@ -38,7 +37,6 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 # Metrics with a drop (the bias, ``mean_error``, has none: see detectors.performance).
 ALL_METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for ms in METRICS.values() for m in ms if m != "mean_error"))
 # Rule names go into alert ids ("rule:model:feature:n") and URLs: keep them plain.
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 # Which optional keys make sense for which kinds; giving one elsewhere is a config error
 # (it would be silently ignored otherwise).
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
@@ -94,9 +92,7 @@ class AlertRuleConfig(BaseModel):
     @field_validator("name", mode="before")
     @classmethod
     def _plain_name(cls, value: Any) -> Any:
-        if not isinstance(value, str) or not _NAME.match(value):
-            raise ValueError(f"name must be 1-100 characters of letters, digits, '_', '.', '-', got {value!r}")
-        return value
+        return plain_name(value)
 
     @field_validator("kind", mode="before")
     @classmethod

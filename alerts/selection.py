@@ -1,11 +1,22 @@
-"""A selection of names in the alert config: a list of names, or ``["*"]`` for all."""
+"""Names in the alert config: a rule or webhook name, and selections of names (a list of
+names, or ``["*"]`` for all)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 ALL = "*"
+# Rule and webhook names go into alert ids and idempotency keys (joined with ':').
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def plain_name(value: Any) -> Any:
+    """A rule or webhook name: 1-100 letters, digits, '_', '.', '-'."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"name must be 1-100 characters of letters, digits, '_', '.', '-', got {value!r}")
+    return value
 
 
 def selection(name: str, value: Any, allowed: Sequence[str] | None = None) -> list[str]:

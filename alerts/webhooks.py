@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from alerts.selection import ALL, selection
+from alerts.selection import ALL, plain_name, selection
 
 if TYPE_CHECKING:  # alerts.engine imports alerts.rules, which imports this module
     from alerts.engine import Transition
@@ -44,7 +44,6 @@ Event = Literal["firing", "resolved"]
 FIELDS = (
     "alert_id", "rule", "state", "severity", "model", "reference_version", "feature", "value", "window_seq", "at",
 )  # fmt: skip
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([^}]*)\}")
 _FIELD_REF = re.compile(r"\{([A-Za-z_]+)\}")
@@ -79,9 +78,7 @@ class WebhookConfig(BaseModel):
     @field_validator("name", mode="before")
     @classmethod
     def _plain_name(cls, value: Any) -> Any:
-        if not isinstance(value, str) or not _NAME.match(value):
-            raise ValueError(f"name must be 1-100 characters of letters, digits, '_', '.', '-', got {value!r}")
-        return value
+        return plain_name(value)
 
     @field_validator("url", mode="before")
     @classmethod
