@@ -211,6 +211,30 @@ webhook_deliveries = sa.Table(
 )
 
 
+# Kafka checkpoints (collectors/kafka.py): the next offset per partition and the model
+# state as of those offsets, always written together in one transaction.
+kafka_offsets = sa.Table(
+    "kafka_offsets",
+    metadata,
+    sa.Column("group_id", sa.String(256), nullable=False),
+    sa.Column("topic", sa.String(256), nullable=False),
+    sa.Column("partition", sa.Integer(), nullable=False),
+    sa.Column("next_offset", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("group_id", "topic", "partition", name="pk_kafka_offsets"),
+)
+
+model_checkpoints = sa.Table(
+    "model_checkpoints",
+    metadata,
+    sa.Column("group_id", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("state", sa.LargeBinary(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("group_id", "model", name="pk_model_checkpoints"),
+)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A rejected item kept for inspection. ``raw`` is the decoded item (any JSON-able value

@@ -22,11 +22,14 @@ from monitor.store import (
 )
 from monitor.store_tables import COUNT_COLUMNS, metadata
 
-HEAD = "0005_webhook_outbox"
+HEAD = "0006_kafka_checkpoints"
 ALL_TABLES = [
-    "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "models", "record_counts",
-    "references", "results", "webhook_deliveries",
+    "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "kafka_offsets",
+    "model_checkpoints", "models", "record_counts", "references", "results", "webhook_deliveries",
 ]  # fmt: skip
+
+
+LATER_THAN_0004 = ("kafka_offsets", "model_checkpoints", "webhook_deliveries")
 
 
 def tables(url: str) -> list[str]:
@@ -37,7 +40,7 @@ def tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_head_is_the_webhook_outbox_revision() -> None:
+def test_head_is_the_kafka_checkpoints_revision() -> None:
     assert head_revision() == HEAD
 
 
@@ -169,7 +172,7 @@ def test_downgrade_one_step_drops_references_and_results_only(store_url: str) ->
         store.save_reference("fraud", b"profile", content_hash="ab" * 32, source="cli", summary={})
         downgrade(store.engine, "0003_references_results")
         assert tables(store_url) == [
-            t for t in ALL_TABLES if t not in ("alert_transitions", "alerts", "engine_state", "webhook_deliveries")
+            t for t in ALL_TABLES if t not in ("alert_transitions", "alerts", "engine_state") + LATER_THAN_0004
         ]
         downgrade(store.engine, "0002_record_counts")
         assert current_revision(store.engine) == "0002_record_counts"
@@ -209,13 +212,13 @@ def test_upgrade_creates_the_sqlite_folder(tmp_path: Path) -> None:
     assert current_revision(url) == HEAD
 
 
-def test_downgrade_to_0004_drops_the_outbox_only(store_url: str) -> None:
+def test_downgrade_to_0004_drops_the_outbox_and_checkpoints_only(store_url: str) -> None:
     with Store(store_url) as store:
         store.apply_alert_transitions([], {"format_version": 1, "rules": [], "states": []})
         downgrade(store.engine, "0004_alerts")
         assert current_revision(store.engine) == "0004_alerts"
         assert store.alert_engine_state() == {"format_version": 1, "rules": [], "states": []}
-    assert tables(store_url) == [t for t in ALL_TABLES if t != "webhook_deliveries"]
+    assert tables(store_url) == [t for t in ALL_TABLES if t not in LATER_THAN_0004]
     upgrade(store_url)
     with Store(store_url, migrate=False) as store:
         assert store.webhook_deliveries() == []
