@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.columns import LATENCY, PREDICTION
+from detectors.columns import PREDICTION
 from detectors.decision import (
     CategoricalEvidence,
     DatasetDecision,
@@ -98,7 +98,7 @@ def evaluate_window(window: WindowState, settings: EvaluationSettings | None = N
             evidence(window, PREDICTION), settings.prediction_drift or settings.drift, name="prediction"
         )
     quality = check_quality(window, settings.quality, settings.quality_overrides)
-    latency = check_latency(window, settings.latency) if LATENCY in reference.channels else None
+    latency = check_latency(window, settings.latency)  # with or without a reference latency channel
     start = window.start if np.isfinite(window.start) else window.min_ts
     end = window.end if np.isfinite(window.end) else window.max_ts
     return Evaluation(

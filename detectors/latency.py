@@ -10,6 +10,9 @@ maximum. Negative, NaN and infinite latencies are not summarised (the sketch
 counts negatives in ``negative``; nulls and wrong types are the data-quality
 checks' business).
 
+Latency is summarised whenever records carry ``latency_ms``, whether or not the
+reference profiled a latency channel: a p99 and an SLO need no baseline.
+
 SLO: ``breached`` is ``estimate(quantile) > slo_ms``. Because the estimate is
 within ``relative_accuracy`` of the truth, a true quantile within 1 % of the SLO
 may be flagged either way; anything further away is decided correctly.
@@ -96,9 +99,8 @@ def latency_from_sketch(sketch: QuantileSketch, settings: LatencySettings | None
 
 
 def check_latency(window: WindowState, settings: LatencySettings | None = None) -> LatencyResult | None:
-    """Latency of a closed window; None when its reference has no latency channel or it saw no latencies."""
+    """Latency of a closed window; None when it saw no latencies. The reference plays no
+    part: the quantiles and the SLO come from the window's own sketch."""
     if not isinstance(window, WindowState):
         raise TypeError(f"window must be a WindowState, got {type(window).__name__}")
-    if window.latency is None:
-        return None
     return latency_from_sketch(window.latency, settings)

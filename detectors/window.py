@@ -18,7 +18,10 @@ the reference range; latency bounds never go below 0; a binary score's are
   ``[top-K..., other]``), and ``unseen`` counts those of them the reference never
   saw at all (not in its top-K nor in its remembered tail; if the reference's
   tail was truncated, rare known values may count as unseen).
-* latency: a :class:`~detectors.sketches.QuantileSketch` (in addition to its bins).
+* latency: a :class:`~detectors.sketches.QuantileSketch` of every batch's
+  ``latency_ms``, whether or not the reference has a latency channel (users send
+  latency without profiling it); bins and range counts only when it has one. The
+  sketch has a fixed number of buckets, so this does not break the memory bound.
 * record count, min/max event timestamp (epoch s), ``late`` records (time windows).
 
 The policies that cut traffic into windows are in :mod:`detectors.windowing`.
@@ -113,7 +116,7 @@ class WindowLayout:
             self.cat_maps.append(m)
         # Every evaluation compares with the same reference samples: sort their finite part once.
         self.reference_sorted = {k: np.sort(chans[k].sample[np.isfinite(chans[k].sample)]) for k in self.numeric}
-        self.has_latency = LATENCY in chans
+        self.has_latency = LATENCY in chans  # a profiled latency channel (bins, range counts)
         ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
         self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
 
@@ -150,7 +153,7 @@ class WindowState:
         self.cat_counts = np.zeros(int(layout.cat_offsets[-1]), dtype=np.int64)
         self.cat_wrong = np.zeros(len(layout.categorical), dtype=np.int64)
         self.reservoir = Reservoir(layout.sample_size, d, self.seed)
-        self.latency = QuantileSketch(layout.latency_accuracy) if layout.has_latency else None
+        self.latency = QuantileSketch(layout.latency_accuracy)  # always: latency needs no reference
 
     # ---- updating -------------------------------------------------------------------------------
     def update(self, batch: Batch) -> None:
@@ -178,7 +181,7 @@ class WindowState:
             st = batch.status.get(ch)
             if st is not None:
                 self.cat_wrong[c] += np.count_nonzero(st == WRONG_TYPE)
-        if self.latency is not None and batch.latency_ms is not None:
+        if batch.latency_ms is not None:
             self.latency.update(batch.latency_ms)
         self.n += n
 
@@ -279,8 +282,7 @@ class WindowState:
         return float(self.num_min[j]), float(self.num_max[j])
 
     def latency_quantiles(self, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> np.ndarray:
-        if self.latency is None:
-            raise ValueError("this reference has no latency channel")
+        """Sketch estimates of the latency quantiles (ms); NaN when the window saw no latency."""
         return self.latency.quantiles(qs)
 
     def _cat(self, channel: str) -> tuple[int, int]:
@@ -301,9 +303,7 @@ class WindowState:
             self.cat_counts,
             self.cat_wrong,
         )
-        return (
-            sum(a.nbytes for a in arrays) + self.reservoir.nbytes + (self.latency.counts.nbytes if self.latency else 0)
-        )
+        return sum(a.nbytes for a in arrays) + self.reservoir.nbytes + self.latency.counts.nbytes
 
     # ---- merging and storage --------------------------------------------------------------------
     def merge(self, other: WindowState) -> WindowState:
@@ -323,8 +323,7 @@ class WindowState:
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.num_min, out.num_max = np.fmin(self.num_min, other.num_min), np.fmax(self.num_max, other.num_max)
         out.reservoir = self.reservoir.merge(other.reservoir, seed=out.seed)
-        if self.latency is not None and other.latency is not None:
-            out.latency = self.latency.merge(other.latency)
+        out.latency = self.latency.merge(other.latency)
         return out
 
     def copy(self) -> WindowState:
@@ -357,10 +356,10 @@ class WindowState:
             "cat_wrong": self.cat_wrong,
             "res.rows": ra["rows"],
         }
-        if self.latency is not None:
-            lh, la = self.latency.state()
-            header["latency"] = lh
-            arrays.update({"lat.slots": la["slots"], "lat.counts": la["counts"]})
+        # Only the sketch's non-empty buckets are stored, so an unused sketch costs a few bytes.
+        lh, la = self.latency.state()
+        header["latency"] = lh
+        arrays.update({"lat.slots": la["slots"], "lat.counts": la["counts"]})
         return pack(header, arrays)
 
     @classmethod
@@ -388,6 +387,8 @@ class WindowState:
                 raise ValueError(f"window array {key!r} has shape {a[key].shape}, expected {getattr(out, attr).shape}")
             setattr(out, attr, a[key])
         out.reservoir = Reservoir.from_state(h["reservoir"], {"rows": a["res.rows"]})
+        # Checkpoints from before latency was always sketched lack it when the reference had
+        # no latency channel: they restore with the empty sketch the constructor made.
         if "latency" in h:
             out.latency = QuantileSketch.from_state(h["latency"], {"slots": a["lat.slots"], "counts": a["lat.counts"]})
         return out

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.columns import Batch, Schema
+from detectors.columns import LATENCY, Batch, Schema
+from detectors.evaluation import EvaluationSettings
 from detectors.latency import LatencySettings, check_latency, latency_from_sketch
+from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
 from detectors.reference import ReferenceProfile
-from detectors.sketches import QuantileSketch
+from detectors.sketches import QuantileSketch, pack, unpack
 from detectors.window import WindowLayout, WindowState
 
 SCHEMA = Schema({"x": "numeric"}, latency_column="latency_ms")
@@ -85,3 +87,95 @@ def test_merged_windows_give_the_quantiles_of_the_union() -> None:
 def test_settings_are_validated(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LatencySettings(**kwargs)
+
+
+# ---- a reference without a latency channel ------------------------------------------------------
+# Users send latency_ms without profiling latency in their reference: the window's sketch must
+# still give the quantiles and the SLO verdict (there is no baseline to compare with, and none is needed).
+PLAIN_SCHEMA = Schema({"x": "numeric"}, prediction_kind="binary")  # no latency_column
+PLAIN_REF = ReferenceProfile.from_frame(
+    pd.DataFrame({"x": np.arange(100.0), "prediction": np.linspace(0, 1, 100)}), PLAIN_SCHEMA, version="plain"
+)
+ONE_TO_THOUSAND = np.random.default_rng(11).permutation(np.arange(1.0, 1001.0))  # arrival order must not matter
+
+
+def _records(latencies: np.ndarray, first: int = 0) -> list[dict]:
+    """Service-shaped records (as monitor.detection.batch_from_records passes them on)."""
+    return [
+        {"inputs": {"x": float(i % 100)}, "prediction": 0.5, "latency_ms": float(v), "timestamp": float(first + i)}
+        for i, v in enumerate(latencies)
+    ]
+
+
+def test_records_latency_is_read_without_a_latency_channel_in_the_schema() -> None:
+    assert LATENCY not in PLAIN_REF.channels
+    batch = Batch.from_records(_records(np.array([3.0, 7.5])), PLAIN_SCHEMA)
+    assert batch.latency_ms.tolist() == [3.0, 7.5] and LATENCY not in batch.status
+    # records without latency give an all-NaN column (never None: warm-up batches are concatenated)
+    bare = Batch.from_records([{"inputs": {"x": 1.0}, "timestamp": 0.0}] * 3, PLAIN_SCHEMA)
+    assert bare.latency_ms.shape == (3,) and np.isnan(bare.latency_ms).all()
+
+
+def test_latency_quantiles_and_slo_without_a_reference_latency_channel() -> None:
+    w = WindowState(WindowLayout(PLAIN_REF))
+    w.update(Batch.from_records(_records(ONE_TO_THOUSAND), PLAIN_SCHEMA))
+    exact = np.quantile(ONE_TO_THOUSAND, QS, method="lower")
+    assert exact.tolist() == [500.0, 950.0, 990.0]
+    over = check_latency(w, LatencySettings(slo_ms=950.0))  # p99 990 ms > 950 ms
+    got = np.array([over.p50, over.p95, over.p99])
+    assert np.all(np.abs(got - exact) <= 0.01 * exact), (got, exact)  # the sketch's documented bound
+    assert (over.n, over.quantile, over.slo_ms, over.value, over.breached) == (1000, 0.99, 950.0, over.p99, True)
+    under = check_latency(w, LatencySettings(slo_ms=1000.0))
+    assert (under.value, under.breached) == (over.value, False)
+    median = check_latency(w, LatencySettings(slo_ms=450.0, quantile=0.5))  # p50 500 ms > 450 ms
+    assert median.value == over.p50 and median.breached
+
+
+def test_model_detector_reports_latency_without_a_reference_latency_channel() -> None:
+    settings = DetectorSettings(
+        policy=WindowPolicy("count", 1000), evaluation=EvaluationSettings(latency=LatencySettings(slo_ms=950.0))
+    )
+    (evaluation,) = ModelDetector(PLAIN_REF, settings).update(
+        Batch.from_records(_records(ONE_TO_THOUSAND), PLAIN_SCHEMA)
+    )
+    res = evaluation.latency
+    assert res is not None and res.n == 1000 and res.breached
+    exact = np.array([500.0, 950.0, 990.0])
+    assert np.all(np.abs(np.array([res.p50, res.p95, res.p99]) - exact) <= 0.01 * exact)
+    assert evaluation.to_dict()["latency"]["breached"] is True
+    # a window whose records carried no latency still has no latency verdict
+    plain = [{"inputs": {"x": 1.0}, "prediction": 0.5, "timestamp": float(i)} for i in range(1000)]
+    (quiet,) = ModelDetector(PLAIN_REF, settings).update(Batch.from_records(plain, PLAIN_SCHEMA))
+    assert quiet.latency is None
+
+
+def test_checkpoints_keep_latency_and_old_ones_still_restore() -> None:
+    settings = DetectorSettings(policy=WindowPolicy("count", 1000))
+    first, rest = ONE_TO_THOUSAND[:400], ONE_TO_THOUSAND[400:]
+    straight = ModelDetector(PLAIN_REF, settings)
+    straight.update(Batch.from_records(_records(first), PLAIN_SCHEMA))
+    restored = ModelDetector.from_bytes(straight.to_bytes(), PLAIN_REF, settings)
+    tail = Batch.from_records(_records(rest, first=400), PLAIN_SCHEMA)
+    (a,) = straight.update(tail)
+    (b,) = restored.update(tail)
+    assert a.latency == b.latency and a.latency.n == 1000  # the restored open window kept its 400 latencies
+
+    # A window checkpoint written before latency was always sketched (no "latency" entry)
+    # restores with an empty sketch and goes on counting.
+    w = WindowState(WindowLayout(PLAIN_REF))
+    w.update(Batch.from_records(_records(first), PLAIN_SCHEMA))
+    header, arrays = unpack(w.to_bytes())
+    del header["latency"], arrays["lat.slots"], arrays["lat.counts"]
+    old = WindowState.from_bytes(pack(header, arrays), w.layout)
+    assert (old.n, old.latency.count) == (400, 0)
+    old.update(tail)
+    assert (old.n, old.latency.count) == (1000, 600)
+
+
+def test_latency_sketch_memory_is_fixed() -> None:
+    w = WindowState(WindowLayout(PLAIN_REF, sample_size=100))
+    w.update(Batch.from_records(_records(ONE_TO_THOUSAND), PLAIN_SCHEMA))
+    size, stored = w.nbytes, len(w.to_bytes())
+    for k in range(5):  # 50,000 more latencies in the same range fill no new memory
+        w.update(Batch.from_records(_records(np.tile(ONE_TO_THOUSAND, 10), first=1000 * (k + 1)), PLAIN_SCHEMA))
+    assert w.latency.count == 51_000 and w.nbytes == size and len(w.to_bytes()) == stored
