@@ -54,25 +54,39 @@ def decode_json(body: bytes) -> Any:
         raise HTTPException(400, json_error(exc)) from None
 
 
-def decode_ndjson(body: bytes, max_items: int) -> tuple[list[tuple[int, Any]], list[Rejection]]:
-    """NDJSON lines as ``(index, item)``; a line that is not JSON is a Rejection of its own.
+def decode_ndjson(body: bytes, max_items: int) -> tuple[list[Any], list[int] | None, list[Rejection]]:
+    """NDJSON lines as ``(items, indices, rejections)``; a line that is not JSON is a
+    Rejection of its own, and ``indices[i]`` is item i's index (None when item i has
+    index i, i.e. every line was JSON).
 
     Blank lines are skipped and do not take an index.
     """
-    items: list[tuple[int, Any]] = []
+    lines = body.split(b"\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()  # the final newline
+    if len(lines) <= max_items:
+        try:
+            # The common body: every line one JSON value, no blank line (orjson refuses an
+            # empty one), parsed without a Python loop.
+            return list(map(orjson.loads, lines)), None, []
+        except orjson.JSONDecodeError:
+            pass
+    items: list[Any] = []
+    indices: list[int] = []
     rejections: list[Rejection] = []
     index = 0
-    for line_number, line in enumerate(body.split(b"\n"), start=1):
+    for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if index >= max_items:
             raise HTTPException(413, f"more than {max_items} items in one request (limits.max_items_per_request)")
         try:
-            items.append((index, orjson.loads(line)))
+            items.append(orjson.loads(line))
+            indices.append(index)
         except orjson.JSONDecodeError as exc:
             raw = line.decode("utf-8", errors="replace")
             rejections.append(Rejection(index, "", Reason.INVALID_JSON, json_error(exc, f"line {line_number}"), raw))
         index += 1
     if index == 0:
         raise HTTPException(400, "request body is empty")
-    return items, rejections
+    return items, (indices if rejections else None), rejections

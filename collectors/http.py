@@ -18,7 +18,7 @@ from collectors import cloudevents
 from collectors.body import JSON_TYPES, NDJSON_TYPES, decode_json, decode_ndjson, media_type, read_body
 from monitor.auth import require
 from monitor.pipeline import IngestResult
-from monitor.records import Record, Rejection
+from monitor.records import Rejection
 from monitor.responses import JSONResponse
 
 router = APIRouter(tags=["ingest"])
@@ -104,8 +104,9 @@ async def post_records(request: Request) -> JSONResponse:
         )
     body = await read_body(request, limits.max_body_bytes)
     rejections: list[Rejection] = []
+    indices: list[int] | None = None
     if kind in NDJSON_TYPES:
-        items, rejections = decode_ndjson(body, limits.max_items_per_request)
+        items, indices, rejections = decode_ndjson(body, limits.max_items_per_request)
     else:
         document = decode_json(body)
         if isinstance(document, list):
@@ -114,20 +115,11 @@ async def post_records(request: Request) -> JSONResponse:
                     413,
                     f"{len(document)} items in one request; the limit is {limits.max_items_per_request} (limits.max_items_per_request)",
                 )
-            items = list(enumerate(document))
+            items = document
         else:
-            items = [(0, document)]
-    received_at = time.time()
-    validate = state.validator.validate
-    records: list[Record] = []
-    for index, item in items:
-        outcome = validate(item, index, received_at)
-        if type(outcome) is Record:
-            records.append(outcome)
-        else:
-            rejections.append(outcome)  # type: ignore[arg-type]
-    rejections.sort(key=lambda r: r.index)
-    return ingest_response(state.pipeline.ingest(records, rejections, "http"))
+            items = [document]
+    result = state.pipeline.ingest_items(items, "http", time.time(), indices=indices, rejections=rejections)
+    return ingest_response(result)
 
 
 @router.post(

@@ -65,8 +65,9 @@ class Schema:
     ``binary_output='label'``. Multiclass predictions are labels (a mapping
     yields its arg-max class). ``*_column`` names are only used for flat tables
     (reference files, DataFrames); records always use the keys ``prediction``,
-    ``latency_ms`` and ``timestamp``. The latency channel exists iff
-    ``latency_column`` is not None.
+    ``latency_ms`` and ``timestamp``. The latency channel (profiled, with
+    data-quality counts) exists iff ``latency_column`` is not None; records'
+    ``latency_ms`` becomes ``Batch.latency_ms`` either way.
     """
 
     features: Mapping[str, str]
@@ -351,12 +352,101 @@ class Batch:
             prediction, st = _prediction_column([r.get("prediction") for r in rows], schema)
             if st is not None:
                 status[PREDICTION] = st
+        # Records always carry latency as ``latency_ms``. It is read even without a latency
+        # channel in the schema: windows sketch latency whether or not the reference profiled it.
+        raw_latency = [r.get("latency_ms") for r in rows]
         if schema.latency_column is not None:
-            latency, st = coerce_numeric([r.get("latency_ms") for r in rows])
+            latency, st = coerce_numeric(raw_latency)
             if st is not None:
                 status[LATENCY] = st
+        elif any(v is not None for v in raw_latency):
+            latency = coerce_numeric(raw_latency)[0]  # no status: an unprofiled channel has no quality checks
+        else:
+            # An all-NaN column rather than None, so batches can always be concatenated.
+            latency = np.full(len(rows), np.nan)
         ts = _timestamps([r.get("timestamp") for r in rows], default_timestamp)
         return cls(timestamps=ts, inputs=inputs, prediction=prediction, latency_ms=latency, status=status)
+
+    @classmethod
+    def from_columns(
+        cls,
+        schema: Schema,
+        timestamps: Sequence[float] | np.ndarray,
+        inputs: Mapping[str, Sequence[Any]],
+        prediction: Sequence[Any] | None = None,
+        latency_ms: Sequence[Any] | None = None,
+    ) -> Batch:
+        """Build from raw values per channel: the same batch as :meth:`from_records` makes
+        of the rows those columns hold (a feature missing from ``inputs``, or a missing
+        ``prediction`` / ``latency_ms`` column, is null in every row). ``timestamps`` are
+        epoch seconds, one per row. Used by the service's columnar ingestion path, which
+        never builds a dict per record."""
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        nulls: Sequence[Any] = [None] * ts.shape[0]
+        columns: dict[str, np.ndarray] = {}
+        status: dict[str, np.ndarray] = {}
+        for name, kind in schema.features.items():
+            vals = inputs.get(name, nulls)
+            arr, st = coerce_numeric(vals) if kind == NUMERIC else coerce_categorical(vals)
+            columns[name] = arr
+            if st is not None:
+                status[name] = st
+        pred = latency = None
+        if schema.prediction_type is not None:
+            pred, st = _prediction_column(list(prediction) if prediction is not None else list(nulls), schema)
+            if st is not None:
+                status[PREDICTION] = st
+        raw_latency = nulls if latency_ms is None else latency_ms
+        if schema.latency_column is not None:
+            latency, st = coerce_numeric(raw_latency)
+            if st is not None:
+                status[LATENCY] = st
+        elif latency_ms is not None and any(v is not None for v in raw_latency):
+            latency = coerce_numeric(raw_latency)[0]  # as from_records: no status without a channel
+        else:
+            latency = np.full(ts.shape[0], np.nan)
+        return cls(timestamps=ts, inputs=columns, prediction=pred, latency_ms=latency, status=status)
+
+    @classmethod
+    def concat(cls, batches: Sequence[Batch]) -> Batch:
+        """One batch of the rows of ``batches`` in order (batches of one schema).
+
+        Status codes are kept exactly: where one batch has a status array for a channel
+        and another has none, the latter's rows get the codes its columns imply (NULL
+        for a numeric NaN, VALID otherwise)."""
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        sizes = [len(b) for b in batches]
+
+        def joined(get: Any) -> np.ndarray | None:
+            parts = [get(b) for b in batches]
+            if all(part is None for part in parts):
+                return None
+            return np.concatenate(
+                [np.full(k, np.nan) if part is None else part for part, k in zip(parts, sizes, strict=True)]
+            )
+
+        status = {}
+        for ch in dict.fromkeys(ch for b in batches for ch in b.status):
+            parts = []
+            for b, k in zip(batches, sizes, strict=True):
+                st = b.status.get(ch)
+                if st is None:
+                    col = b.column(ch)
+                    if col is not None and col.dtype.kind == "f":
+                        st = np.isnan(col).astype(np.int8)  # without a status, NaN means null
+                    else:
+                        st = np.zeros(k, dtype=np.int8)
+                parts.append(st)
+            status[ch] = np.concatenate(parts)
+        return cls(
+            timestamps=np.concatenate([b.timestamps for b in batches]),
+            inputs={k: np.concatenate([b.inputs[k] for b in batches]) for k in first.inputs},
+            prediction=joined(lambda b: b.prediction),
+            latency_ms=joined(lambda b: b.latency_ms),
+            status=status,
+        )
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, schema: Schema, *, default_timestamp: float | None = None) -> Batch:

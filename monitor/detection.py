@@ -17,7 +17,7 @@ from detectors.model import DetectorSettings, WindowPolicy
 from detectors.performance import PerformanceResult, PerformanceSettings
 from detectors.quality import QualitySettings
 from detectors.reference import ReferenceProfile
-from monitor.records import Record
+from monitor.records import Record, RecordColumns
 from monitor.settings import ModelConfig
 
 
@@ -97,6 +97,23 @@ def batch_from_records(records: Sequence[Record], schema: Schema) -> Batch:
         for r in records
     ]
     return Batch.from_records(rows, schema)
+
+
+def batch_from_columns(columns: RecordColumns, schema: Schema, rows: Sequence[int] | None = None) -> Batch:
+    """Columns of records validated column-wise (the same batch :func:`batch_from_records`
+    makes of their Records); ``rows`` picks some of them, in that order."""
+    inputs = dict(zip(columns.features, columns.inputs, strict=True))
+    timestamps, predictions, latencies = columns.timestamps, columns.predictions, columns.latencies
+    if rows is not None:
+        picked = np.asarray(rows, dtype=np.intp)
+        inputs = {
+            name: values[picked] if isinstance(values, np.ndarray) else [values[j] for j in rows]
+            for name, values in inputs.items()
+        }
+        timestamps = [timestamps[j] for j in rows]
+        predictions = [predictions[j] for j in rows]
+        latencies = None if latencies is None else [latencies[j] for j in rows]
+    return Batch.from_columns(schema, timestamps, inputs, predictions, latencies)
 
 
 def prediction_column(predictions: Sequence[Any], schema: Schema) -> np.ndarray:

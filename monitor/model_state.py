@@ -14,11 +14,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from detectors.columns import Batch
 from detectors.evaluation import Evaluation
 from detectors.model import ModelDetector
 from detectors.performance import PerformanceResult
 from detectors.reference import ReferenceProfile
 from monitor.detection import (
+    batch_from_columns,
     batch_from_records,
     concat_batches,
     detector_settings,
@@ -27,7 +29,7 @@ from monitor.detection import (
     with_version,
 )
 from monitor.evaluator import Evaluator
-from monitor.records import Record
+from monitor.records import Record, RecordColumns
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,11 @@ class ModelState:
         self.reference_version: str | None = None
         self._warmup: list[Any] = []
         self._warmup_rows = 0
+        # Records waiting for the detector, in arrival order: batches already in columns,
+        # then the Records that came after the last of them (``_pending_rows`` in all).
+        self._pending_batches: list[Batch] = []
         self._pending: list[Record] = []
+        self._pending_rows = 0
         self._pending_labels: list[tuple[Any, Any, float]] = []
 
     # -- reference --------------------------------------------------------------------------
@@ -103,15 +109,34 @@ class ModelState:
         if self.detector is None and not self.warming_up:
             return
         self._pending.extend(records)
-        if len(self._pending) >= DETECTOR_BATCH:
+        self._pending_rows += len(records)
+        if self._pending_rows >= DETECTOR_BATCH:
+            self.feed()
+
+    def observe_columns(self, columns: RecordColumns, rows: Sequence[int] | None = None) -> None:
+        """Count complete records validated column-wise (``rows`` of ``columns``, or all)
+        and feed them to the detector, after the records observed before them."""
+        n = len(columns) if rows is None else len(rows)
+        self.records += n
+        if n == 0 or (self.detector is None and not self.warming_up):
+            return
+        if self._pending:  # keep the arrival order
+            records, self._pending = self._pending, []
+            self._pending_batches.append(batch_from_records(records, self.schema))
+        self._pending_batches.append(batch_from_columns(columns, self.schema, rows))
+        self._pending_rows += n
+        if self._pending_rows >= DETECTOR_BATCH:
             self.feed()
 
     def feed(self) -> None:
         """Hand the pending records and labels to the detector (called per batch and on
         every housekeeping tick, and before a replay or checkpoint ends)."""
-        if self._pending:
-            records, self._pending = self._pending, []
-            batch = batch_from_records(records, self.schema)
+        if self._pending_rows:
+            batches, records = self._pending_batches, self._pending
+            self._pending_batches, self._pending, self._pending_rows = [], [], 0
+            if records:
+                batches.append(batch_from_records(records, self.schema))
+            batch = Batch.concat(batches)
             if self.detector is None:
                 self._warm_up(batch)
             else:

@@ -15,9 +15,14 @@ they are what the model saw, and the data-quality checks count them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from monitor.settings import LimitsConfig
 
@@ -28,6 +33,9 @@ MAX_EPOCH_SECONDS = 4_102_444_800.0
 MAX_MODEL_NAME = 128
 # Feature values the fast path accepts by exact type (str is checked for length apart).
 _PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
+_NONE = type(None)
+# Batches smaller than this are validated item by item (the columnar set-up does not pay off).
+MIN_COLUMNAR = 8
 
 
 class Reason:
@@ -112,6 +120,73 @@ class Rejection:
         return {"index": self.index, "path": self.path, "reason": self.reason, "message": self.message}
 
 
+@dataclass(slots=True, eq=False)
+class RecordColumns:
+    """Complete records (inputs and prediction) of one model, validated column by column.
+
+    Row ``j`` is item ``positions[j]`` of the call (its position in the list of items,
+    which orders it among the call's other records). ``inputs`` holds one sequence of
+    raw values per feature of ``features`` (exactly the features each row's ``inputs``
+    had): a tuple, or for a numeric feature whose values are all numbers (none NaN)
+    ``np.array`` of them; the other fields are lists with one validated value per row,
+    or None when no row had the field. Values are those :meth:`Validator.validate` would have put in a
+    :class:`Record` (:meth:`record` builds that Record when one is needed).
+    """
+
+    model: str
+    positions: list[int]
+    items: list[dict[str, Any]]
+    features: tuple[str, ...]
+    inputs: list[Sequence[Any]]
+    ids: list[str | None]
+    timestamps: list[float]
+    predictions: list[Any]
+    latencies: list[Any] | None = None
+    versions: list[str | None] | None = None
+    labels: list[Any] | None = None
+    segments: list[dict[str, str] | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def record(self, j: int) -> Record:
+        """Row ``j`` as the Record item-by-item validation makes of it."""
+        latency = None if self.latencies is None else self.latencies[j]
+        label = None if self.labels is None else self.labels[j]
+        return Record(
+            self.model,
+            self.ids[j],
+            None if self.versions is None else self.versions[j],
+            self.timestamps[j],
+            self.items[j]["inputs"],
+            self.predictions[j],
+            None if latency is None else float(latency),
+            label,
+            None if self.segments is None else self.segments[j],
+            True,
+            label is not None,
+        )
+
+
+@dataclass(slots=True, eq=False)
+class ValidatedItems:
+    """The outcome of :meth:`Validator.validate_items` for one call's items.
+
+    ``records`` were validated item by item (partial records, odd values) and
+    ``record_positions`` gives each one's position among the items; ``columns`` hold
+    the complete records validated column-wise; ``rejections`` are sorted by index.
+    """
+
+    records: list[Record]
+    record_positions: list[int]
+    columns: list[RecordColumns]
+    rejections: list[Rejection]
+
+    @property
+    def accepted(self) -> int:
+        return len(self.records) + sum(len(c) for c in self.columns)
+
+
 class Invalid(Exception):
     """Raised inside validation; turned into a Rejection by :func:`validate_item`."""
 
@@ -140,6 +215,214 @@ class Validator:
         except Invalid as exc:
             model = item.get("model") if isinstance(item, dict) else None
             return Rejection(index, exc.path, exc.reason, exc.message, item, model if isinstance(model, str) else None)
+
+    def validate_items(
+        self,
+        items: Sequence[Any],
+        received_at: float,
+        *,
+        indices: Sequence[int] | None = None,
+        features: Callable[[str], Mapping[str, str] | None] | None = None,
+    ) -> ValidatedItems:
+        """Every item of one call; the result is what :meth:`validate` gives item by item.
+
+        ``indices[i]`` is item i's index in the request (default: i), used by its
+        Rejection. ``features(model)`` gives a configured model's features (name ->
+        ``'numeric'`` or ``'categorical'``, in schema order): the complete records of such
+        a model whose ``inputs`` has exactly those features are validated column by column
+        into :class:`RecordColumns` (no Record, no per-value Python loop); everything
+        else, and every item a column check finds fault with, goes through
+        :meth:`validate`, so rejections keep their exact path and message.
+        """
+        columns: list[RecordColumns] = []
+        slow: Sequence[int] = range(len(items))
+        if features is not None and len(items) >= MIN_COLUMNAR:
+            columns, slow = self._columnar(items, received_at, features)
+        records: list[Record] = []
+        positions: list[int] = []
+        rejections: list[Rejection] = []
+        validate = self.validate
+        for pos in slow:
+            outcome = validate(items[pos], pos if indices is None else indices[pos], received_at)
+            if type(outcome) is Record:
+                records.append(outcome)
+                positions.append(pos)
+            else:
+                rejections.append(outcome)  # type: ignore[arg-type]
+        return ValidatedItems(records, positions, columns, rejections)
+
+    # -- columnar validation --------------------------------------------------------------
+    def _columnar(
+        self, items: Sequence[Any], received_at: float, features: Callable[[str], Mapping[str, str] | None]
+    ) -> tuple[list[RecordColumns], list[int]]:
+        """Complete records validated per column, and the positions left for :meth:`validate`."""
+        n = len(items)
+        fields = self._field_set
+        if set(map(type, items)) == {dict} and all(map(fields.issuperset, items)):
+            positions = list(range(n))
+            rows = items if isinstance(items, list) else list(items)
+        else:
+            positions = [p for p, x in enumerate(items) if type(x) is dict and fields.issuperset(x)]
+            rows = [items[p] for p in positions]
+        models = list(map(dict.get, rows, repeat("model")))
+        groups: list[tuple[str, list[int], list[dict[str, Any]]]]
+        try:
+            distinct = len(set(models))
+        except TypeError:  # an unhashable model value: grouped below with the other non-strings
+            distinct = 0
+        if distinct == 1:
+            groups = [(models[0], positions, rows)] if rows else []
+        else:
+            by_model: dict[Any, list[int]] = {}
+            for j, model in enumerate(models):
+                by_model.setdefault(model if type(model) is str else None, []).append(j)
+            groups = [(m, [positions[j] for j in js], [rows[j] for j in js]) for m, js in by_model.items()]
+        columns: list[RecordColumns] = []
+        for model, group_positions, group_rows in groups:
+            kinds = features(model) if type(model) is str and model in self.known_models else None
+            if kinds and self._names_ok(kinds):
+                chunk = self._columns(model, kinds, group_positions, group_rows, received_at)
+                if chunk is not None and len(chunk):
+                    columns.append(chunk)
+        taken = sum(len(chunk) for chunk in columns)
+        if taken == n:
+            return columns, []
+        done = set()
+        for chunk in columns:
+            done.update(chunk.positions)
+        return columns, [p for p in range(n) if p not in done]
+
+    def _names_ok(self, names: Sequence[str]) -> bool:
+        limit = self.limits.max_string_length
+        return len(names) <= self.limits.max_inputs_per_record and all(len(name) <= limit for name in names)
+
+    def _columns(
+        self,
+        model: str,
+        kinds: Mapping[str, str],
+        positions: list[int],
+        rows: list[dict[str, Any]],
+        received_at: float,
+    ) -> RecordColumns | None:
+        """The rows of one model that pass every column check (the others are left out)."""
+        get = dict.get
+        names = tuple(kinds)
+        width = len(names)
+        # Inputs first: they must be dicts with exactly the model's features to be transposed.
+        inputs = list(map(get, rows, repeat("inputs")))
+        if set(map(type, inputs)) != {dict} or set(map(len, inputs)) != {width}:
+            keep = [j for j, d in enumerate(inputs) if type(d) is dict and len(d) == width]
+            positions, rows, inputs = _pick(positions, keep), _pick(rows, keep), _pick(inputs, keep)
+        if not rows:
+            return None
+        first = tuple(inputs[0])
+        if set(first) == set(names) and all(map(first.__eq__, map(tuple, inputs))):
+            # Every row has the same keys in the same order (a client's usual output; the
+            # parser even shares the key strings): transpose the values by position.
+            by_key = dict(zip(first, zip(*map(dict.values, inputs), strict=True), strict=True))
+            cols: list[Sequence[Any]] = [by_key[name] for name in names]
+        else:
+            getter = itemgetter(*names)
+            try:
+                table = list(map(getter, inputs))
+            except KeyError:
+                keep = [j for j, d in enumerate(inputs) if all(name in d for name in names)]
+                positions, rows, inputs = _pick(positions, keep), _pick(rows, keep), _pick(inputs, keep)
+                if not rows:
+                    return None
+                table = list(map(getter, inputs))
+            cols = [table] if width == 1 else list(zip(*table, strict=True))
+        bad: set[int] = set()
+        for k, (name, col) in enumerate(zip(names, cols, strict=True)):
+            if kinds[name] == "numeric":
+                numbers = _number_array(col)
+                if numbers is not None:
+                    cols[k] = numbers  # valid, and already what the detector's column needs
+                    continue
+            self._check_values(col, bad)
+        ids = list(map(get, rows, repeat("id")))
+        _check_texts(ids, self.limits.max_id_length, bad)
+        versions: list[Any] | None = list(map(get, rows, repeat("version")))
+        if _all_none(versions):
+            versions = None
+        else:
+            _check_texts(versions, self.limits.max_id_length, bad)
+        timestamps = _timestamps(list(map(get, rows, repeat("timestamp"))), received_at, bad)
+        predictions = list(map(get, rows, repeat("prediction")))
+        self._check_predictions(predictions, bad)
+        labels: list[Any] | None = list(map(get, rows, repeat("label")))
+        if _all_none(labels):
+            labels = None
+        else:
+            self._check_each(labels, lambda v: self._prediction(v, "label"), bad)
+        latencies: list[Any] | None = list(map(get, rows, repeat("latency_ms")))
+        if _all_none(latencies):
+            latencies = None
+        else:
+            _check_latencies(latencies, bad)
+        segments: list[Any] | None = list(map(get, rows, repeat("segment")))
+        if _all_none(segments):
+            segments = None
+        else:
+            self._check_each(segments, self._segment, bad)
+        if bad:
+            keep = [j for j in range(len(rows)) if j not in bad]
+            positions, rows = _pick(positions, keep), _pick(rows, keep)
+            cols = [col[keep] if isinstance(col, np.ndarray) else _pick(col, keep) for col in cols]
+            ids, timestamps, predictions = _pick(ids, keep), _pick(timestamps, keep), _pick(predictions, keep)
+            versions = None if versions is None else _pick(versions, keep)
+            labels = None if labels is None else _pick(labels, keep)
+            latencies = None if latencies is None else _pick(latencies, keep)
+            segments = None if segments is None else _pick(segments, keep)
+        return RecordColumns(
+            model, positions, rows, names, cols, ids, timestamps, predictions, latencies, versions, labels, segments
+        )
+
+    def _check_values(self, col: Sequence[Any], bad: set[int]) -> None:
+        """Feature values: numbers, booleans, null, or strings within the length limit."""
+        kinds = set(map(type, col))
+        if kinds <= _PLAIN_SCALARS:
+            return
+        limit = self.limits.max_string_length
+        if kinds <= _PLAIN_SCALARS | {str}:
+            strings = col if kinds == {str} else [v for v in col if type(v) is str]
+            if max(map(len, strings)) <= limit:
+                return
+        for j, value in enumerate(col):
+            kind = type(value)
+            if kind is str:
+                if len(value) > limit:
+                    bad.add(j)
+            elif kind not in _PLAIN_SCALARS:
+                bad.add(j)  # item-by-item validation says why (or accepts an odd subclass)
+
+    def _check_predictions(self, predictions: list[Any], bad: set[int]) -> None:
+        kinds = set(map(type, predictions))
+        if kinds == {int}:
+            return
+        if kinds <= {int, float}:
+            try:
+                if all(map(math.isfinite, predictions)):
+                    return
+            except OverflowError:
+                pass
+        for j, value in enumerate(predictions):
+            if value is None:
+                bad.add(j)  # a partial record: joined item by item
+            elif not (type(value) is int or (type(value) is float and math.isfinite(value))):
+                try:
+                    self._prediction(value, "prediction")
+                except Invalid:
+                    bad.add(j)
+
+    @staticmethod
+    def _check_each(values: list[Any], check: Callable[[Any], Any], bad: set[int]) -> None:
+        for j, value in enumerate(values):
+            if value is not None:
+                try:
+                    check(value)
+                except Invalid:
+                    bad.add(j)
 
     def _record(self, item: Any, received_at: float) -> Record:
         if type(item) is not dict:
@@ -351,6 +634,156 @@ def parse_timestamp(value: Any, path: str) -> float:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     raise Invalid(path, Reason.WRONG_TYPE, f"must be epoch seconds or an ISO 8601 string, got {json_type(value)}")
+
+
+def _pick(values: Sequence[Any], keep: list[int]) -> list[Any]:
+    return [values[j] for j in keep]
+
+
+def _number_array(values: Sequence[Any]) -> np.ndarray | None:
+    """``np.array(values)`` when every value is a number or boolean (so each is a valid
+    feature value) and none is NaN (a NaN in a numpy column would read as null); else None."""
+    try:
+        # A C-level type guard first: numpy would pad every value to the longest string,
+        # and a string is not checked against the length limit yet.
+        sum(values)
+    except (TypeError, OverflowError):
+        return None
+    try:
+        arr = np.array(values)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if arr.ndim != 1 or arr.dtype.kind not in "fiub":
+        return None
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        return None
+    return arr
+
+
+def _all_none(values: list[Any]) -> bool:
+    return values.count(None) == len(values)
+
+
+def _check_texts(values: list[Any], limit: int, bad: set[int]) -> None:
+    """Ids and versions: strings within ``limit`` pass; None passes; anything else (an
+    integer id, which item-by-item validation turns into a string) goes item by item."""
+    kinds = set(map(type, values))
+    if kinds == {str} and max(map(len, values)) <= limit:
+        return
+    for j, value in enumerate(values):
+        if value is not None and not (type(value) is str and len(value) <= limit):
+            bad.add(j)
+
+
+def _check_latencies(values: list[Any], bad: set[int]) -> None:
+    kinds = set(map(type, values))
+    if kinds <= {int, float}:
+        try:
+            arr = np.array(values, dtype=np.float64)
+        except OverflowError:
+            arr = None
+        if arr is not None and bool(np.all(arr >= 0.0)) and bool(np.isfinite(arr).all()):
+            return
+    for j, value in enumerate(values):
+        if value is not None and not (_is_number(value) and value >= 0):
+            bad.add(j)
+
+
+# ISO 8601 shapes parsed column-wise: date, 'T' or ' ', time, optional 3 or 6 fraction
+# digits, optional 'Z' or '+00:00'; 'd' is a digit. Other shapes are parsed one by one.
+# Per length: (lowest and highest code point allowed at each position, length of the
+# part before the zone suffix).
+_ISO_SHAPES: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+for _body in ("dddd-dd-ddTdd:dd:dd", "dddd-dd-ddTdd:dd:dd.ddd", "dddd-dd-ddTdd:dd:dd.dddddd"):
+    for _suffix in ("", "Z", "+00:00"):
+        _shape = _body + _suffix
+        _lo = np.array([48 if c == "d" else ord(c) for c in _shape], dtype=np.uint32)
+        _hi = np.array([57 if c == "d" else ord(c) for c in _shape], dtype=np.uint32)
+        _lo[10] = ord(" ")  # the separator is checked apart: 'T' or ' '
+        # Digit weights giving year, month, day, hour, minute, second, microseconds.
+        _weights = np.zeros((len(_body), 7))  # float: a BLAS product, exact below 2**53
+        for _field, (_first, _last) in enumerate(
+            ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19), (20, len(_body)))
+        ):
+            for _k in range(_first, _last):
+                _weights[_k, _field] = 10 ** (_last - 1 - _k) * (10 ** (26 - len(_body)) if _field == 6 else 1)
+        _ISO_SHAPES[len(_shape)] = (_lo, _hi, _weights)
+_ISO_LONGEST = max(_ISO_SHAPES)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _timestamps(values: list[Any], received_at: float, bad: set[int]) -> list[float]:
+    """Epoch seconds per row (``received_at`` for null), as :func:`parse_timestamp` gives
+    them; rows it would refuse are added to ``bad``."""
+    kinds = set(map(type, values))
+    out: list[Any] | None = None
+    if kinds == {str}:
+        out = _iso_seconds(values)
+    elif kinds <= {int, float}:
+        try:
+            arr = np.array(values, dtype=np.float64)
+        except OverflowError:
+            arr = None
+        if arr is not None and bool(((arr >= 0.0) & (arr <= MAX_EPOCH_SECONDS)).all()):
+            out = arr.tolist()
+    elif kinds == {_NONE}:
+        return [received_at] * len(values)
+    if out is None:
+        out = [math.nan] * len(values)
+    elif not any(map(math.isnan, out)):
+        return out
+    for j, value in enumerate(values):
+        if out[j] != out[j]:  # NaN: not done column-wise
+            try:
+                out[j] = received_at if value is None else parse_timestamp(value, "timestamp")
+            except Invalid:
+                bad.add(j)
+                out[j] = 0.0
+    return out
+
+
+def _iso_seconds(values: list[str]) -> list[float] | None:
+    """Epoch seconds of ISO 8601 strings in the shapes of ``_ISO_SHAPES`` (naive = UTC),
+    NaN for strings in other shapes or with an out-of-range field; None when the values
+    are not all strings. Exactly what ``datetime.fromisoformat(v).timestamp()`` gives:
+    integer microseconds divided by 10**6, correctly rounded either way."""
+    if max(map(len, values)) > _ISO_LONGEST:  # numpy pads every string to the longest
+        return None
+    text = np.array(values)
+    if text.dtype.kind != "U" or text.ndim != 1:
+        return None
+    n = len(values)
+    out = np.full(n, np.nan)
+    lengths = np.char.str_len(text)
+    codes = text.view(np.uint32).reshape(n, text.dtype.itemsize // 4)
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    for length in [shortest] if shortest == longest else np.unique(lengths).tolist():
+        shape = _ISO_SHAPES.get(length)
+        if shape is None:
+            continue
+        lo, hi, weights = shape
+        rows = np.arange(n) if shortest == longest else np.flatnonzero(lengths == length)
+        chars = codes[:, :length] if shortest == longest else codes[rows, :length]
+        sep = chars[:, 10]
+        ok = ((chars >= lo) & (chars <= hi)).all(axis=1) & ((sep == 84) | (sep == 32))  # 'T' or ' '
+        digits = chars[:, : len(weights)].astype(np.float64) - 48.0  # non-digits get weight 0
+        year, month, day, hour, minute, second, fraction = (digits @ weights).astype(np.int64).T
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        month_ok = (month >= 1) & (month <= 12)
+        last_day = _MONTH_DAYS[np.where(month_ok, month, 1)] + (leap & (month == 2))
+        ok &= (year >= 1) & month_ok & (day >= 1) & (day <= last_day) & (hour <= 23) & (minute <= 59) & (second <= 59)
+        # Days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil).
+        y = year - (month <= 2)
+        era = y // 400
+        yoe = y - era * 400
+        doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+        days = era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+        micros = (days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000 + fraction
+        # Beyond 2**53 microseconds (before 1685 or after 2255) the integer does not
+        # convert to a float exactly: those go to fromisoformat.
+        ok &= np.abs(micros) < 2**53
+        out[rows[ok]] = micros[ok] / 1e6
+    return out.tolist()
 
 
 def _is_number(value: Any) -> bool:

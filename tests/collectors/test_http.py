@@ -201,3 +201,39 @@ def test_metrics_and_probes(tmp_path: Path) -> None:
         assert http.get("/readyz").json() == {"status": "ready", "store": "ok"}
         assert http.get("/docs").status_code == 200
         assert "/v1/records" in http.get("/openapi.json").json()["paths"]
+
+
+def test_batch_with_odd_items_in_the_middle(tmp_path: Path) -> None:
+    """A large batch goes the columnar way; its bad, partial and repeated items keep their
+    index, reason and effect, and blank and CRLF-terminated lines change nothing."""
+    items = [car_loan_record(i) for i in range(40)]
+    items[7]["inputs"]["car_value"] = {"k": 1}  # rejected
+    items[12] = {"model": "car_loan", "id": "p1", "inputs": car_loan_record(0)["inputs"]}  # partial
+    items[20] = car_loan_record(3)  # a repeated id
+    items[25] = {"model": "car_loan", "id": "p1", "prediction": 0}  # completes item 12
+    lines = [orjson.dumps(item) for item in items]
+    lines[30] += b"\r"
+    body = b"\n".join(lines[:33]) + b"\n\n" + b"\n".join(lines[33:]) + b"\n"
+    with client(settings(tmp_path)) as (http, registry):
+        response = http.post("/v1/records", content=body, headers=NDJSON)
+        assert response.status_code == 200
+        assert response.json() == {
+            "accepted": 39, "rejected": 1, "duplicates": 1,
+            "errors": [{"index": 7, "path": "inputs.car_value", "reason": "wrong_type",
+                        "message": "must be a number, string, boolean or null, got object"}],
+        }  # fmt: skip
+        assert metric(registry, "monitor_records_accepted_total", model="car_loan", source="http") == 39
+        assert metric(registry, "monitor_records_duplicate_total", model="car_loan") == 1
+        models = http.get("/v1/models").json()["models"]
+        assert [(m["records"], m["incomplete"]) for m in models if m["name"] == "car_loan"] == [(37, 0)]
+
+
+def test_decode_ndjson_splits_like_line_by_line() -> None:
+    from collectors.body import decode_ndjson
+
+    assert decode_ndjson(b'{"a":1}\n{"a":2}\n', 2) == ([{"a": 1}, {"a": 2}], None, [])
+    assert decode_ndjson(b'{"a":1}\r\n{"a":2}', 2) == ([{"a": 1}, {"a": 2}], None, [])
+    assert decode_ndjson(b'{"a":1}\n\n \n{"a":2}\n\n', 2) == ([{"a": 1}, {"a": 2}], None, [])  # blanks take no index
+    items, indices, rejections = decode_ndjson(b'{"a":1}\n{\n\n{"a":2}\n', 3)
+    assert (items, indices) == ([{"a": 1}, {"a": 2}], [0, 2])
+    assert [(r.index, r.reason) for r in rejections] == [(1, "invalid_json")]

@@ -160,3 +160,170 @@ def test_rejections_are_counted_and_dead_lettered(clock: Clock) -> None:
     assert pipeline.take_count_deltas() == {}
     pipeline.restore_count_deltas(deltas)
     assert pipeline.take_count_deltas() == deltas
+
+
+# -- ingest_items: validation and ingestion of decoded items, columnar for batches ---------
+def _item(model: str, i: int | None, **extra) -> dict:
+    item = {
+        "model": model, "timestamp": 1_700_000_000 + (i or 0) / 8, "latency_ms": 2.5 + (i or 0) % 3,
+        "inputs": {"x": None if i is not None and i % 11 == 0 else (i or 0) * 0.5, "c": ["a", "b", 3][(i or 0) % 3]},
+        "prediction": (i or 0) % 2,
+    }  # fmt: skip
+    if i is not None:
+        item["id"] = str(i)
+    item.update(extra)
+    return {k: v for k, v in item.items() if v is not None or k == "inputs"}
+
+
+def _part(model: str, i: int, part: str, value) -> dict:
+    return {"model": model, "id": str(i), part: value}
+
+
+def _calls() -> list[list]:
+    """Calls mixing every case: new, repeated and re-sent ids, partial parts before and
+    after their counterparts, labels, two models interleaved, rejections, evictions."""
+    calls: list[list] = [[_item("m", i) for i in range(30)] + [_item("m", None) for _ in range(5)]]
+    calls.append(
+        [_item("m", 5), _item("m", 31), _part("m", 100, "inputs", {"x": 1.0, "c": "a"}), _item("m", 32)]
+        + [_part("m", 100, "prediction", 1), _part("m", 3, "label", 1), _item("m", 200), _item("m", 200)]
+        + [_item("m2" if i % 2 else "m", 300 + i) for i in range(12)]
+        + [{"model": "m", "inputs": 1}, "junk", _item("m", 33, label=1), _item("m", 34, extra=1)]
+        + [_part("m", 400, "prediction", 0.5), _item("m", 35, inputs={"x": "7", "c": "b"})]
+    )
+    calls.append(
+        [_item("m", 400), _item("m", 100), _part("m", 33, "label", 0)] + [_item("m", i) for i in range(36, 60)]
+    )
+    calls.append(
+        [_item("m", i, id=i) for i in range(60, 70)] + [_part("m", 31, "label", 0), _part("m", 32, "label", 1)]
+    )
+    calls.append([_item("m", i) for i in range(70, 150)] + [_part("m", 500 + i, "inputs", {"x": 1}) for i in range(25)])
+    calls.append([_item("m", i) for i in range(150, 160)])  # single-model batch of new ids, buffers full
+    calls.append([_item("m", 155)])  # one item: the item-by-item path
+    return calls
+
+
+def _make_for_items(clock: Clock) -> tuple[Pipeline, CollectorRegistry, list[DeadLetterItem]]:
+    model = {
+        "features": {"x": {"type": "numeric"}, "c": {"type": "categorical"}},
+        "prediction": {"kind": "binary"},
+        "reference": {"from_first_records": 1_000_000},  # every batch fed is kept (warm-up)
+    }
+    settings = settings_from_mapping(
+        {"models": {"m": model, "m2": model}, "limits": {"label_buffer_size": 50, "join_buffer_size": 20}}
+    )
+    registry = CollectorRegistry()
+    letters: list[DeadLetterItem] = []
+    return Pipeline(settings, Metrics(registry), dead_letters=letters.extend, clock=clock), registry, letters
+
+
+def _state(pipeline: Pipeline, registry: CollectorRegistry, letters: list[DeadLetterItem]) -> dict:
+    samples = sorted(
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    )
+    models = {
+        name: (state.records, state.incomplete, state.labelled, [len(b) for b in state._warmup])
+        for name, state in pipeline.models.items()
+    }
+    return {
+        "samples": samples,
+        "models": models,
+        "labels": list(pipeline._labels._awaiting.items()),
+        "joins": [(key, repr(p.record), p.arrived) for key, p in pipeline._joins._pending.items()],
+        "deltas": pipeline.take_count_deltas(),
+        "letters": [(d.source, d.rejection.to_dict(), d.rejection.model) for d in letters],
+    }
+
+
+def _assert_same_batches(a: Pipeline, b: Pipeline) -> None:
+    import numpy as np
+
+    for name in a.models:
+        for x, y in zip(a.models[name]._warmup, b.models[name]._warmup, strict=True):
+            np.testing.assert_array_equal(x.timestamps, y.timestamps)
+            for ch in x.inputs:
+                np.testing.assert_array_equal(x.inputs[ch], y.inputs[ch])
+            np.testing.assert_array_equal(x.prediction, y.prediction)
+            np.testing.assert_array_equal(x.latency_ms, y.latency_ms)
+            assert x.status.keys() == y.status.keys()
+            for ch in x.status:
+                np.testing.assert_array_equal(x.status[ch], y.status[ch])
+
+
+def test_ingest_items_is_validate_then_ingest(clock: Clock) -> None:
+    """Same answers, counts, metrics, buffers, dead letters and detector batches as
+    validating item by item and calling ingest."""
+    columnar, registry_a, letters_a = _make_for_items(clock)
+    itemwise, registry_b, letters_b = _make_for_items(clock)
+    for n, items in enumerate(_calls()):
+        clock.now += 1
+        got = columnar.ingest_items(items, "http", clock.now)
+        outcomes = [itemwise.validator.validate(item, i, clock.now) for i, item in enumerate(items)]
+        records = [o for o in outcomes if isinstance(o, Record)]
+        rejections = [o for o in outcomes if isinstance(o, Rejection)]
+        want = itemwise.ingest(records, rejections, "http")
+        assert got.to_dict() == want.to_dict(), n
+        assert _state(columnar, registry_a, letters_a) == _state(itemwise, registry_b, letters_b), n
+    columnar.drain()
+    itemwise.drain()
+    assert _state(columnar, registry_a, letters_a) == _state(itemwise, registry_b, letters_b)
+    _assert_same_batches(columnar, itemwise)
+    assert (
+        sum(len(b) for b in columnar.models["m"]._warmup)
+        == columnar.models["m"].records + columnar.models["m"].incomplete
+    )
+
+
+def test_ingest_items_keeps_the_indices_and_the_collectors_rejections(clock: Clock) -> None:
+    pipeline, _, letters = make(clock)
+    earlier = Rejection(1, "", Reason.INVALID_JSON, "line 2 is not valid JSON", "{")
+    items = [{"model": "m", "inputs": {"x": i}, "prediction": 1} for i in range(9)] + [{"model": "nope"}]
+    result = pipeline.ingest_items(items, "kafka", 5.0, indices=[0, *range(2, 11)], rejections=[earlier])
+    assert result.accepted == 9 and [r.index for r in result.rejected] == [1, 10]
+    assert [d.rejection.index for d in letters] == [1, 10] and {d.source for d in letters} == {"kafka"}
+    assert pipeline.models["m"].records == 9
+
+
+def test_label_buffer_keeps_arrival_order_through_evictions_and_expiry() -> None:
+    """The same entries, order and lost keys as an ordered dict evicting one at a time."""
+    import random
+    from collections import OrderedDict
+
+    from monitor.joins import LabelBuffer
+
+    rng = random.Random(3)
+    buffer, model = LabelBuffer(capacity=300, ttl=50.0), OrderedDict()
+    now, next_id = 0.0, 0
+    for _ in range(400):
+        now += rng.random() * 2
+        if rng.random() < 0.5:  # a batch of new keys
+            keys = [("m", str(next_id + i)) for i in range(rng.randint(1, 120))]
+            next_id += len(keys)
+            labelled = [rng.random() < 0.2 for _ in keys]
+            assert buffer.all_new(keys)
+            got = buffer.remember_all(keys, list(range(len(keys))), [now] * len(keys), labelled, now)
+        else:  # one key at a time
+            keys, labelled = [("m", str(next_id))], [False]
+            next_id += 1
+            got = buffer.remember_values(keys[0], 0, now, False, now)
+        want = []
+        for i, (key, flag) in enumerate(zip(keys, labelled, strict=True)):
+            while len(model) >= 300:
+                old_key, old = model.popitem(last=False)
+                want += [] if old[3] else [old_key]
+            model[key] = (i if len(keys) > 1 else 0, now, now, flag)
+        assert got == want
+        if rng.random() < 0.3:
+            marked = rng.choice(list(model))
+            buffer.mark_labelled(marked)
+            model[marked] = (*model[marked][:3], True)
+        if rng.random() < 0.2:
+            want = []
+            while model and next(iter(model.values()))[2] <= now - 50.0:
+                old_key, old = model.popitem(last=False)
+                want += [] if old[3] else [old_key]
+            assert buffer.expire(now) == want
+        assert list(buffer._awaiting.items()) == list(model.items()) and len(buffer) == len(model)
+        assert buffer.get(keys[0]) == model[keys[0]] and not buffer.all_new(keys[:1])

@@ -131,3 +131,181 @@ def test_registration_cap() -> None:
     assert "limit of 2 models is reached" in rejection.message
     known.pop("b")
     assert isinstance(validator.validate({"model": "c", "inputs": {}, "prediction": 1}, 0, NOW), Record)
+
+
+# -- validate_items: the columnar path gives what validate gives item by item -------------
+KINDS = {"amount": "numeric", "country": "categorical", "new": "numeric"}
+
+
+def _base(i: int) -> dict:
+    return {
+        "model": "fraud", "id": f"r{i}", "timestamp": f"2024-05-01T12:00:{i % 60:02d}.{i % 1000:03d}Z",
+        "inputs": {"amount": 12.5 + i, "country": "fr", "new": i % 2 == 0}, "prediction": i % 2, "latency_ms": 3.5,
+    }  # fmt: skip
+
+
+# Each mutation turns a valid complete record into a valid odd one or an invalid one.
+MUTATIONS = [
+    lambda r: r,
+    lambda r: {**r, "id": 17},  # an integer id becomes a string
+    lambda r: {**r, "id": "x" * 13},  # too long
+    lambda r: {**r, "id": None},
+    lambda r: {k: v for k, v in r.items() if k != "id"},
+    lambda r: {**r, "version": "v2"},
+    lambda r: {**r, "version": 3},
+    lambda r: {**r, "version": ["v"]},
+    lambda r: {**r, "timestamp": 1_700_000_000},
+    lambda r: {**r, "timestamp": 1_700_000_000.25},
+    lambda r: {**r, "timestamp": 1_700_000_000_000},  # milliseconds
+    lambda r: {**r, "timestamp": -1},
+    lambda r: {**r, "timestamp": True},
+    lambda r: {**r, "timestamp": None},
+    lambda r: {k: v for k, v in r.items() if k != "timestamp"},
+    lambda r: {**r, "timestamp": "2024-05-01T12:00:00"},
+    lambda r: {**r, "timestamp": "2024-05-01 12:00:00.123456+00:00"},
+    lambda r: {**r, "timestamp": "2024-05-01T12:00:00+02:00"},
+    lambda r: {**r, "timestamp": "2024-05-01T24:00:00Z"},
+    lambda r: {**r, "timestamp": "2024-02-30T12:00:00Z"},
+    lambda r: {**r, "timestamp": "0000-05-01T12:00:00Z"},
+    lambda r: {**r, "timestamp": "2024-05-01X12:00:00"},
+    lambda r: {**r, "timestamp": "yesterday"},
+    lambda r: {**r, "timestamp": "2024-05-01T12:00:00.12Z"},
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": None}},
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": "12.5"}},  # wrong type: kept, counted later
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": "x" * 17}},
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": [1]}},
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": float("nan")}},
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": 10**30}},
+    lambda r: {**r, "inputs": {**r["inputs"], "amount": 10**400}},  # beyond a float
+    lambda r: {**r, "inputs": {**r["inputs"], "country": 3}},
+    lambda r: {**r, "inputs": {**r["inputs"], "country": {"a": 1}}},
+    lambda r: {**r, "inputs": {"new": True, "country": "de", "amount": 1}},  # another key order
+    lambda r: {**r, "inputs": {"amount": 1, "country": "de"}},  # a feature missing
+    lambda r: {**r, "inputs": {"amount": 1, "country": "de", "other": 2}},  # an unconfigured one
+    lambda r: {**r, "inputs": {"amount": 1, "country": "de", "new": 1, "more": 2}},  # too many
+    lambda r: {**r, "inputs": None},
+    lambda r: {k: v for k, v in r.items() if k != "inputs"},
+    lambda r: {**r, "inputs": [1, 2, 3]},
+    lambda r: {**r, "prediction": None},
+    lambda r: {k: v for k, v in r.items() if k != "prediction"},
+    lambda r: {**r, "prediction": 0.25},
+    lambda r: {**r, "prediction": True},
+    lambda r: {**r, "prediction": "yes"},
+    lambda r: {**r, "prediction": {"yes": 0.25, "no": 0.75}},
+    lambda r: {**r, "prediction": {"yes": 2}},
+    lambda r: {**r, "prediction": float("inf")},
+    lambda r: {**r, "prediction": [0.5]},
+    lambda r: {**r, "label": 1},
+    lambda r: {**r, "label": "x" * 17},
+    lambda r: {**r, "label": {"a": 1}},
+    lambda r: {**r, "latency_ms": 4},
+    lambda r: {**r, "latency_ms": -1},
+    lambda r: {**r, "latency_ms": True},
+    lambda r: {**r, "latency_ms": None},
+    lambda r: {**r, "latency_ms": float("inf")},
+    lambda r: {**r, "segment": {"region": "eu"}},
+    lambda r: {**r, "segment": {"region": 1}},
+    lambda r: {**r, "model": "other"},
+    lambda r: {**r, "model": None},
+    lambda r: {**r, "model": 7},
+    lambda r: {**r, "model": ["fraud"]},  # unhashable
+    lambda r: {**r, "timestamp": "2024-05-01T12:00:00Z" + " " * 40},
+    lambda r: {**r, "extra": 1},
+    lambda r: {"model": "fraud", "id": r["id"], "label": 1},
+    lambda r: "not an object",
+    lambda r: [r],
+]
+
+
+def _outcomes(validator: Validator, items: list, indices: list[int] | None) -> tuple[dict, list]:
+    valid = validator.validate_items(items, NOW, indices=indices, features=lambda m: KINDS if m == "fraud" else None)
+    records = dict(zip(valid.record_positions, valid.records, strict=True))
+    for chunk in valid.columns:
+        for j, pos in enumerate(chunk.positions):
+            assert pos not in records
+            records[pos] = chunk.record(j)
+    return records, [(r.to_dict(), r.raw, r.model) for r in valid.rejections]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_validate_items_matches_validate_item_by_item(validator: Validator, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    n = rng.choice([8, 40, 200])
+    share = rng.choice([0.0, 0.02, 0.3])  # how many items are mutated
+    items = [
+        rng.choice(MUTATIONS[1:])(_base(i)) if rng.random() < share else _base(i) for i in range(n)
+    ]  # fmt: skip
+    indices = sorted(rng.sample(range(2 * n), n)) if seed % 2 else None
+    records, rejections = _outcomes(validator, items, indices)
+    expected_records, expected_rejections = {}, []
+    for pos, item in enumerate(items):
+        outcome = validator.validate(item, pos if indices is None else indices[pos], NOW)
+        if isinstance(outcome, Record):
+            expected_records[pos] = outcome
+        else:
+            expected_rejections.append((outcome.to_dict(), outcome.raw, outcome.model))
+    assert rejections == expected_rejections
+    assert records.keys() == expected_records.keys()
+    for pos, record in records.items():
+        # NaN is not equal to itself: compare the inputs' representation
+        assert repr(record) == repr(expected_records[pos]), pos
+
+
+@pytest.mark.parametrize("mutation", range(len(MUTATIONS)))
+def test_each_odd_item_in_a_batch_of_valid_ones(validator: Validator, mutation: int) -> None:
+    items = [_base(i) for i in range(10)]
+    items[4] = MUTATIONS[mutation](items[4])
+    records, rejections = _outcomes(validator, items, None)
+    expected = [validator.validate(item, pos, NOW) for pos, item in enumerate(items)]
+    assert rejections == [(r.to_dict(), r.raw, r.model) for r in expected if isinstance(r, Rejection)]
+    assert {p: repr(r) for p, r in records.items()} == {
+        p: repr(r) for p, r in enumerate(expected) if isinstance(r, Record)
+    }
+
+
+def test_validate_items_is_columnar_for_complete_records(validator: Validator) -> None:
+    items = [_base(i) for i in range(20)] + [{"model": "fraud", "id": "r3", "label": 1}]
+    valid = validator.validate_items(items, NOW, features=lambda m: KINDS)
+    assert [len(c) for c in valid.columns] == [20] and valid.record_positions == [20]
+    chunk = valid.columns[0]
+    assert chunk.features == ("amount", "country", "new") and chunk.positions == list(range(20))
+    assert chunk.timestamps[1] == datetime(2024, 5, 1, 12, 0, 1, 1000, tzinfo=UTC).timestamp()
+    assert valid.accepted == 21
+
+
+def test_iso_timestamps_column_wise_are_those_of_fromisoformat() -> None:
+    import math
+    import random
+
+    from monitor.records import _iso_seconds, _timestamps, parse_timestamp
+
+    rng = random.Random(5)
+    for low, high in ((-8_000_000_000, 9_000_000_000), (-62_000_000_000, 250_000_000_000)):
+        values = []
+        for _ in range(2000):
+            stamp = datetime.fromtimestamp(rng.uniform(low, high), UTC)
+            sep, spec = rng.choice("T "), rng.choice(["seconds", "milliseconds", "microseconds"])
+            text = stamp.isoformat(sep=sep, timespec=spec)
+            values.append(rng.choice([text, text.replace("+00:00", "Z"), text.replace("+00:00", "")]))
+        bad: set[int] = set()
+        assert _timestamps(values, NOW, bad) == [parse_timestamp(v, "timestamp") for v in values] and not bad
+        if low > -9_000_000_000:  # within 2**53 microseconds of 1970: all done column-wise
+            assert not any(map(math.isnan, _iso_seconds(values)))
+
+
+def test_validate_items_does_not_pad_a_long_string_into_every_row(validator: Validator) -> None:
+    """A numeric column with one huge string (or a huge timestamp string) must not become a
+    numpy array of rows x its length: it is refused as too long, cheaply."""
+    import tracemalloc
+
+    items = [_base(i) for i in range(50)]
+    items[3]["inputs"]["amount"] = "x" * 1_000_000
+    items[4]["timestamp"] = "2024-05-01T12:00:00Z" + "0" * 1_000_000
+    tracemalloc.start()
+    valid = validator.validate_items(items, NOW, features=lambda m: KINDS)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [(r.index, r.reason) for r in valid.rejections] == [(3, Reason.TOO_LONG), (4, Reason.INVALID_VALUE)]
+    assert valid.accepted == 48 and peak < 20_000_000
