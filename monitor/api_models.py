@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from collectors.body import media_type
 from detectors.reference import ReferenceProfile
 from monitor.auth import require
+from monitor.availability import require_store
 from monitor.detection import with_version
 from monitor.reference_data import CONTENT_TYPES, build_reference
 from monitor.responses import JSONResponse
@@ -84,8 +85,8 @@ ModelName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
     "/v1/models/{model}/reference",
     status_code=201,
     summary="Upload a model's reference data (CSV, Parquet or JSONL); it becomes the active reference",
-    dependencies=[Depends(require("admin"))],
-    responses={code: {"description": "Refused"} for code in (400, 401, 403, 404, 413, 415)},
+    dependencies=[Depends(require("admin")), Depends(require_store)],  # 503 + Retry-After while the store is down
+    responses={code: {"description": "Refused"} for code in (400, 401, 403, 404, 413, 415, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from monitor.detection import evaluation_rows, performance_rows
 from monitor.store import Store
 
+if TYPE_CHECKING:
+    from monitor.availability import RetryBuffer
+
 
 class StoreSink:
-    def __init__(self, store: Store):
+    """Writes each result's rows; with ``buffer``, rows that find the store unreachable wait
+    there (bounded, counted when dropped) and are written when it answers again."""
+
+    def __init__(self, store: Store, buffer: RetryBuffer[dict[str, Any]] | None = None):
         self.store = store
+        self.buffer = buffer
 
     def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
         if isinstance(result, PerformanceResult):
             rows = performance_rows(model, result, reference_version)
         else:
             rows = evaluation_rows(model, result)
-        self.store.add_results(rows)
+        if self.buffer is not None:
+            self.buffer.submit(rows)
+        else:
+            self.store.add_results(rows)

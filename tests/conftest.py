@@ -1,22 +1,48 @@
 """Fixtures shared by all tests.
 
-``store_url`` is a fresh, empty database for one test: a SQLite file in ``tmp_path`` and,
-when ``MONITOR_TEST_POSTGRES_URL`` is set (``postgresql+psycopg://user@host/db``), also a
-fresh PostgreSQL schema that is dropped afterwards. ``store`` is a migrated Store on it.
+``store_url`` is a fresh, empty database for one test, on each backend in turn: a SQLite
+file in ``tmp_path``, and a new PostgreSQL database (dropped afterwards) on the session's
+server. That server is a throw-away PostgreSQL started by the first test that needs it
+(:mod:`postgres_server`; ``./dev test`` installs the binaries) or, when
+``MONITOR_TEST_POSTGRES_URL`` is set (``postgresql+psycopg://user@host/db``, a role that may
+CREATE DATABASE), an existing one. ``store`` is a migrated Store on ``store_url``;
+service-level tests pass ``store_url`` on as ``storage={"url": store_url}``.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
+from postgres_server import Databases, PostgresServer, PostgresUnavailable
 
 from monitor.store import Store
 
-STORE_BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("MONITOR_TEST_POSTGRES_URL") else [])
+STORE_BACKENDS = ["sqlite", "postgresql"]
+POSTGRES_URL_ENV = "MONITOR_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[Databases]:
+    """Creates and drops the tests' PostgreSQL databases. Fails (never skips) when there is
+    no PostgreSQL: otherwise the PostgreSQL half of the suite would silently never run."""
+    server = None
+    admin_url = os.environ.get(POSTGRES_URL_ENV)
+    if not admin_url:
+        try:
+            server = PostgresServer()
+            server.__enter__()  # on failure it removes its temp dir
+        except PostgresUnavailable as exc:
+            pytest.fail(f"cannot start the tests' PostgreSQL server: {exc}", pytrace=False)
+        admin_url = server.url()
+    databases = Databases(admin_url, file_copy=server is not None)
+    try:
+        yield databases
+    finally:
+        databases.close()
+        if server is not None:
+            server.close()
 
 
 @pytest.fixture(params=STORE_BACKENDS)
@@ -24,18 +50,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store' / 'monitor.db'}"
         return
-    base = sa.make_url(os.environ["MONITOR_TEST_POSTGRES_URL"])
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    databases: Databases = request.getfixturevalue("postgres_databases")
+    url = databases.create()
     try:
-        # Every connection of the test then creates and finds its tables in that schema only.
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        databases.drop(url)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ DATA = ROOT / "tests" / "data" / "car_loan"
 DRIFTING = ["car_value", "loan_length", "repaid_loan_on_prev_car", "salary_range"]
 
 
-def test_drift_alerts_fire_at_the_expected_windows(tmp_path: Path) -> None:
+def test_drift_alerts_fire_at_the_expected_windows(tmp_path: Path, store_url: str) -> None:
     model = {
         "reference": {"file": str(DATA / "synthetic_car_loan_reference.csv.gz"), "prediction_column": "y_pred_proba"},
         "window": {"kind": "count", "size": 5000},
@@ -23,7 +23,7 @@ def test_drift_alerts_fire_at_the_expected_windows(tmp_path: Path) -> None:
         {"name": "feature-drift", "kind": "feature_drift", "for_windows": 2, "severity": "warning"},
         {"name": "dataset-drift", "kind": "dataset_drift", "severity": "critical"},
     ]
-    cfg = settings(tmp_path, alerts={"rules": rules})
+    cfg = settings(tmp_path, storage={"url": store_url}, alerts={"rules": rules})
     cfg.models["car_loan"] = cfg.models["car_loan"].model_copy(
         update={k: type(getattr(cfg.models["car_loan"], k)).model_validate(v) for k, v in model.items()}
     )

@@ -78,12 +78,14 @@ def test_a_delivery_is_retried_until_accepted_signed_with_one_idempotency_key(
     assert metric(registry, "monitor_webhook_outbox_pending") == 0
 
 
-def test_a_receiver_that_never_answers_makes_the_delivery_dead_then_retry_revives_it(tmp_path: Path) -> None:
+def test_a_receiver_that_never_answers_makes_the_delivery_dead_then_retry_revives_it(
+    tmp_path: Path, store_url: str
+) -> None:
     with Receiver(delay=2.0) as receiver:
         webhook = {"name": "retrain", "url": receiver.url, "timeout_seconds": 0.3, "max_attempts": 3,
                    "backoff_base_seconds": 0.05}  # fmt: skip
-        cfg = settings(tmp_path, alerts={"rules": [{"name": "dataset-drift", "kind": "dataset_drift"}],
-                                         "webhooks": [webhook]})  # fmt: skip
+        cfg = settings(tmp_path, storage={"url": store_url},
+                       alerts={"rules": [{"name": "dataset-drift", "kind": "dataset_drift"}], "webhooks": [webhook]})  # fmt: skip
         with client(cfg) as (http, registry):
             http.app.state.store.apply_alert_transitions([transition()], STATE, webhooks=cfg.alerts.webhooks)
             dead = wait_for(
@@ -111,9 +113,11 @@ def test_a_receiver_that_never_answers_makes_the_delivery_dead_then_retry_revive
             assert http.get("/v1/webhooks/deliveries", params={"state": "bogus"}).status_code == 422
 
 
-def test_retry_of_a_delivered_delivery_is_a_conflict(tmp_path: Path) -> None:
+def test_retry_of_a_delivered_delivery_is_a_conflict(tmp_path: Path, store_url: str) -> None:
     with Receiver() as receiver:
-        cfg = settings(tmp_path, alerts={"webhooks": [{"name": "retrain", "url": receiver.url}]})
+        cfg = settings(
+            tmp_path, storage={"url": store_url}, alerts={"webhooks": [{"name": "retrain", "url": receiver.url}]}
+        )
         with client(cfg) as (http, _registry):
             http.app.state.store.apply_alert_transitions([transition()], STATE, webhooks=cfg.alerts.webhooks)
             (row,) = wait_for(

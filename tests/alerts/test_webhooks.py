@@ -171,14 +171,22 @@ def test_the_delivery_is_written_in_the_transitions_transaction(store: Store) ->
     store.apply_alert_transitions([firing()], STATE, webhooks=[hook()])
     assert [a["alert_id"] for a in store.alerts()] == ["dataset-drift:car_loan::1"]
     assert [d["alert_id"] for d in store.webhook_deliveries()] == ["dataset-drift:car_loan::1"]
-    if store.engine.dialect.name != "sqlite":
-        pytest.skip("the failure is injected with a SQLite trigger")
     # Make the outbox insert fail inside the database: the alert and its transition must go too.
     with store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"CREATE TRIGGER no_outbox BEFORE INSERT ON {webhook_deliveries.name} "
-            "BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
-        )
+        if store.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'outbox refused' USING ERRCODE = 'check_violation'; END $$"
+            )
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER no_outbox BEFORE INSERT ON {webhook_deliveries.name} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_outbox()"
+            )
+        else:
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER no_outbox BEFORE INSERT ON {webhook_deliveries.name} "
+                "BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
+            )
     with pytest.raises(StoreError, match="outbox refused"):
         store.apply_alert_transitions([firing(model="iris")], {**STATE, "marker": 1}, webhooks=[hook()])
     assert store.alerts(model="iris") == []

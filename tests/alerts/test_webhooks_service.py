@@ -46,7 +46,7 @@ def post(service: ServiceProcess, body: bytes) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_a_delivery_pending_at_a_crash_is_sent_exactly_once_after_restart(tmp_path: Path) -> None:
+def test_a_delivery_pending_at_a_crash_is_sent_exactly_once_after_restart(tmp_path: Path, store_url: str) -> None:
     port = free_port()  # the receiver's; nothing listens there yet: connection refused
     car_loan = {
         "features": CAR_LOAN_FEATURES,
@@ -61,6 +61,7 @@ def test_a_delivery_pending_at_a_crash_is_sent_exactly_once_after_restart(tmp_pa
     }  # fmt: skip
     data = config(
         tmp_path,
+        storage={"url": store_url},
         models={"car_loan": car_loan},
         alerts={"rules": [{"name": "dataset-drift", "kind": "dataset_drift", "severity": "critical"}],
                 "webhooks": [webhook]},

@@ -82,8 +82,8 @@ def api(test_settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def http(tmp_path: Path) -> Iterator[TestClient]:
-    with api(settings(tmp_path)) as test_client:
+def http(tmp_path: Path, store_url: str) -> Iterator[TestClient]:
+    with api(settings(tmp_path, storage={"url": store_url})) as test_client:
         yield test_client
 
 

@@ -34,8 +34,8 @@ KSERVE_HEADERS = {
 }
 
 
-def test_serve_ingest_metrics_and_clean_shutdown(tmp_path: Path) -> None:
-    data = config(tmp_path)
+def test_serve_ingest_metrics_and_clean_shutdown(tmp_path: Path, store_url: str) -> None:
+    data = config(tmp_path, storage={"url": store_url})
     with ServiceProcess(tmp_path, data) as service:
         url = service.url
         assert httpx.post(f"{url}/v1/records", json=car_loan_record(0)).json()["accepted"] == 1

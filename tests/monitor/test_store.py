@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from monitor import store_tables as t
 from monitor.settings import StorageConfig
-from monitor.store import DeadLetter, Store, StoreError, current_revision, head_revision
+from monitor.store import (
+    DeadLetter,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    current_revision,
+    head_revision,
+    is_transient,
+)
 from monitor.store_tables import COUNT_COLUMNS
 
 T0 = 1_700_000_000.0
@@ -273,3 +282,94 @@ def test_from_settings_honours_auto_migrate(tmp_path: Path) -> None:
         assert sa.inspect(store.engine).get_table_names() == []
     with Store.from_settings(StorageConfig(url=url)) as store:
         assert current_revision(store.engine) == head_revision()
+
+
+# -- pooling, transient errors, availability ------------------------------------------
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:  # a port that was free a moment ago, so very likely closed now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgresql+psycopg://monitor@127.0.0.1:{port}/monitor?connect_timeout=1"
+
+
+def test_an_unreachable_database_fails_writes_quickly_with_store_unavailable_and_marks_it_down() -> None:
+    with Store(closed_port_url(), migrate=False) as store:
+        assert store.available
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailable, match=r"adding record counts .* the database is unreachable \(3 attempt"):
+            store.add_counts({("fraud", "http"): {"received": 1}})
+        assert 0.6 <= time.perf_counter() - started < 3  # three attempts, 0.1 + 0.5 s apart
+        assert not store.available and store.down_since is not None
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailable, match=r"\(1 attempt"):  # known down: one attempt, no waiting
+            store.upsert_model("fraud", {}, "config")
+        assert time.perf_counter() - started < 0.5
+        assert store.ping() is False and not store.available
+
+
+def test_sqlite_statement_errors_are_not_taken_for_an_outage(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'monitor.db'}", migrate=False) as store:  # no tables
+        with pytest.raises(sa.exc.OperationalError, match="no such table") as failure:
+            store.add_counts({("fraud", "http"): {"received": 1}})
+        assert not is_transient(failure.value)
+        assert store.available
+
+
+def test_a_server_database_gets_a_pinged_queue_pool_of_the_configured_size(postgres_databases) -> None:
+    url = postgres_databases.create()
+    try:
+        config = StorageConfig(url=url, pool_size=2, pool_max_overflow=1, pool_timeout_seconds=0.5)
+        with Store.from_settings(config) as store:
+            pool = store.engine.pool
+            assert isinstance(pool, sa.pool.QueuePool) and pool.size() == 2
+            assert store.engine.pool._pre_ping  # a connection broken by a restart is replaced, not used
+            held = [store.engine.connect() for _ in range(3)]  # the pool and its overflow
+            try:
+                started = time.perf_counter()
+                with pytest.raises(sa.exc.TimeoutError) as waited:
+                    store.engine.connect()
+                assert 0.4 < time.perf_counter() - started < 2
+                assert is_transient(waited.value)
+            finally:
+                for conn in held:
+                    conn.close()
+            assert store.ping()
+    finally:
+        postgres_databases.drop(url)
+
+
+def test_connections_cut_by_the_server_are_replaced_and_a_cut_transaction_is_rerun(postgres_databases) -> None:
+    url = postgres_databases.create()
+    try:
+        with Store(url) as store:
+            store.add_counts({("fraud", "http"): {"received": 1}})
+            # The server ends every other session (as a restart or a failover does): the pooled
+            # connection is dead, the pre-ping notices and the write goes through on a new one.
+            admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            with admin.connect() as conn:
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            admin.dispose()
+            store.add_counts({("fraud", "http"): {"received": 1}})
+            # Cut in the middle of a transaction: rolled back, and run again from scratch.
+            runs: list[int] = []
+
+            def work(conn: sa.Connection) -> None:
+                runs.append(1)
+                conn.execute(sa.update(t.record_counts).values(accepted=t.record_counts.c.accepted + 1))
+                if len(runs) == 1:
+                    conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+
+            store._write_retrying(work, "a test write")
+            assert len(runs) == 2 and store.available
+            assert store.counts()[("fraud", "http")] == {
+                **dict.fromkeys(COUNT_COLUMNS, 0),
+                "received": 2,
+                "accepted": 1,
+            }
+    finally:
+        postgres_databases.drop(url)
