@@ -211,6 +211,14 @@ class AlertEngine:
         """One key's state; None when it never had a signal."""
         return self._states.get((rule, model, feature))
 
+    def replace_model(self, model: str, states: Iterable[AlertState]) -> None:
+        """Put ``model``'s keys in the states given (none: forget the model). Used when a
+        model's ownership moves between instances with its checkpoint."""
+        self._states = {key: state for key, state in self._states.items() if key[1] != model}
+        for state in states:
+            if state.model == model and state.rule in self._order:
+                self._states[state.key] = state
+
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The rules and every key's state, JSON-safe."""

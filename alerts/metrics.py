@@ -240,6 +240,38 @@ class Metrics:
         self.webhook_outbox_pending = Gauge(
             "monitor_webhook_outbox_pending", "Webhook deliveries waiting to be sent or retried.", registry=r
         )
+        # Kafka collector (collectors/kafka.py). Topic and partition label values come
+        # from the configured topics, so they stay bounded.
+        self.kafka_messages = Counter(
+            "monitor_kafka_messages_total",
+            "Kafka messages consumed and applied (records/s: rate of monitor_records_accepted_total{source=\"kafka\"}).",
+            ["topic"],
+            registry=r,
+        )
+        self.kafka_lag = Gauge(
+            "monitor_kafka_consumer_lag",
+            "Messages in the partition not yet consumed (high watermark minus position), per assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.kafka_connected = Gauge(
+            "monitor_kafka_connected", "1 while the Kafka broker answers the consumer, else 0.", registry=r
+        )
+        self.kafka_checkpoints = Counter(
+            "monitor_kafka_checkpoints_total",
+            "Checkpoints of window state with consumed offsets, by outcome (written, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.kafka_rebalances = Counter(
+            "monitor_kafka_rebalances_total", "Partition assignments received from the consumer group.", registry=r
+        )
+        self.kafka_dead_letters_published = Counter(
+            "monitor_kafka_dead_letters_published_total",
+            "Bad messages copied to the dead-letter topic, by outcome (published, failed).",
+            ["outcome"],
+            registry=r,
+        )
         # HTTP.
         self.request_duration = Histogram(
             "monitor_http_request_duration_seconds",

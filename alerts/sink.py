@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from alerts.engine import AlertEngine, Transition
+from alerts.engine import AlertEngine, AlertState, Transition
 from alerts.metrics import Metrics
 from alerts.rules import AlertRuleConfig
 from detectors.evaluation import Evaluation
@@ -62,6 +62,16 @@ class AlertSink:
                 )  # fmt: skip
             if transitions:
                 self._update_gauge()
+
+    # -- a model's alert states travel with its checkpoint (monitor/checkpoints.py) -------------
+    def model_state(self, model: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [state.to_dict() for state in self.engine.alerts(model=model)]
+
+    def restore_model(self, model: str, states: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.engine.replace_model(model, [AlertState.from_dict(s) for s in states])
+            self._update_gauge()
 
     def _update_gauge(self) -> None:
         counts: dict[tuple[str, str], int] = {}

@@ -592,6 +592,42 @@ def detail() -> dict[str, Any]:
             ],
             w=8,
         ),
+        L.row("Kafka (all topics of this instance)"),
+        panel(
+            L,
+            "timeseries",
+            "Kafka consumer lag",
+            [target("monitor_kafka_consumer_lag", "{{topic}}/{{partition}}", ref="A")],
+            w=8,
+            description="Messages not yet consumed, per assigned partition. Growing lag: the monitor cannot keep "
+            "up (add instances to the group) or is stuck (see monitor_kafka_connected).",
+        ),
+        panel(
+            L,
+            "timeseries",
+            "Kafka records per second",
+            [
+                target(f'rate(monitor_records_accepted_total{{{m}, source="kafka"}}[$__rate_interval])', "accepted",
+                       ref="A"),
+                # Every model: a message too broken to name its model counts under _unknown.
+                target('sum by (reason) (rate(monitor_records_rejected_total{source="kafka"}[$__rate_interval]))',
+                       "rejected {{reason}}", ref="B"),
+                target("rate(monitor_kafka_messages_total[$__rate_interval])", "messages {{topic}}", ref="C"),
+            ],  # fmt: skip
+            w=8,
+            unit="reqps",
+        ),
+        panel(
+            L,
+            "timeseries",
+            "Kafka broker and checkpoints",
+            [
+                target("monitor_kafka_connected", "connected", ref="A"),
+                target('rate(monitor_kafka_checkpoints_total{outcome="written"}[$__rate_interval])', "checkpoints/s",
+                       ref="B"),
+            ],  # fmt: skip
+            w=8,
+        ),
     ]
     variables = [
         ds_variable(),
@@ -609,7 +645,7 @@ def detail() -> dict[str, Any]:
               "tags": []}]  # fmt: skip
     return dashboard("model-monitor-detail", "Model monitor: model detail",
                      "One model: feature drift with thresholds, data quality, prediction drift, performance, "
-                     "joins and labels. No Kafka lag panel: alerts/metrics.py has no Kafka family yet.",
+                     "joins and labels, Kafka consumption.",
                      panels, variables, links)  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -31,15 +31,23 @@ from alerts.metrics import Metrics
 from alerts.publish import MetricsSink
 from alerts.sink import AlertSink
 from collectors import http
+from collectors.kafka import KafkaCollector, MessageContext
 from monitor import api_alerts, api_models, api_webhooks
 from monitor.auth import TokenChecker, require
+from monitor.availability import (
+    STORE_UNAVAILABLE_RESPONSE,
+    RetryBuffer,
+    StoreMetrics,
+    add_store_error_handlers,
+    require_store,
+)
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.records import Validator
 from monitor.references import load_references, reference_saver
 from monitor.responses import JSONResponse
 from monitor.settings import Settings, load_settings
 from monitor.sinks import StoreSink
-from monitor.store import DeadLetter, Store
+from monitor.store import DeadLetter, Store, is_transient
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "MONITOR_CONFIG_FILE"
@@ -74,7 +82,10 @@ class RequestTimer:
             self.metrics.request_duration.labels(template, str(status)).observe(time.perf_counter() - started)
 
 
-def _store_dead_letters(store: Store, metrics: Metrics):
+def _store_dead_letters(buffer: RetryBuffer[DeadLetter], metrics: Metrics):
+    """The pipeline's dead-letter sink: written at once, or kept in ``buffer`` while the store
+    is unreachable (and written by the housekeeping loop when it answers again)."""
+
     def sink(items: Sequence[DeadLetterItem]) -> None:
         letters = [
             DeadLetter(
@@ -92,8 +103,8 @@ def _store_dead_letters(store: Store, metrics: Metrics):
             for item in items
         ]
         try:
-            store.add_dead_letters(letters)
-        except Exception:  # the rejection is still counted and answered; say loudly what was lost
+            buffer.submit(letters)
+        except Exception:  # the store refused them: still counted and answered; say loudly what was lost
             log.exception("could not store %d dead letters", len(letters))
             metrics.dead_letters_dropped.labels("store_error").inc(len(letters))
 
@@ -107,53 +118,116 @@ def flush_counts(pipeline: Pipeline, store: Store) -> None:
         return
     try:
         store.add_counts(deltas)
-    except Exception:
-        log.exception("could not write record counts; will retry")
+    except Exception as exc:
+        if is_transient(exc):
+            log.warning("could not write record counts, the store is unreachable; will retry: %s", exc)
+        else:
+            log.exception("could not write record counts; will retry")
         pipeline.restore_count_deltas(deltas)
 
 
-def _persist_alerts(store: Store, settings: Settings, metrics: Metrics) -> Callable[..., None]:
-    """The AlertSink's persist: transitions, engine state and webhook deliveries in one
-    transaction; deliveries suppressed by a cooldown are counted."""
-    webhooks = settings.alerts.webhooks
+AlertUpdate = tuple[list[Transition], dict[str, Any]]
 
-    def persist(transitions: Sequence[Transition], engine_state: Mapping[str, Any]) -> None:
-        enqueued = store.apply_alert_transitions(transitions, engine_state, webhooks=webhooks)
+
+class _AlertPersister:
+    """The AlertSink's persist: transitions, engine state and webhook deliveries in one
+    transaction; deliveries suppressed by a cooldown are counted. With ``buffer`` (a
+    RetryBuffer made from ``store_metrics``), updates that find the store unreachable wait
+    there and are written together, in order, with the newest engine state, once it answers
+    (the engine goes on meanwhile instead of losing the window)."""
+
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics, store_metrics: StoreMetrics | None):
+        self.store = store
+        self.webhooks = settings.alerts.webhooks
+        self.metrics = metrics
+        self.buffer: RetryBuffer[AlertUpdate] | None = None
+        if store_metrics is not None:
+            size = settings.storage.retry_buffer_size
+            self.buffer = RetryBuffer("alerts", self.write, store, store_metrics, max_items=size)
+
+    def write(self, updates: list[AlertUpdate]) -> None:
+        transitions = [transition for batch, _ in updates for transition in batch]
+        enqueued = self.store.apply_alert_transitions(transitions, updates[-1][1], webhooks=self.webhooks)
         for webhook, state in enqueued:
             if state == "suppressed":
-                metrics.webhook_deliveries.labels(webhook, "suppressed").inc()
+                self.metrics.webhook_deliveries.labels(webhook, "suppressed").inc()
 
-    return persist
+    def __call__(self, transitions: Sequence[Transition], engine_state: Mapping[str, Any]) -> None:
+        update = [(list(transitions), dict(engine_state))]
+        if self.buffer is None:
+            self.write(update)
+        else:
+            self.buffer.submit(update)
+
+
+def _persist_alerts(
+    store: Store, settings: Settings, metrics: Metrics, store_metrics: StoreMetrics | None = None
+) -> _AlertPersister:
+    return _AlertPersister(store, settings, metrics, store_metrics)
+
+
+async def _flush_waiting_writes(state: Any) -> None:
+    """Writes kept while the store was unreachable, then the count deltas."""
+    for buffer in state.retry_buffers:
+        await asyncio.to_thread(buffer.flush)
+    await asyncio.to_thread(flush_counts, state.pipeline, state.store)
 
 
 async def _housekeeping(app: FastAPI) -> None:
-    """Periodically release expired partial records, persist counts and trim dead letters."""
+    """Periodically release expired partial records, check that the store answers (marking
+    it up or down), write what waited for it, persist counts and trim dead letters."""
     state = app.state
     interval = state.settings.storage.flush_interval_seconds
     while True:
         await asyncio.sleep(interval)
         try:
             state.pipeline.expire()
-            await asyncio.to_thread(flush_counts, state.pipeline, state.store)
+            if not await asyncio.to_thread(state.store.ping):
+                continue  # counts stay in the pipeline, other writes in the retry buffers
+            await _flush_waiting_writes(state)
             dropped = await asyncio.to_thread(
                 state.store.trim_dead_letters, state.settings.storage.dead_letter_max_rows
             )
             if dropped:
                 state.metrics.dead_letters_dropped.labels("row_limit").inc(dropped)
-        except Exception:  # keep the loop alive whatever one round hit
-            log.exception("housekeeping round failed")
+        except Exception as exc:  # keep the loop alive whatever one round hit
+            if is_transient(exc):
+                log.warning("housekeeping round: the store is unreachable: %s", exc)
+            else:
+                log.exception("housekeeping round failed")
+
+
+def _kafka_collector(
+    settings: Settings, pipeline: Pipeline, store: Store, metrics: Metrics, validator: Validator
+) -> KafkaCollector | None:
+    if not settings.kafka.topics:
+        return None
+    context = MessageContext(validator, pipeline.configs, settings.limits, settings.unknown_models == "register")
+    return KafkaCollector(settings.kafka, pipeline, context, store, metrics)
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None, store: Store | None = None) -> FastAPI:
     """A new app for ``settings``. Pass ``registry`` to read metrics in tests."""
     metrics = Metrics(registry, settings.limits.max_series_per_model)
-    store = store or Store(settings.storage.url, migrate=settings.storage.auto_migrate)
+    store = store or Store.from_settings(settings.storage)
+    store_metrics = StoreMetrics(metrics.registry, store)
+    dead_letter_buffer: RetryBuffer[DeadLetter] = RetryBuffer(
+        "dead_letters", store.add_dead_letters, store, store_metrics, max_items=settings.storage.retry_buffer_size,
+        on_drop=metrics.dead_letters_dropped.labels("store_error").inc,
+    )  # fmt: skip
+    results_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer(
+        "results", store.add_results, store, store_metrics, max_items=settings.storage.retry_buffer_size
+    )
+    persist_alerts = _persist_alerts(store, settings, metrics, store_metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name, config in settings.models.items():
             store.upsert_model(name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, pipeline, store)
+        kafka = app.state.kafka = _kafka_collector(settings, pipeline, store, metrics, app.state.validator)
+        if kafka is not None:
+            kafka.start()
         task = asyncio.create_task(_housekeeping(app))
         dispatcher = None
         if settings.alerts.webhooks:
@@ -167,11 +241,18 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
                 await task
             if dispatcher is not None:  # after the attempt in flight; the outbox keeps the rest
                 await asyncio.to_thread(dispatcher.stop)
+            if kafka is not None:  # the batch in hand is applied, checkpointed and committed
+                await asyncio.to_thread(kafka.stop)
             # Uvicorn has finished the requests in flight: hand every buffered part on and
             # persist the counts, so no accepted record is lost.
             pipeline.drain()
             await asyncio.to_thread(pipeline.close)  # windows already closed are evaluated and stored
-            flush_counts(pipeline, store)
+            await _flush_waiting_writes(app.state)
+            waiting = {buffer.kind: buffer.pending for buffer in app.state.retry_buffers if buffer.pending}
+            counts = pipeline.take_count_deltas()  # flush_counts put them back: not written
+            if waiting or counts:
+                log.error("shutting down with the store unreachable: lost the waiting writes %s and the counts %s",
+                          waiting, counts)  # fmt: skip
             store.close()
             log.info("shut down cleanly")
 
@@ -185,30 +266,32 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     pipeline = Pipeline(
         settings,
         metrics,
-        dead_letters=_store_dead_letters(store, metrics),
+        dead_letters=_store_dead_letters(dead_letter_buffer, metrics),
         sinks=[
-            StoreSink(store),
+            StoreSink(store, results_buffer),
             MetricsSink(metrics),
-            AlertSink(
-                settings.alerts.rules, metrics, _persist_alerts(store, settings, metrics), store.alert_engine_state()
-            ),
+            AlertSink(settings.alerts.rules, metrics, persist_alerts, store.alert_engine_state()),
         ],
         save_reference=reference_saver(store),
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.store = store
+    app.state.retry_buffers = (dead_letter_buffer, results_buffer, persist_alerts.buffer)
     app.state.pipeline = pipeline
+    app.state.kafka = None
     app.state.tokens = TokenChecker(settings.auth)
     app.state.validator = Validator(
         settings.limits, pipeline.configs, accept_unknown=settings.unknown_models == "register"
     )
     app.add_middleware(RequestTimer, metrics=metrics)
-    app.include_router(http.router)
+    # Ingestion answers 503 + Retry-After while the store is unreachable (monitor.availability).
+    app.include_router(http.router, dependencies=[Depends(require_store)], responses=STORE_UNAVAILABLE_RESPONSE)
     app.include_router(api_models.router)
     app.include_router(api_alerts.router)
     app.include_router(api_webhooks.router)
     _add_service_routes(app)
+    add_store_error_handlers(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -227,9 +310,14 @@ def _add_service_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["service"], dependencies=[Depends(require("read"))])
     async def readyz(request: Request) -> Response:
-        """Ready when the store answers."""
+        """Ready when the store answers (and the Kafka broker, when Kafka is configured)."""
         ok = await asyncio.to_thread(request.app.state.store.ping)
-        body = {"status": "ready" if ok else "not ready", "store": "ok" if ok else "unreachable"}
+        body = {"status": "ready", "store": "ok" if ok else "unreachable"}
+        kafka = request.app.state.kafka
+        if kafka is not None:
+            body["kafka"] = "ok" if kafka.connected else "unreachable"
+            ok = ok and kafka.connected
+        body["status"] = "ready" if ok else "not ready"
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["service"], dependencies=[Depends(require("read"))])
@@ -250,6 +338,8 @@ def _add_service_routes(app: FastAPI) -> None:
                     "records": state.records,
                     "incomplete": state.incomplete,
                     "labelled": state.labelled,
+                    "windows_evaluated": state.windows_evaluated,
+                    "open_window_records": state.detector.open_records if state.detector is not None else 0,
                 }
                 for state in pipeline.models.values()
             ]

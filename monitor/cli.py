@@ -1,6 +1,7 @@
 """The ``monitor`` command.
 
 monitor serve --config FILE [--host H] [--port P] [--workers N]
+monitor consume --config FILE [--metrics-port P]
 monitor check-config FILE
 monitor db upgrade --config FILE
 monitor demo [--speed N] [--port P] [--keep-running] [--workdir DIR]
@@ -76,6 +77,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consume(args: argparse.Namespace) -> int:
+    """The Kafka collector without the HTTP API: the same pipeline, detectors, store and
+    alerts, with /metrics on its own port for Prometheus."""
+    import asyncio
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from monitor.app import create_app
+
+    settings = _load(args.config)
+    if not settings.kafka.topics:
+        print(f"{args.config}: kafka.topics is empty: nothing to consume", file=sys.stderr)
+        return 2
+    if settings.storage.auto_migrate:
+        from monitor.store import upgrade
+
+        upgrade(settings.storage.url)
+    logging.config.dictConfig(log_config(settings.server.log_format, settings.server.log_level))
+    app = create_app(settings)
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr=args.metrics_host, registry=app.state.metrics.registry)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with app.router.lifespan_context(app):
+            logging.getLogger("monitor").info("consuming %s from %s", ", ".join(settings.kafka.topics),
+                                              ", ".join(settings.kafka.bootstrap_servers))  # fmt: skip
+            await stop.wait()
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from monitor.store import current_revision, upgrade
 
@@ -144,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default: server.port)")
     serve.add_argument("--workers", type=int, help="uvicorn worker processes (default: server.workers)")
     serve.set_defaults(func=cmd_serve)
+
+    consume = commands.add_parser("consume", help="run the Kafka collector alone (no HTTP API)")
+    consume.add_argument("--config", required=True, help="YAML config file with a kafka section")
+    consume.add_argument("--metrics-port", type=int, help="serve /metrics for Prometheus on this port")
+    consume.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    consume.set_defaults(func=cmd_consume)
 
     check = commands.add_parser("check-config", help="validate a config file and list every problem")
     check.add_argument("file")

@@ -46,5 +46,8 @@ def log_config(log_format: str, level: str) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "propagate": True, "level": "WARNING"},
             # Migration chatter at every start-up; failures still log at error.
             "alembic": {"handlers": [], "propagate": True, "level": "WARNING"},
+            # kafka-python logs every connection and fetch step at info; collectors.kafka says
+            # what matters (assignments, broker reachable or not, checkpoints failing).
+            "kafka": {"handlers": [], "propagate": True, "level": "WARNING"},
         },
     }

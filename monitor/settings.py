@@ -247,6 +247,16 @@ class StorageConfig(Strict):
     dead_letter_max_rows: int = Field(default=100_000, ge=100)
     # Counters are written to the store at most this often (and at shutdown).
     flush_interval_seconds: float = Field(default=5.0, gt=0)
+    # Connection pool of a database server (PostgreSQL; SQLite ignores them): connections kept
+    # open, extra ones allowed under load, how long a request waits for one, and the age at
+    # which a connection is replaced (0: never). Each connection is pinged before use.
+    pool_size: int = Field(default=5, ge=1, le=1000)
+    pool_max_overflow: int = Field(default=10, ge=0, le=1000)
+    pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    pool_recycle_seconds: float = Field(default=1800.0, ge=0)
+    # While the database is unreachable, writes that could not be made (dead letters,
+    # detector results, alert transitions) wait in memory, up to this many of each kind.
+    retry_buffer_size: int = Field(default=10_000, ge=0)
 
 
 class LimitsConfig(Strict):
@@ -268,6 +278,52 @@ class LimitsConfig(Strict):
     label_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
+# Security options handed to kafka-python unchanged (its KafkaConsumer/KafkaProducer names).
+KAFKA_SECURITY_OPTIONS = frozenset({
+    "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+    "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+    "ssl_password", "ssl_crlfile", "ssl_ciphers", "ssl_check_hostname",
+})  # fmt: skip
+
+
+class KafkaConfig(Strict):
+    """The Kafka collector (collectors/kafka.py). It runs when ``topics`` is not empty."""
+
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
+    topics: list[str] = Field(default_factory=list)
+    group_id: str = Field(default="model-monitor", min_length=1, max_length=200)
+    client_id: str = Field(default="model-monitor", min_length=1, max_length=200)
+    # Undecodable or invalid messages are copied here (original bytes and headers, plus the
+    # reason) besides the dead-letter table; none when unset.
+    dead_letter_topic: str | None = None
+    # Where a group with no checkpoint starts.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(default=5_000, ge=1, le=100_000)
+    # State and offsets are written together at most this often (and on rebalance and stop).
+    checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    # A poll batch plus its checkpoint must finish within this, or the group evicts us.
+    max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
+    # Broker gone: reconnect attempts back off exponentially up to this.
+    reconnect_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    security: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("security")
+    @classmethod
+    def _known_security_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - KAFKA_SECURITY_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(KAFKA_SECURITY_OPTIONS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> KafkaConfig:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -284,6 +340,7 @@ class Settings(BaseSettings):
     unknown_models: Literal["reject", "register"] = "reject"
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,10 +28,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from monitor import store_tables as t
 from monitor.store_alerts import AlertsStore
+from monitor.store_checkpoints import CheckpointStore
 from monitor.store_outbox import OutboxStore
 from monitor.store_results import ResultsStore
 from monitor.store_tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
@@ -44,6 +46,15 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 5_000  # how long a SQLite writer waits for the write lock before "database is locked"
 CONNECT_TIMEOUT_SECONDS = 5  # so /readyz answers promptly when a PostgreSQL host is unreachable
 CONFLICT_ATTEMPTS = 5
+# A write that fails because the database is unreachable (a restart, a dropped connection,
+# a deadlock) is tried this many times in all, waiting these many seconds before each rerun.
+TRANSIENT_ATTEMPTS = 3
+TRANSIENT_BACKOFF_SECONDS = (0.1, 0.5)
+# Connection pool of a database server (PostgreSQL); StorageConfig has the same defaults.
+POOL_SIZE = 5
+POOL_MAX_OVERFLOW = 10
+POOL_TIMEOUT_SECONDS = 10.0
+POOL_RECYCLE_SECONDS = 1800.0
 _WRITE = "monitor_write"  # execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)
 _PG_MIGRATION_LOCK = 0x6D6F6E69  # advisory lock key; any constant shared by all workers
 
@@ -52,14 +63,53 @@ class StoreError(RuntimeError):
     """The database could not be migrated or a write kept conflicting; the message names the URL."""
 
 
-def make_engine(url: str | sa.URL) -> Engine:
-    """An engine for ``url`` with the store's settings (SQLite: WAL and friends on every connection)."""
+class StoreUnavailable(StoreError):
+    """The database could not be reached (after the transient-error retries): the write was
+    not made, and the caller should keep what it wanted to write and try again later."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that say the database is (for now) unreachable or busy rather than
+    that the statement is wrong: lost or refused connections, a server shutting down or
+    starting up, deadlocks and serialisation failures, an exhausted pool, a locked SQLite file."""
+    if isinstance(exc, (StoreUnavailable, sa.exc.TimeoutError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):  # SQLite also says "no such table" with an OperationalError
+        message = str(exc.orig).lower()
+        return any(word in message for word in ("locked", "busy", "unable to open", "disk i/o"))
+    return True
+
+
+def make_engine(
+    url: str | sa.URL,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = POOL_MAX_OVERFLOW,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+    pool_recycle: float = POOL_RECYCLE_SECONDS,
+) -> Engine:
+    """An engine for ``url`` with the store's settings (SQLite: WAL and friends on every
+    connection; a server such as PostgreSQL: a QueuePool of ``pool_size`` connections plus
+    ``max_overflow``, each checked with a ping before use, so connections broken by a
+    database restart are replaced instead of failing a transaction)."""
     parsed = sa.make_url(url)
     options: dict[str, Any] = {"pool_pre_ping": True}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _create_sqlite_folder(parsed)
-    elif parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+    else:
+        # LIFO: the connections beyond what the load needs stay idle and get recycled.
+        options.update(
+            poolclass=sa.pool.QueuePool, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle if pool_recycle > 0 else -1, pool_use_lifo=True,
+        )  # fmt: skip
+    if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
         options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     engine = sa.create_engine(parsed, **options)
     if backend == "sqlite":
@@ -180,16 +230,21 @@ def head_revision() -> str:
     return head
 
 
-class Store(ResultsStore, AlertsStore, OutboxStore):
+class Store(ResultsStore, AlertsStore, OutboxStore, CheckpointStore):
     """Typed access to the service's tables. Create one per process and share it between threads.
 
     References and detector results: see :class:`monitor.store_results.ResultsStore`; alerts:
     :class:`monitor.store_alerts.AlertsStore`; webhook deliveries:
     :class:`monitor.store_outbox.OutboxStore`."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self._engine = make_engine(url)
+    def __init__(self, url: str, *, migrate: bool = True, **pool: Any) -> None:
+        """``pool``: ``pool_size``, ``max_overflow``, ``pool_timeout``, ``pool_recycle`` (see :func:`make_engine`)."""
+        self._engine = make_engine(url, **pool)
         self.url = self._engine.url.render_as_string(hide_password=True)  # for logs and errors
+        # Availability as last seen: a write that failed for want of the database (after its
+        # retries) or a failed ping marks it down; a ping or write that succeeds, up again.
+        self._availability = threading.Lock()
+        self._down_since: float | None = None
         if migrate:
             try:
                 upgrade(self._engine)
@@ -199,7 +254,10 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
 
     @classmethod
     def from_settings(cls, config: StorageConfig) -> Store:
-        return cls(config.url, migrate=config.auto_migrate)
+        return cls(
+            config.url, migrate=config.auto_migrate, pool_size=config.pool_size, max_overflow=config.pool_max_overflow,
+            pool_timeout=config.pool_timeout_seconds, pool_recycle=config.pool_recycle_seconds,
+        )  # fmt: skip
 
     @property
     def engine(self) -> Engine:
@@ -215,14 +273,44 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
         self.close()
 
     def ping(self) -> bool:
-        """True when the database answers a ``SELECT 1`` (for /readyz)."""
+        """True when the database answers a ``SELECT 1`` (for /readyz); marks the store up or down."""
         try:
             with self._engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
-        except DBAPIError as exc:
+        except (DBAPIError, sa.exc.TimeoutError) as exc:
             log.debug("database %s did not answer: %s", self.url, exc)
+            self.mark_down(exc)
             return False
+        self.mark_up()
         return True
+
+    # -- availability ---------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """False from a failed ping or unreachable-database write until a ping or write succeeds."""
+        return self._down_since is None
+
+    @property
+    def down_since(self) -> float | None:
+        """When the store was marked down (``time.monotonic()``), or None while it is up."""
+        return self._down_since
+
+    def mark_down(self, cause: BaseException | str) -> None:
+        with self._availability:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        log.error("database %s is unreachable: %s", self.url, first_line)
+
+    def mark_up(self) -> None:
+        if self._down_since is None:  # the usual case: no lock
+            return
+        with self._availability:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.warning("database %s is reachable again after %.1f s", self.url, time.monotonic() - since)
 
     # -- dead letters ---------------------------------------------------------------
 
@@ -231,8 +319,13 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
         if not letters:
             return
         rows = [dead_letter_row(letter) for letter in letters]
-        with _write(self._engine) as conn:
+
+        def work(conn: Connection) -> None:
             conn.execute(t.dead_letters.insert(), rows)
+
+        # Called on the ingestion path: one attempt, no sleeping; on StoreUnavailable the
+        # caller keeps the letters and tries again later (monitor.availability.RetryBuffer).
+        self._write_retrying(work, f"adding {len(rows)} dead letters", transient_attempts=1)
 
     def dead_letters(
         self, model: str | None = None, reason: str | None = None, limit: int = 100, before_id: int | None = None
@@ -260,8 +353,13 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
         c = t.dead_letters.c
         # The id of the newest row that must go (NULL when there are few enough rows).
         cutoff = sa.select(c.id).order_by(c.id.desc()).offset(max_rows).limit(1).scalar_subquery()
-        with _write(self._engine) as conn:
-            return int(conn.execute(sa.delete(t.dead_letters).where(c.id <= cutoff)).rowcount)
+        deleted: list[int] = []
+
+        def work(conn: Connection) -> None:
+            deleted[:] = [int(conn.execute(sa.delete(t.dead_letters).where(c.id <= cutoff)).rowcount)]
+
+        self._write_retrying(work, "trimming dead letters")
+        return deleted[0]
 
     # -- models ---------------------------------------------------------------------
 
@@ -277,6 +375,9 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
 
         def work(conn: Connection) -> None:
             c = t.models.c
+            row = {"name": name, "created_at": now, "config": config, "source": source}
+            if t.upsert(conn, t.models, row, ("name",), t.replace_model):
+                return
             updated = conn.execute(sa.update(t.models).where(c.name == name).values(config=config, source=source))
             if updated.rowcount == 0:
                 conn.execute(sa.insert(t.models).values(name=name, created_at=now, config=config, source=source))
@@ -315,6 +416,8 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
 
         def work(conn: Connection) -> None:
             for row in rows:
+                if t.upsert(conn, t.record_counts, {**row, "updated_at": now}, ("model", "source"), t.add_to_counts):
+                    continue
                 params = {f"add_{name}": row[name] for name in t.COUNT_COLUMNS}
                 updated = conn.execute(
                     t.ADD_COUNTS, {**params, "key_model": row["model"], "key_source": row["source"], "now": now}
@@ -330,15 +433,41 @@ class Store(ResultsStore, AlertsStore, OutboxStore):
             rows = conn.execute(sa.select(t.record_counts)).mappings().all()
         return {(row["model"], row["source"]): {name: int(row[name]) for name in t.COUNT_COLUMNS} for row in rows}
 
-    def _write_retrying(self, work: Callable[[Connection], None], what: str) -> None:
+    def _write_retrying(
+        self, work: Callable[[Connection], None], what: str, *, transient_attempts: int = TRANSIENT_ATTEMPTS
+    ) -> None:
         """Run ``work`` in a write transaction; again from scratch if a concurrent insert of
-        the same key won (UPDATE found no row, INSERT then hit the primary key)."""
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        the same key won (UPDATE found no row, INSERT then hit the primary key), or if the
+        database could not be reached (:func:`is_transient`: up to ``transient_attempts``
+        in all, with a short backoff; a single attempt while the store is marked down).
+        When the database stays unreachable: marks the store down, raises StoreUnavailable.
+
+        A rerun after a connection lost at COMMIT can apply a transaction twice if the
+        commit had reached the database; short of that, every change is applied once."""
+        conflicts = transient = 0
+        while True:
             try:
                 with _write(self._engine) as conn:
                     work(conn)
-                return
             except IntegrityError as exc:
                 # The whole transaction rolled back, so a rerun applies every change once.
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise StoreError(f"{what} in {self.url} failed {attempt} times: {exc.orig}") from exc
+                conflicts += 1
+                if conflicts == CONFLICT_ATTEMPTS:
+                    raise StoreError(f"{what} in {self.url} failed {conflicts} times: {exc.orig}") from exc
+                continue
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                transient += 1
+                if transient >= (transient_attempts if self.available else 1):
+                    self.mark_down(exc)
+                    cause = getattr(exc, "orig", None) or exc
+                    raise StoreUnavailable(
+                        f"{what} in {self.url} failed: the database is unreachable ({transient} attempt(s)): {cause}"
+                    ) from exc
+                delay = TRANSIENT_BACKOFF_SECONDS[min(transient, len(TRANSIENT_BACKOFF_SECONDS)) - 1]
+                log.warning("%s in %s failed (%s); retrying in %.1f s", what, self.url, type(exc).__name__, delay)
+                time.sleep(delay)
+                continue
+            self.mark_up()
+            return

@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 ENGINE_STATE = "alerts"
 
 
+def _recorded(conn: Connection, tr: Transition) -> bool:
+    c = t.alert_transitions.c
+    query = sa.select(c.alert_id).where(
+        c.alert_id == tr.alert_id, c.to_state == tr.to_state, c.window_seq == tr.window_seq
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -57,7 +65,13 @@ class AlertsStore:
         def work(conn: Connection) -> None:
             enqueued.clear()  # a conflict reruns the whole transaction
             a = t.alerts.c
+            applied = []
             for tr in transitions:
+                if _recorded(conn, tr):
+                    # The same window moved the same alert already: evaluated again by the
+                    # instance that took the model over after a crash. Once is enough.
+                    continue
+                applied.append(tr)
                 values = {
                     "state": tr.to_state, "updated_at": tr.at, "window_seq": tr.window_seq,
                     "value": _finite(tr.value), "detail": json_safe(dict(tr.detail)),
@@ -87,8 +101,8 @@ class AlertsStore:
             )
             if saved.rowcount == 0:
                 conn.execute(sa.insert(t.engine_state).values(name=ENGINE_STATE, data=state_json, updated_at=now))
-            if webhooks and transitions:
-                enqueued.extend(enqueue(conn, transitions, webhooks, now))
+            if webhooks and applied:
+                enqueued.extend(enqueue(conn, applied, webhooks, now))
 
         self._write_retrying(work, f"recording {len(transitions)} alert transition(s)")
         return enqueued

@@ -147,14 +147,32 @@ class ResultsStore:
         """Insert detector results in one transaction (one executemany).
 
         Each row has the ``results`` columns but ``id``; ``created_at`` is optional (now).
-        Non-finite numbers are stored as NULL and ``detail`` as JSON-safe values."""
+        Non-finite numbers are stored as NULL and ``detail`` as JSON-safe values.
+
+        A window's result stored already (same model, reference version, window, kind,
+        feature and method) is not stored again: after a crash, the instance that takes
+        over a Kafka partition evaluates again the windows that closed after the last
+        checkpoint, and they must not count twice."""
         if not rows:
             return
         now = time.time()
         clean = [result_row(row, index, now) for index, row in enumerate(rows)]
+        c = t.results.c
+        key_columns = (c.model, c.reference_version, c.window_seq, c.kind, c.feature, c.method)
+
+        def key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+            return tuple(row.get(column.name) for column in key_columns)
 
         def work(conn: Connection) -> None:
-            conn.execute(sa.insert(t.results), clean)
+            stored = conn.execute(
+                sa.select(*key_columns).where(
+                    c.model.in_({row["model"] for row in clean}), c.window_seq.in_({row["window_seq"] for row in clean})
+                )
+            ).all()
+            seen = {tuple(found) for found in stored}
+            new = [row for row in clean if key(row) not in seen]
+            if new:
+                conn.execute(sa.insert(t.results), new)
 
         self._write_retrying(work, f"adding {len(clean)} results")
 

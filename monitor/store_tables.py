@@ -15,7 +15,9 @@ It also holds how values become rows (:class:`DeadLetter` and its encoding), so 
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,6 +232,8 @@ model_checkpoints = sa.Table(
     sa.Column("group_id", sa.String(256), nullable=False),
     sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
     sa.Column("state", sa.LargeBinary(), nullable=False),
+    # The partitions ("topic/partition") that fed the model: their next owner restores it.
+    sa.Column("sources", sa.JSON(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
     sa.PrimaryKeyConstraint("group_id", "model", name="pk_model_checkpoints"),
 )
@@ -261,6 +265,49 @@ ADD_COUNTS = (
         | {"updated_at": sa.bindparam("now", type_=sa.Double())}
     )
 )
+
+
+def upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    values: dict[str, Any],
+    key: tuple[str, ...],
+    update: Callable[[Any], dict[str, Any]],
+) -> bool:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` on PostgreSQL and SQLite: one statement,
+    so concurrent writers of a new key neither fail nor rerun their transaction. ``update``
+    (a module-level function, so the statement is built once) maps the statement's
+    ``excluded`` columns (the row that was to be inserted) to the SET clause. False, doing
+    nothing, on other databases: the caller then updates, and inserts if no row was there."""
+    dialect = conn.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        return False
+    conn.execute(_upsert_statement(dialect, table, key, update), values)
+    return True
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: sa.Table, key: tuple[str, ...], update: Callable[[Any], dict[str, Any]]
+) -> sa.Executable:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    return statement.on_conflict_do_update(index_elements=list(key), set_=update(statement.excluded))
+
+
+def replace_model(excluded: Any) -> dict[str, Any]:
+    """Upsert of ``models``: the new config and source; ``created_at`` stays."""
+    return {"config": excluded.config, "source": excluded.source}
+
+
+def add_to_counts(excluded: Any) -> dict[str, Any]:
+    """Upsert of ``record_counts``: each counter plus the increment."""
+    return {name: record_counts.c[name] + excluded[name] for name in COUNT_COLUMNS} | {
+        "updated_at": excluded.updated_at
+    }
 
 
 def dead_letter_filters(model: str | None, reason: str | None) -> list[sa.ColumnElement[bool]]:

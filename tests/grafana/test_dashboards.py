@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
+from kafka_broker import KafkaBroker
 from support import CAR_LOAN_FEATURES, ROOT, Receiver, ServiceProcess, config, free_port, wait_for
 
 from alerts.metrics import Metrics
@@ -395,6 +396,11 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
         "latency": {"slo_ms": 50},
     }
     receiver = Receiver().start()
+    (tmp_path / "kafka").mkdir()
+    broker = KafkaBroker(tmp_path / "kafka", durable=False).start()  # for the Kafka panels
+    broker.create_topic("car-loan", 1)
+    kafka = {"bootstrap_servers": [broker.bootstrap], "topics": ["car-loan"], "session_timeout_ms": 6_000,
+             "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 10_000}  # fmt: skip
     webhook = {"name": "retrain", "url": receiver.url, "rules": ["dataset-drift"], "timeout_seconds": 2}
     data = config(
         tmp_path,
@@ -404,6 +410,7 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
         # A small join buffer and TTL so partial records leave it (incomplete, evicted,
         # unmatched labels); a label buffer holding one window so older predictions leave it.
         limits={"join_buffer_size": 5, "join_ttl_seconds": 1, "label_buffer_size": CHUNK + 1000},
+        kafka=kafka,
     )  # fmt: skip
     service = ServiceProcess(tmp_path, data)
     prometheus: PrometheusProcess | None = None
@@ -425,6 +432,12 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
         unmatched = [{"model": "car_loan", "id": f"nope{i}", "label": 1} for i in range(3)]
         repeat = [{"model": "car_loan", "id": "99999", "inputs": {"car_value": 1.0}, "prediction": 0.1}]
         post(service.url, ndjson(partial + unmatched + repeat))
+        kafka_records = [
+            {"model": "car_loan", "id": f"k{i}", "inputs": {"car_value": 1000.0 + i}, "prediction": 0.5}
+            for i in range(20)
+        ]
+        broker.produce("car-loan", [(0, b"car_loan", orjson.dumps(r), []) for r in kafka_records]
+                       + [(0, None, b"{broken", [])])  # fmt: skip
         timings["data posted"] = time.monotonic() - started
 
         def produced() -> bool:
@@ -435,6 +448,8 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
                 sample(text, "monitor_labels_unmatched_total"),
                 sample(text, "monitor_join_incomplete_total", missing="prediction"),
                 sample(text, "monitor_quality_breach", feature="debt_to_income_ratio", check="out_of_range"),
+                sample(text, "monitor_records_rejected_total", source="kafka", reason="invalid_json"),
+                sample(text, "monitor_kafka_checkpoints_total", outcome="written"),
             ]
             return all(v for v in needed)
 
@@ -467,3 +482,4 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
             except subprocess.TimeoutExpired:
                 service.__exit__()
         receiver.stop()
+        broker.stop()

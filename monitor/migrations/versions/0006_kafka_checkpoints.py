@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("group_id", sa.String(256), nullable=False),
         sa.Column("model", sa.String(256), nullable=False),
         sa.Column("state", sa.LargeBinary(), nullable=False),
+        # The partitions ("topic/partition") that fed the model: their next owner restores it.
+        sa.Column("sources", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("group_id", "model", name="pk_model_checkpoints"),
     )

@@ -1,0 +1,490 @@
+"""Kafka collector: records and model-server CloudEvents from Kafka topics, each counted
+exactly once across crashes, restarts and consumer-group rebalances.
+
+Messages: our JSON record format (one record or a JSON array of records per message), or
+CloudEvents through the Kafka protocol binding: binary mode (``ce_*`` headers, the data as
+the value, its type in ``content-type``) or structured mode (``content-type:
+application/cloudevents+json``), including KServe's request/response pairs, which join as
+they do over HTTP. Producers should key messages by model, so that each model lives on one
+partition and so on one instance of the group.
+
+The guarantee, and how it is kept: a poll batch is applied to the window state, then the
+state of the models it touched is checkpointed *together with* the next offset of each
+partition in one database transaction (``monitor.store_checkpoints``), and only then are
+the offsets committed to Kafka (for lag tools; the database's offsets are the truth).
+
+* A crash (even ``kill -9``) loses at most what came after the last checkpoint, and
+  exactly that is read again: on assignment the consumer seeks to the stored offsets, and
+  the first record of a model restores the model's stored state.
+* A rebalance checkpoints before the partitions are given up and forgets the models they
+  fed; the next owner restores them from that checkpoint.
+* Whenever this instance stops owning its state for any other reason (broker gone, a
+  failed assignment), it checkpoints if it can and forgets the rest, so the in-memory state
+  always matches the offsets it will read from.
+
+Bad messages never block a partition: undecodable or invalid ones are counted by reason,
+stored as dead letters (original bytes and headers) and, when ``kafka.dead_letter_topic``
+is set, copied there with ``monitor-reason`` / ``monitor-error`` / ``monitor-origin``
+headers; consumption moves on. The dead-letter copy is at least once: a crash between it
+and the next checkpoint copies those messages again.
+
+Only the plain Kafka protocol is used (kafka-python), so the same code runs against Apache
+Kafka, Redpanda, managed Kafka or the tansu broker the tests start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from alerts.metrics import Metrics
+from collectors import cloudevents
+from collectors.body import json_error
+from monitor.pipeline import Pipeline
+from monitor.records import Reason, Record, Rejection, Validator, json_type
+from monitor.settings import KafkaConfig, LimitsConfig, ModelConfig
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+
+SOURCE = "kafka"
+CLOUDEVENTS_JSON = "application/cloudevents"
+# Headers added to a message copied to the dead-letter topic.
+REASON_HEADER, ERROR_HEADER, ORIGIN_HEADER = "monitor-reason", "monitor-error", "monitor-origin"
+
+
+# -- decoding ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MessageContext:
+    """What decoding needs to know besides the message."""
+
+    validator: Validator
+    models: Mapping[str, ModelConfig]
+    limits: LimitsConfig
+    accept_unknown: bool
+
+
+def message_headers(raw: Any) -> dict[str, str]:
+    """Kafka headers (a list of ``(name, bytes)``) as text with lower-case names, for
+    CloudEvents and dead letters."""
+    return {name.lower(): (value or b"").decode("utf-8", "replace") for name, value in raw or ()}
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One message, decoded: our JSON records as decoded items (validated later, in bulk,
+    with the rest of the poll batch), or CloudEvents' records; and what was refused."""
+
+    items: list[Any] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def decode_value(value: bytes | None, headers: dict[str, str], received_at: float, context: MessageContext) -> Decoded:
+    """One message's value, decoded but not validated. Never raises on bad input.
+
+    A record without a ``timestamp`` gets ``received_at`` (the message's timestamp), written
+    into the item, so a record read again after a crash falls in the same time window."""
+    content_type = headers.get("content-type", "")
+    if headers and (content_type.startswith(CLOUDEVENTS_JSON) or any(name.startswith("ce_") for name in headers)):
+        records, rejections = _decode_cloudevent(value or b"", headers, content_type, received_at, context)
+        return Decoded(records=records, rejections=rejections)
+    if not value:
+        return Decoded(rejections=[Rejection(0, "", Reason.INVALID_JSON, "message value is empty", None)])
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return Decoded(rejections=[Rejection(0, "", Reason.INVALID_JSON, json_error(exc, "message value"), _text(value))])
+    items = document if type(document) is list else [document]
+    if len(items) > context.limits.max_items_per_request:
+        limit = context.limits.max_items_per_request
+        message = f"{len(items)} records in one message; at most {limit} (limits.max_items_per_request)"
+        return Decoded(rejections=[Rejection(0, "", Reason.TOO_MANY, message, _text(value))])
+    for item in items:
+        if type(item) is dict and "timestamp" not in item:
+            item["timestamp"] = received_at
+    return Decoded(items=items)
+
+
+def decode_message(
+    value: bytes | None, headers: dict[str, str], received_at: float, context: MessageContext
+) -> tuple[list[Record], list[Rejection]]:
+    """One message -> (records, rejections), validated on its own (the collector validates
+    a whole poll batch at once instead)."""
+    decoded = decode_value(value, headers, received_at, context)
+    records, rejections = decoded.records, decoded.rejections
+    validate = context.validator.validate
+    for index, item in enumerate(decoded.items):
+        outcome = validate(item, index, received_at)
+        if type(outcome) is Record:
+            records.append(outcome)
+        else:
+            rejections.append(outcome)  # type: ignore[arg-type]
+    return records, rejections
+
+
+def _decode_cloudevent(
+    value: bytes, headers: dict[str, str], content_type: str, received_at: float, context: MessageContext
+) -> tuple[list[Record], list[Rejection]]:
+    # The Kafka binding names attributes ce_<name>; the HTTP parser reads ce-<name>.
+    http_headers = {("ce-" + name[3:] if name.startswith("ce_") else name): text for name, text in headers.items()}
+    try:
+        return cloudevents.parse_http(
+            http_headers, value, models=context.models, limits=context.limits,
+            received_at=received_at, accept_unknown=context.accept_unknown,
+        )  # fmt: skip
+    except cloudevents.EventEnvelopeError as exc:
+        reason = Reason.TOO_MANY if exc.status == 413 else Reason.INVALID_EVENT
+        return [], [Rejection(0, "", reason, exc.message, _text(value))]
+
+
+def _origin(message: Any) -> str:
+    return f"{message.topic}/{message.partition}/{message.offset}"
+
+
+def _text(value: bytes) -> str:
+    return value[:4096].decode("utf-8", "replace")
+
+
+# -- the consumer -------------------------------------------------------------------------------
+class _AssignmentFailed(RuntimeError):
+    """The checkpointed offsets could not be read on assignment: reading on would risk
+    counting records twice, so the consumer is rebuilt."""
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, collector: KafkaCollector, consumer: KafkaConsumer):
+        self.collector, self.consumer = collector, consumer
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.collector._revoked(self.consumer, set(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.collector._assigned(self.consumer, set(assigned))
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        # Evicted from the group: another member may already be reading these partitions
+        # from the last checkpoint, so ours must not overwrite it. Forget and move on.
+        self.collector._forget(set(lost))
+
+
+class KafkaCollector:
+    """Runs one Kafka consumer on its own thread, feeding the pipeline."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        pipeline: Pipeline,
+        context: MessageContext,
+        store: Store,
+        metrics: Metrics,
+    ):
+        self.config = config
+        self.pipeline = pipeline
+        self.context = context
+        self.store = store
+        self.metrics = metrics
+        self.connected = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._producer: KafkaProducer | None = None
+        # The partitions each model's records came from, for the models whose state this
+        # instance owns (restored or started here); forgotten when the partitions go.
+        self._owned: dict[str, set[TopicPartition]] = {}
+        # Next offset to read per partition, matching the in-memory state.
+        self._positions: dict[TopicPartition, int] = {}
+        self._dirty: set[str] = set()
+        self._checkpointed_positions: dict[TopicPartition, int] = {}
+        self._last_checkpoint = time.monotonic()
+        self._assignment_error: Exception | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-collector", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in hand, checkpoint, commit and leave the group."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("Kafka consumer did not stop within %.0f s", timeout)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            consumer = None
+            try:
+                consumer = self._connect()
+                self._consume(consumer)
+                backoff = 0.5
+            except Exception as exc:  # broker gone, store gone, anything: rebuild and go on
+                log.warning("Kafka consumer failed (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc, backoff)
+            finally:
+                if consumer is not None:
+                    self._let_go(consumer)
+            self.connected = False
+            self.metrics.kafka_connected.set(0)
+            if self._stopping.wait(backoff):
+                break
+            backoff = min(backoff * 2, self.config.reconnect_backoff_max_seconds)
+
+    def _connect(self) -> KafkaConsumer:
+        c = self.config
+        self._assignment_error = None
+        consumer = KafkaConsumer(
+            bootstrap_servers=c.bootstrap_servers,
+            group_id=c.group_id,
+            client_id=c.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=c.auto_offset_reset,
+            max_poll_records=c.max_poll_records,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=c.heartbeat_interval_ms,
+            max_poll_interval_ms=c.max_poll_interval_ms,
+            reconnect_backoff_max_ms=int(c.reconnect_backoff_max_seconds * 1000),
+            **c.security,
+        )
+        consumer.subscribe(c.topics, listener=_Rebalance(self, consumer))
+        return consumer
+
+    def _consume(self, consumer: KafkaConsumer) -> None:
+        interval = self.config.checkpoint_interval_seconds
+        while not self._stopping.is_set():
+            batch = consumer.poll(timeout_ms=200)
+            if self._assignment_error is not None:
+                error, self._assignment_error = self._assignment_error, None
+                raise _AssignmentFailed(f"reading the checkpointed offsets failed: {error}")
+            self._note_connection(consumer)
+            if batch:
+                self._apply(batch)
+            if time.monotonic() - self._last_checkpoint >= interval:
+                self._checkpoint(consumer)
+            self._update_lag(consumer)
+
+    def _let_go(self, consumer: KafkaConsumer) -> None:
+        """This consumer ends (stop or failure): checkpoint what it applied if the store
+        allows, forget the rest, then leave the group."""
+        try:
+            self._checkpoint(consumer)
+        except Exception as exc:  # the store is down, most likely: said once more, without a traceback
+            log.warning("final Kafka checkpoint failed (%s): what came after the last one will be read again", exc)
+        self._forget(set(self._positions) | {tp for tps in self._owned.values() for tp in tps})
+        try:
+            consumer.close(autocommit=False, timeout_ms=5_000)
+        except Exception:
+            log.warning("Kafka consumer did not close cleanly", exc_info=True)
+
+    # -- applying messages ---------------------------------------------------------------------
+    def _apply(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+        context = self.context
+        items: list[Any] = []  # our records from every message of the batch, validated in one call
+        owners: list[int] = []  # per item: its message, an index into messages
+        messages: list[tuple[Any, dict[str, str], int]] = []  # (message, headers, items in it)
+        events: list[Record] = []  # records from CloudEvents
+        bad: list[tuple[Any, dict[str, str], list[Rejection]]] = []
+        sources: dict[str, set[TopicPartition]] = defaultdict(set)
+        positions: dict[TopicPartition, int] = {}
+        for tp, part in batch.items():
+            for message in part:
+                headers = message_headers(message.headers) if message.headers else {}
+                # The message's own timestamp, so a record read again gets the same time.
+                received_at = message.timestamp / 1000 if message.timestamp and message.timestamp > 0 else time.time()
+                decoded = decode_value(message.value, headers, received_at, context)
+                if decoded.rejections:
+                    bad.append((message, headers, decoded.rejections))
+                for record in decoded.records:
+                    sources[record.model].add(tp)
+                events.extend(decoded.records)
+                if decoded.items:
+                    owners.extend([len(messages)] * len(decoded.items))
+                    messages.append((message, headers, len(decoded.items)))
+                    for item in decoded.items:
+                        model = item.get("model") if type(item) is dict else None
+                        if type(model) is str:
+                            sources[model].add(tp)
+                    items.extend(decoded.items)
+            positions[tp] = part[-1].offset + 1
+            self.metrics.kafka_messages.labels(tp.topic).inc(len(part))
+        for model in sources:  # restore before the first record: a failure aborts the batch unapplied
+            if model not in self._owned and self._may_own(model):
+                self._acquire(model)
+        for model, tps in sources.items():
+            if model in self._owned:
+                self._owned[model].update(tps)
+                self._dirty.add(model)
+
+        def origin(rejection: Rejection) -> tuple[bytes | None, dict[str, str] | None]:
+            message, headers, n = messages[owners[rejection.index]]
+            # The whole message's bytes when it was this one record; the item is kept anyway.
+            return (message.value if n == 1 else None), {**headers, ORIGIN_HEADER: _origin(message)}
+
+        if items:
+            result = self.pipeline.ingest_items(items, SOURCE, time.time(), origin=origin)
+            first_rejection: dict[int, Rejection] = {}
+            for rejection in result.rejected:
+                first_rejection.setdefault(owners[rejection.index], rejection)
+            for owner, rejection in first_rejection.items():
+                message, headers, _ = messages[owner]
+                self._copy_to_dead_letter_topic(message, rejection)
+        if events:
+            self.pipeline.ingest(events, [], SOURCE)
+        for message, headers, rejected in bad:
+            self.pipeline.ingest(
+                [], rejected, SOURCE, raw_bytes=message.value, headers={**headers, ORIGIN_HEADER: _origin(message)}
+            )
+            self._copy_to_dead_letter_topic(message, rejected[0])
+        self._positions.update(positions)
+
+    def _may_own(self, model: str) -> bool:
+        """A configured model, or one the pipeline may still register: names from bad
+        messages must not grow the ownership table."""
+        configs = self.pipeline.configs
+        return model in configs or (self.context.accept_unknown and len(configs) < self.context.limits.max_models)
+
+    def _acquire(self, model: str) -> None:
+        """Take ownership of ``model``: its checkpointed state, if the group has one."""
+        state = self.store.model_checkpoint(self.config.group_id, model)
+        if state is not None:
+            self.pipeline.restore(model, state)
+            log.info("model %s: state restored from the group's checkpoint", model)
+        self._owned[model] = set()
+
+    def _copy_to_dead_letter_topic(self, message: Any, rejection: Rejection) -> None:
+        """The original message (bytes, key, headers) plus why, when a dead-letter topic is set."""
+        topic = self.config.dead_letter_topic
+        if topic is None:
+            return
+        extra = [
+            (REASON_HEADER, rejection.reason.encode()),
+            (ERROR_HEADER, f"{rejection.path}: {rejection.message}"[:1000].encode()),
+            (ORIGIN_HEADER, _origin(message).encode()),
+        ]
+        try:
+            self._dead_letter_producer().send(
+                topic, value=message.value, key=message.key, headers=list(message.headers or []) + extra
+            )
+            self.metrics.kafka_dead_letters_published.labels("published").inc()
+        except Exception:
+            log.exception("could not copy a bad message (%s) to dead-letter topic %s", _origin(message), topic)
+            self.metrics.kafka_dead_letters_published.labels("failed").inc()
+
+    def _dead_letter_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            c = self.config
+            self._producer = KafkaProducer(
+                bootstrap_servers=c.bootstrap_servers, client_id=f"{c.client_id}-dead-letters", acks="all",
+                **c.security,
+            )  # fmt: skip
+        return self._producer
+
+    # -- checkpoints and rebalances ---------------------------------------------------------------
+    def _checkpoint(self, consumer: KafkaConsumer) -> None:
+        """Write the touched models' state with the offsets, then commit those to Kafka."""
+        self._last_checkpoint = time.monotonic()
+        offsets = {tp: pos for tp, pos in self._positions.items() if self._checkpointed_positions.get(tp) != pos}
+        if not offsets and not self._dirty:
+            return
+        states = self.pipeline.checkpoint(self._dirty)
+        if self._producer is not None:  # dead-letter copies are out before their offsets are behind us
+            self._producer.flush(timeout=10)
+        try:
+            self.store.save_checkpoint(
+                self.config.group_id,
+                {(tp.topic, tp.partition): pos for tp, pos in offsets.items()},
+                states,
+                {model: [(tp.topic, tp.partition) for tp in self._owned.get(model, ())] for model in states},
+            )
+        except Exception:
+            self.metrics.kafka_checkpoints.labels("failed").inc()
+            raise
+        self.metrics.kafka_checkpoints.labels("written").inc()
+        self._dirty.clear()
+        self._checkpointed_positions.update(offsets)
+        try:
+            consumer.commit({tp: OffsetAndMetadata(pos, "", -1) for tp, pos in offsets.items()}, timeout_ms=5_000)
+        except Exception as exc:  # informational only: the database holds the offsets we resume from
+            log.warning("could not commit offsets to Kafka (%s); the checkpoint is stored", exc)
+
+    def _revoked(self, consumer: KafkaConsumer, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        try:
+            self._checkpoint(consumer)
+        except Exception as exc:
+            log.warning("checkpoint before giving up partitions failed (%s): the next owner reads again from the last one", exc)
+        self._forget(revoked)
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        """Drop the state fed by ``partitions``; whoever reads them next restores it."""
+        for model, tps in list(self._owned.items()):
+            tps -= partitions
+            if not tps:
+                self.pipeline.release(model)
+                del self._owned[model]
+                self._dirty.discard(model)
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self._checkpointed_positions.pop(tp, None)
+            try:
+                self.metrics.kafka_lag.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+
+    def _assigned(self, consumer: KafkaConsumer, assigned: set[TopicPartition]) -> None:
+        self.metrics.kafka_rebalances.inc()
+        try:
+            stored = self.store.checkpoint_offsets(self.config.group_id)
+            # The models these partitions fed come back now, not at their next record: the
+            # read API shows them, and time-based windows go on.
+            fed = self.store.models_fed_by(self.config.group_id, [(tp.topic, tp.partition) for tp in assigned])
+            for model, (state, sources) in fed.items():
+                if model not in self._owned:
+                    self.pipeline.restore(model, state)
+                    self._owned[model] = {TopicPartition(topic, partition) for topic, partition in sources}
+                    log.info("model %s: state restored from the group's checkpoint", model)
+        except Exception as exc:  # raised after poll() returns: the listener's caller swallows errors
+            self._assignment_error = exc
+            return
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is not None:
+                consumer.seek(tp, offset)
+                self._positions[tp] = self._checkpointed_positions[tp] = offset
+        log.info("assigned %s", ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)) or "nothing")
+
+    # -- operations -------------------------------------------------------------------------------
+    def _note_connection(self, consumer: KafkaConsumer) -> None:
+        connected = _heartbeat_fresh(consumer, self.config.session_timeout_ms / 1000)
+        if connected != self.connected:
+            log.log(logging.INFO if connected else logging.WARNING, "Kafka broker %s", "reachable" if connected else "unreachable")
+        self.connected = connected
+        self.metrics.kafka_connected.set(1 if connected else 0)
+
+    def _update_lag(self, consumer: KafkaConsumer) -> None:
+        for tp, position in self._positions.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+
+
+def _heartbeat_fresh(consumer: KafkaConsumer, within: float) -> bool:
+    """Whether the group coordinator answered a heartbeat recently: the broker is there."""
+    for group in consumer.metrics().values():
+        seconds = group.get("last-heartbeat-seconds-ago") if isinstance(group, dict) else None
+        if seconds is not None:
+            return 0 <= seconds < within
+    return False

@@ -1,0 +1,115 @@
+"""A model's state as bytes, for the Kafka collector's checkpoints.
+
+A checkpoint holds what the model's records have produced up to the consumed offsets it is
+stored with: the counts, the detector's windows (open window, RNG state, open performance
+window; closed windows have already been evaluated and published) and the partial records
+still waiting in the join buffer for their other part. Restoring it and reading on from
+those offsets gives the same state as if the process had never stopped.
+
+Not in a checkpoint, on purpose:
+
+* the label buffer (recent predictions awaiting delayed labels, up to 200,000 entries):
+  writing it every second would cost more than it saves. After a restart, labels for
+  predictions made before it are counted as unmatched (``monitor_labels_unmatched_total``).
+  Exactly-once counting does not need it: only messages after the checkpoint are read again.
+* a warm-up in progress (a reference being built from the first records): it restarts.
+
+What result sinks keep per model (the alert engine's states) is in it too: the next owner
+of the model goes on with the same alert episodes, so an alert fires once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from detectors.model import ModelDetector
+from detectors.sketches import pack, unpack
+from monitor.joins import Pending
+from monitor.model_state import ModelState
+from monitor.records import Record
+from monitor.store_results import json_safe
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_RECORD_FIELDS = (
+    "model", "id", "version", "timestamp", "inputs", "prediction", "latency_ms", "label", "segment",
+    "has_prediction", "has_label",
+)  # fmt: skip
+_COUNTS = ("records", "incomplete", "labelled", "windows_evaluated")
+
+
+class ModelScopedSink(Protocol):
+    """A result sink that keeps per-model state of its own (the alert engine's states): it
+    travels in the model's checkpoint, so the next owner goes on from it."""
+
+    def model_state(self, model: str) -> Any: ...
+
+    def restore_model(self, model: str, state: Any) -> None: ...
+
+
+def scoped_sinks(sinks: Iterable[object]) -> dict[str, ModelScopedSink]:
+    return {type(sink).__name__: sink for sink in sinks if hasattr(sink, "model_state")}  # type: ignore[misc]
+
+
+def dump_model(state: ModelState, partials: list[Pending], sinks: Mapping[str, ModelScopedSink]) -> bytes:
+    """Serialise ``state`` (its pending records already fed), its buffered partial records
+    and what ``sinks`` keep for it."""
+    header: dict[str, Any] = {
+        "kind": "model_state",
+        "format_version": FORMAT_VERSION,
+        "model": state.name,
+        "counts": {name: getattr(state, name) for name in _COUNTS},
+        "reference_version": state.reference_version,
+        "partials": [[{f: getattr(p.record, f) for f in _RECORD_FIELDS}, p.arrived] for p in partials],
+        "sinks": {name: json_safe(sink.model_state(state.name)) for name, sink in sinks.items()},
+    }
+    arrays = {}
+    if state.detector is not None:
+        arrays["detector"] = np.frombuffer(state.detector.to_bytes(), np.uint8)
+    return pack(header, arrays)
+
+
+def load_model(state: ModelState, data: bytes, sinks: Mapping[str, ModelScopedSink]) -> list[Pending]:
+    """Put a checkpoint back into ``state`` and ``sinks``; returns the partial records to re-buffer.
+
+    Windows come back only if the checkpoint was taken against the reference now active:
+    after a reference change the model starts new windows (and says so), as it would have
+    if it had been running.
+    """
+    header, arrays = unpack(data)
+    if header.get("kind") != "model_state" or header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"not a model state checkpoint of format {FORMAT_VERSION}")
+    if header.get("model") != state.name:
+        raise ValueError(f"checkpoint of model {header.get('model')!r}, not {state.name!r}")
+    for name in _COUNTS:
+        setattr(state, name, int(header["counts"][name]))
+    if "detector" in arrays and state.detector is not None:
+        current = state.detector
+        try:
+            state.detector = ModelDetector.from_bytes(arrays["detector"].tobytes(), current.reference, current.settings)
+        except ValueError as exc:
+            log.warning("model %s: windows of the checkpoint not restored (%s): new windows start", state.name, exc)
+    elif "detector" in arrays:
+        log.warning("model %s: no reference loaded, the checkpoint's windows cannot be restored", state.name)
+    saved = header.get("sinks", {})
+    for name, sink in sinks.items():
+        sink.restore_model(state.name, saved.get(name, []))
+    return [Pending(Record(**fields), float(arrived)) for fields, arrived in header["partials"]]
+
+
+def reset_model(state: ModelState, sinks: Mapping[str, ModelScopedSink]) -> None:
+    """Forget what the model has counted (its partitions went to another instance, which
+    restores the checkpoint): zero counts, fresh windows against the same reference, and
+    nothing in ``sinks``."""
+    for sink in sinks.values():
+        sink.restore_model(state.name, [])
+    for name in _COUNTS:
+        setattr(state, name, 0)
+    state.feed()  # nothing pending may leak into the fresh windows
+    if state.detector is not None:
+        state.detector = ModelDetector(state.detector.reference, state.detector.settings)

@@ -1,0 +1,272 @@
+"""The Kafka collector against a real Kafka-protocol broker (tansu, tests/kafka_broker.py)
+and real `monitor serve` processes: every record reaches the windows exactly once through
+crashes, restarts, rebalances, bad messages and a broker restart.
+
+Each model has its own partition (producers key by model), windows of 1,000 records, and a
+reference file, so "window counts" are checkable: for each model, windows evaluated x 1,000
++ records in the open window == records counted == records sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from kafka_broker import KafkaBroker
+from support import ServiceProcess
+
+pytestmark = pytest.mark.slow
+MODELS = ("m0", "m1", "m2")
+WINDOW = 1_000
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    kafka = KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def reference_file(path: Path) -> Path:
+    rng = random.Random(7)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["x", "c", "prediction"])
+        for _ in range(2_000):
+            writer.writerow([rng.gauss(0, 1), rng.choice("abc"), int(rng.random() < 0.3)])
+    return path
+
+
+def service_config(tmp_path: Path, broker: KafkaBroker, topic: str, **kafka: Any) -> dict[str, Any]:
+    reference = reference_file(tmp_path / "reference.csv")
+    model = {
+        "features": {"x": {"type": "numeric"}, "c": {"type": "categorical"}},
+        "prediction": {"kind": "binary"},
+        "reference": {"file": str(reference)},
+        "window": {"size": WINDOW},
+    }
+    return {
+        "storage": {"url": f"sqlite:///{tmp_path / 'monitor.db'}", "flush_interval_seconds": 0.5},
+        "models": {name: model for name in MODELS},
+        "kafka": {
+            "bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": f"group-{topic}",
+            # Short timeouts: tansu holds a join until the session timeout of a missing member.
+            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 10_000,
+            "checkpoint_interval_seconds": 0.5, "max_poll_records": 500, **kafka,
+        },  # fmt: skip
+    }
+
+
+def record_messages(start: int, stop: int, seed: int = 0) -> Iterator[tuple[int, bytes, bytes, list]]:
+    """Records i in [start, stop): model m{i % 3} on partition i % 3, keyed by model."""
+    rng = random.Random(seed * 1_000_003 + start)
+    for i in range(start, stop):
+        p = i % 3
+        record = {
+            "model": f"m{p}", "id": f"r{i}", "inputs": {"x": rng.gauss(0, 1), "c": rng.choice("abc")},
+            "prediction": int(rng.random() < 0.3),
+        }  # fmt: skip
+        yield p, f"m{p}".encode(), orjson.dumps(record), []
+
+
+def expected_per_model(total: int) -> dict[str, int]:
+    return {f"m{p}": len(range(p, total, 3)) for p in range(3)}
+
+
+def models_of(service: ServiceProcess) -> dict[str, dict[str, int]]:
+    return {m["name"]: m for m in httpx.get(f"{service.url}/v1/models", timeout=5).json()["models"]}
+
+
+def owned_counts(services: list[ServiceProcess]) -> dict[str, int]:
+    """Records per model across instances (an instance that gave a model away shows 0)."""
+    totals = dict.fromkeys(MODELS, 0)
+    for service in services:
+        for name, model in models_of(service).items():
+            totals[name] += model["records"]
+    return totals
+
+
+def wait_for_counts(services: list[ServiceProcess], expected: dict[str, int], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = owned_counts(services)
+        if counts == expected:
+            time.sleep(2.0)  # and no more: nothing counted twice
+            counts = owned_counts(services)
+            assert counts == expected
+            return
+        assert all(counts[m] <= expected[m] for m in MODELS), f"counted twice: {counts} > {expected}"
+        time.sleep(0.2)
+    raise AssertionError(f"counts {counts} never reached {expected}:\n" + "\n".join(s.log()[-3000:] for s in services))
+
+
+def assert_windows_consistent(service: ServiceProcess, expected: dict[str, int]) -> None:
+    """Closed windows x WINDOW + the open window == the records counted, per model."""
+    for name, model in models_of(service).items():
+        if model["records"]:
+            assert model["windows_evaluated"] * WINDOW + model["open_window_records"] == expected[name], model
+
+
+def test_records_in_a_three_partition_topic_reach_the_windows_exactly_once(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
+    broker.create_topic("exactly-once", 3)
+    assert broker.produce("exactly-once", record_messages(0, 20_000)) == 20_000
+    with ServiceProcess(tmp_path, service_config(tmp_path, broker, "exactly-once")) as service:
+        expected = expected_per_model(20_000)
+        wait_for_counts([service], expected)
+        assert_windows_consistent(service, expected)
+        metrics = httpx.get(f"{service.url}/metrics").text
+        assert 'monitor_kafka_messages_total{topic="exactly-once"} 20000.0' in metrics
+        for p in range(3):
+            assert f'monitor_kafka_consumer_lag{{partition="{p}",topic="exactly-once"}} 0.0' in metrics
+        assert httpx.get(f"{service.url}/readyz").json() == {"status": "ready", "store": "ok", "kafka": "ok"}
+        assert service.stop() in (0, -signal.SIGTERM)
+    assert "shut down cleanly" in service.log()
+
+
+def test_two_instances_in_one_group_split_the_partitions_and_count_each_record_once(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
+    broker.create_topic("split", 3)
+    config = service_config(tmp_path, broker, "split")
+    with ServiceProcess(tmp_path, config) as first, ServiceProcess(tmp_path, config) as second:
+        broker.produce("split", record_messages(0, 20_000))
+        expected = expected_per_model(20_000)
+        wait_for_counts([first, second], expected)
+        owners = {
+            name: [i for i, s in enumerate((first, second)) if models_of(s)[name]["records"]] for name in MODELS
+        }
+        assert all(len(o) == 1 for o in owners.values()), owners  # each model on one instance
+        assert {o[0] for o in owners.values()} == {0, 1}  # and both instances got work
+        assert_windows_consistent(first, expected)
+        assert_windows_consistent(second, expected)
+
+
+def test_an_instance_killed_mid_way_and_restarted_ends_with_exact_counts(broker: KafkaBroker, tmp_path: Path) -> None:
+    broker.create_topic("killed", 3)
+    broker.produce("killed", record_messages(0, 50_000))
+    config = service_config(tmp_path, broker, "killed")
+    with ServiceProcess(tmp_path, config) as service:
+        deadline = time.monotonic() + 60
+        while sum(owned_counts([service]).values()) < 12_000:
+            assert time.monotonic() < deadline, service.log()[-3000:]
+            time.sleep(0.05)
+        assert service.stop(signal.SIGKILL) == -signal.SIGKILL  # mid-way: no shutdown, no final checkpoint
+    with ServiceProcess(tmp_path, config) as restarted:
+        expected = expected_per_model(50_000)
+        wait_for_counts([restarted], expected)
+        assert_windows_consistent(restarted, expected)
+
+
+def test_a_rebalance_while_records_flow_loses_and_duplicates_nothing(broker: KafkaBroker, tmp_path: Path) -> None:
+    broker.create_topic("rebalance", 3)
+    config = service_config(tmp_path, broker, "rebalance")
+    total = 30_000
+    done = threading.Event()
+
+    def produce_slowly() -> None:  # ~15 s of traffic, so both rebalances happen mid-stream
+        for start in range(0, total, 1_000):
+            broker.produce("rebalance", record_messages(start, start + 1_000))
+            time.sleep(0.5)
+        done.set()
+
+    with ServiceProcess(tmp_path, config) as first:
+        producer = threading.Thread(target=produce_slowly)
+        producer.start()
+        time.sleep(2)
+        with ServiceProcess(tmp_path, config) as second:  # joins: partitions move to it
+            deadline = time.monotonic() + 30
+            while not any(m["records"] for m in models_of(second).values()):
+                assert time.monotonic() < deadline, second.log()[-3000:]
+                time.sleep(0.2)
+            assert second.stop() in (0, -signal.SIGTERM)  # leaves: they move back
+        producer.join()
+        assert done.is_set()
+        expected = expected_per_model(total)
+        wait_for_counts([first], expected)
+        assert_windows_consistent(first, expected)
+        rebalances = httpx.get(f"{first.url}/metrics").text
+        assert "monitor_kafka_rebalances_total 3.0" in rebalances  # start, join, leave
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic_and_table_without_stalling(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
+    broker.create_topic("mixed", 3)
+    broker.create_topic("mixed-dead", 1)
+    bad_kinds = [
+        (b'{"model": "m0", "inputs": ', [], "invalid_json"),
+        (b'"just text"', [], "not_an_object"),
+        (orjson.dumps({"model": "nope", "inputs": {"x": 1}, "prediction": 1}), [], "unknown_model"),
+        (b'{"instances": [[1]]}', [("ce_specversion", b"1.0"), ("ce_type", b"t"), ("ce_source", b"/s")], "invalid_event"),
+    ]
+
+    def messages() -> Iterator[tuple[int, bytes | None, bytes, list]]:
+        good = record_messages(0, 10_000)
+        for i, message in enumerate(good):
+            yield message
+            if i % 100 == 50:  # 100 bad ones spread over every partition
+                value, headers, _ = bad_kinds[(i // 100) % 4]
+                yield (i // 100) % 3, None, value, headers
+
+    assert broker.produce("mixed", messages()) == 10_100
+    config = service_config(tmp_path, broker, "mixed", dead_letter_topic="mixed-dead")
+    with ServiceProcess(tmp_path, config) as service:
+        expected = expected_per_model(10_000)
+        wait_for_counts([service], expected)
+        dead = broker.read_all("mixed-dead", 1)
+        assert len(dead) == 100
+        reasons = [dict(m.headers)["monitor-reason"].decode() for m in dead]
+        assert {r: reasons.count(r) for r in set(reasons)} == {k: 25 for _, _, k in bad_kinds}
+        origin = dict(dead[0].headers)["monitor-origin"].decode()
+        assert origin.startswith("mixed/")
+        letters = httpx.get(f"{service.url}/v1/dead-letters", params={"limit": 1000}).json()["dead_letters"]
+        assert len(letters) == 100
+        assert {r: sum(1 for d in letters if d["reason"] == r) for r in set(reasons)} == {k: 25 for _, _, k in bad_kinds}
+        assert all(d["source"] == "kafka" and d["raw_bytes_base64"] for d in letters)
+        metrics = httpx.get(f"{service.url}/metrics").text
+        assert 'monitor_kafka_dead_letters_published_total{outcome="published"} 100.0' in metrics
+
+
+def test_the_collector_recovers_by_itself_when_the_broker_restarts(tmp_path: Path) -> None:
+    broker = KafkaBroker(tmp_path).start()  # its own broker: this test stops it
+    try:
+        broker.create_topic("restart", 3)
+        broker.produce("restart", record_messages(0, 15_000))
+        with ServiceProcess(tmp_path, service_config(tmp_path, broker, "restart")) as service:
+            deadline = time.monotonic() + 60
+            while sum(owned_counts([service]).values()) < 3_000:
+                assert time.monotonic() < deadline, service.log()[-3000:]
+                time.sleep(0.05)
+            broker.stop_broker()  # mid-stream (what was fetched ahead is still applied)
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{service.url}/readyz").status_code != 503:
+                assert time.monotonic() < deadline, "readyz never noticed the broker going away"
+                time.sleep(0.2)
+            assert httpx.get(f"{service.url}/readyz").json()["kafka"] == "unreachable"
+            assert "monitor_kafka_connected 0.0" in httpx.get(f"{service.url}/metrics").text
+            broker.start_broker()  # same storage: topics, messages and offsets are back
+            broker.produce("restart", record_messages(15_000, 30_000))
+            expected = expected_per_model(30_000)
+            wait_for_counts([service], expected, timeout=120)
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{service.url}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "readyz never recovered"
+                time.sleep(0.2)
+            assert_windows_consistent(service, expected)
+    finally:
+        broker.stop()
