@@ -34,7 +34,6 @@ both pass, 1 otherwise. ``--quick`` is a smoke run with small topics.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -46,26 +45,10 @@ from pathlib import Path
 import httpx
 import orjson
 import yaml
+from bench_support import ROOT, http_bench  # before the project's modules: it fixes the import path
 from kafka import KafkaConsumer, TopicPartition
+from kafka_broker import KafkaBroker
 
-ROOT = Path(__file__).resolve().parents[1]
-# benchmarks/detectors.py would shadow the detectors package: drop this directory from the
-# import path, and import the tests' broker helper from tests/.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT / "tests"))
-from kafka_broker import KafkaBroker  # noqa: E402
-
-
-def _load_http_benchmark():
-    spec = importlib.util.spec_from_file_location("ingest_http", ROOT / "benchmarks" / "ingest_http.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ingest_http"] = module  # its dataclasses look their module up
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-http_bench = _load_http_benchmark()
 TARGET_RATIO_SINGLE = 0.7
 TARGET_BATCHED_RECORDS_PER_S = 100_000
 
@@ -188,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     batched = results["hundred"][0]
     ok_ratio, ok_batched = ratio >= TARGET_RATIO_SINGLE, batched >= TARGET_BATCHED_RECORDS_PER_S
     print()
-    print(f"one record per message: {ratio:.2f} x bare (target >= {TARGET_RATIO_SINGLE}): {'PASS' if ok_ratio else 'FAIL'}")
+    print(
+        f"one record per message: {ratio:.2f} x bare (target >= {TARGET_RATIO_SINGLE}): {'PASS' if ok_ratio else 'FAIL'}"
+    )
     print(f"100 records per message: {batched:,.0f} records/s (target >= {TARGET_BATCHED_RECORDS_PER_S:,}): "
           f"{'PASS' if ok_batched else 'FAIL'}")  # fmt: skip
     return 0 if ok_ratio and ok_batched else 1

@@ -20,7 +20,6 @@ did not count exactly the records sent.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -31,28 +30,11 @@ from pathlib import Path
 import httpx
 import orjson
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-# benchmarks/detectors.py would shadow the detectors package: drop this directory from the
-# import path, and import the tests' server helpers from tests/.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT / "tests"))
-from kafka_broker import KafkaBroker  # noqa: E402
-from postgres_server import Databases, PostgresServer  # noqa: E402
+from bench_support import ROOT, http_bench  # before the project's modules: it fixes the import path
+from kafka_broker import KafkaBroker
+from postgres_server import Databases, PostgresServer
 
 MODELS = [f"model{i}" for i in range(6)]
-
-
-def _load_http_benchmark():
-    spec = importlib.util.spec_from_file_location("ingest_http", ROOT / "benchmarks" / "ingest_http.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ingest_http"] = module  # its dataclasses look their module up
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-http_bench = _load_http_benchmark()
 
 
 def encode_messages(records: int, per_message: int) -> list[tuple[int, bytes, bytes, list]]:

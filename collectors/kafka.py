@@ -51,7 +51,7 @@ from alerts.metrics import Metrics
 from collectors import cloudevents
 from collectors.body import json_error
 from monitor.pipeline import Pipeline
-from monitor.records import Reason, Record, Rejection, Validator, json_type
+from monitor.records import Reason, Record, Rejection, Validator
 from monitor.settings import KafkaConfig, LimitsConfig, ModelConfig
 from monitor.store import Store
 
@@ -104,7 +104,9 @@ def decode_value(value: bytes | None, headers: dict[str, str], received_at: floa
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return Decoded(rejections=[Rejection(0, "", Reason.INVALID_JSON, json_error(exc, "message value"), _text(value))])
+        return Decoded(
+            rejections=[Rejection(0, "", Reason.INVALID_JSON, json_error(exc, "message value"), _text(value))]
+        )
     items = document if type(document) is list else [document]
     if len(items) > context.limits.max_items_per_request:
         limit = context.limits.max_items_per_request
@@ -425,7 +427,9 @@ class KafkaCollector:
         try:
             self._checkpoint(consumer)
         except Exception as exc:
-            log.warning("checkpoint before giving up partitions failed (%s): the next owner reads again from the last one", exc)
+            log.warning(
+                "checkpoint before giving up partitions failed (%s): the next owner reads again from the last one", exc
+            )
         self._forget(revoked)
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
@@ -470,7 +474,11 @@ class KafkaCollector:
     def _note_connection(self, consumer: KafkaConsumer) -> None:
         connected = _heartbeat_fresh(consumer, self.config.session_timeout_ms / 1000)
         if connected != self.connected:
-            log.log(logging.INFO if connected else logging.WARNING, "Kafka broker %s", "reachable" if connected else "unreachable")
+            log.log(
+                logging.INFO if connected else logging.WARNING,
+                "Kafka broker %s",
+                "reachable" if connected else "unreachable",
+            )
         self.connected = connected
         self.metrics.kafka_connected.set(1 if connected else 0)
 

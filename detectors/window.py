@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -176,7 +177,8 @@ class WindowState:
             if col.dtype.kind not in "OUT":
                 raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
             get, unseen = lay.cat_maps[c].get, size + 1
-            codes = np.fromiter((get(v, unseen) for v in col), dtype=np.intp, count=n)
+            # map() calls dict.get in C: a third of the cost of a generator expression.
+            codes = np.fromiter(map(get, col, repeat(unseen, n)), dtype=np.intp, count=n)
             self.cat_counts[o : o + size + 3] += np.bincount(codes, minlength=size + 3)
             st = batch.status.get(ch)
             if st is not None:

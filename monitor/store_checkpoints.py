@@ -49,7 +49,12 @@ class CheckpointStore:
             # Sorted keys: concurrent writers lock rows in one order and cannot deadlock.
             for (topic, partition), offset in sorted(offsets.items()):
                 key = sa.and_(o.group_id == group, o.topic == topic, o.partition == partition)
-                if conn.execute(sa.update(t.kafka_offsets).where(key).values(next_offset=offset, updated_at=now)).rowcount == 0:
+                if (
+                    conn.execute(
+                        sa.update(t.kafka_offsets).where(key).values(next_offset=offset, updated_at=now)
+                    ).rowcount
+                    == 0
+                ):
                     conn.execute(sa.insert(t.kafka_offsets).values(
                         group_id=group, topic=topic, partition=partition, next_offset=offset, updated_at=now
                     ))  # fmt: skip

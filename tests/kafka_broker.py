@@ -9,8 +9,10 @@ restart into a new, empty cluster).
 
 from __future__ import annotations
 
+import csv
 import os
 import pathlib
+import random
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -20,7 +22,6 @@ from typing import Any
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-
 from support import PYTHON, free_port
 
 
@@ -105,7 +106,9 @@ class KafkaBroker:
         finally:
             admin.close()
 
-    def produce(self, topic: str, messages: Iterable[tuple[int, bytes | None, bytes, Sequence[tuple[str, bytes]]]]) -> int:
+    def produce(
+        self, topic: str, messages: Iterable[tuple[int, bytes | None, bytes, Sequence[tuple[str, bytes]]]]
+    ) -> int:
         """Send ``(partition, key, value, headers)`` messages; returns how many, all acknowledged."""
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
         n = 0
@@ -134,3 +137,45 @@ class KafkaBroker:
                 quiet_since = time.monotonic()
         consumer.close()
         return messages
+
+
+# -- what the Kafka tests run against the broker ------------------------------------------------
+def reference_file(path: Path, rows: int = 2_000, seed: int = 7) -> Path:
+    """A reference for the Kafka tests' models: numeric x ~ N(0, 1), categorical c in a/b/c."""
+    rng = random.Random(seed)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["x", "c", "prediction"])
+        for _ in range(rows):
+            writer.writerow([rng.gauss(0, 1), rng.choice("abc"), int(rng.random() < 0.3)])
+    return path
+
+
+def kafka_service_config(
+    tmp_path: Path, broker: KafkaBroker, topic: str, models: Sequence[str], *, window: int,
+    storage_url: str | None = None, reference_rows: int = 2_000, **kafka: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """A `monitor serve` config consuming ``topic``: ``models`` with features x and c, windows
+    of ``window`` records, SQLite in ``tmp_path`` unless ``storage_url``."""
+    model = {
+        "features": {"x": {"type": "numeric"}, "c": {"type": "categorical"}},
+        "prediction": {"kind": "binary"},
+        "reference": {"file": str(reference_file(tmp_path / "reference.csv", reference_rows))},
+        "window": {"size": window},
+    }
+    return {
+        "storage": {"url": storage_url or f"sqlite:///{tmp_path / 'monitor.db'}", "flush_interval_seconds": 0.5},
+        "models": {name: model for name in models},
+        "kafka": {
+            "bootstrap_servers": [broker.bootstrap],
+            "topics": [topic],
+            "group_id": f"group-{topic}",
+            # Short timeouts: tansu holds a join until the session timeout of a missing member.
+            "session_timeout_ms": 6_000,
+            "heartbeat_interval_ms": 1_000,
+            "max_poll_interval_ms": 10_000,
+            "checkpoint_interval_seconds": 0.5,
+            "max_poll_records": 500,
+            **kafka,
+        },  # fmt: skip
+    }

@@ -9,7 +9,6 @@ reference file, so "window counts" are checkable: for each model, windows evalua
 
 from __future__ import annotations
 
-import csv
 import random
 import signal
 import threading
@@ -21,8 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-
-from kafka_broker import KafkaBroker
+from kafka_broker import KafkaBroker, kafka_service_config
 from support import ServiceProcess
 
 pytestmark = pytest.mark.slow
@@ -39,34 +37,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
         kafka.stop()
 
 
-def reference_file(path: Path) -> Path:
-    rng = random.Random(7)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["x", "c", "prediction"])
-        for _ in range(2_000):
-            writer.writerow([rng.gauss(0, 1), rng.choice("abc"), int(rng.random() < 0.3)])
-    return path
-
-
 def service_config(tmp_path: Path, broker: KafkaBroker, topic: str, **kafka: Any) -> dict[str, Any]:
-    reference = reference_file(tmp_path / "reference.csv")
-    model = {
-        "features": {"x": {"type": "numeric"}, "c": {"type": "categorical"}},
-        "prediction": {"kind": "binary"},
-        "reference": {"file": str(reference)},
-        "window": {"size": WINDOW},
-    }
-    return {
-        "storage": {"url": f"sqlite:///{tmp_path / 'monitor.db'}", "flush_interval_seconds": 0.5},
-        "models": {name: model for name in MODELS},
-        "kafka": {
-            "bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": f"group-{topic}",
-            # Short timeouts: tansu holds a join until the session timeout of a missing member.
-            "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 10_000,
-            "checkpoint_interval_seconds": 0.5, "max_poll_records": 500, **kafka,
-        },  # fmt: skip
-    }
+    return kafka_service_config(tmp_path, broker, topic, MODELS, window=WINDOW, **kafka)
 
 
 def record_messages(start: int, stop: int, seed: int = 0) -> Iterator[tuple[int, bytes, bytes, list]]:
@@ -120,9 +92,7 @@ def assert_windows_consistent(service: ServiceProcess, expected: dict[str, int])
             assert model["windows_evaluated"] * WINDOW + model["open_window_records"] == expected[name], model
 
 
-def test_records_in_a_three_partition_topic_reach_the_windows_exactly_once(
-    broker: KafkaBroker, tmp_path: Path
-) -> None:
+def test_records_in_a_three_partition_topic_reach_the_windows_exactly_once(broker: KafkaBroker, tmp_path: Path) -> None:
     broker.create_topic("exactly-once", 3)
     assert broker.produce("exactly-once", record_messages(0, 20_000)) == 20_000
     with ServiceProcess(tmp_path, service_config(tmp_path, broker, "exactly-once")) as service:
@@ -147,9 +117,7 @@ def test_two_instances_in_one_group_split_the_partitions_and_count_each_record_o
         broker.produce("split", record_messages(0, 20_000))
         expected = expected_per_model(20_000)
         wait_for_counts([first, second], expected)
-        owners = {
-            name: [i for i, s in enumerate((first, second)) if models_of(s)[name]["records"]] for name in MODELS
-        }
+        owners = {name: [i for i, s in enumerate((first, second)) if models_of(s)[name]["records"]] for name in MODELS}
         assert all(len(o) == 1 for o in owners.values()), owners  # each model on one instance
         assert {o[0] for o in owners.values()} == {0, 1}  # and both instances got work
         assert_windows_consistent(first, expected)
@@ -212,7 +180,11 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_table_without_stalli
         (b'{"model": "m0", "inputs": ', [], "invalid_json"),
         (b'"just text"', [], "not_an_object"),
         (orjson.dumps({"model": "nope", "inputs": {"x": 1}, "prediction": 1}), [], "unknown_model"),
-        (b'{"instances": [[1]]}', [("ce_specversion", b"1.0"), ("ce_type", b"t"), ("ce_source", b"/s")], "invalid_event"),
+        (
+            b'{"instances": [[1]]}',
+            [("ce_specversion", b"1.0"), ("ce_type", b"t"), ("ce_source", b"/s")],
+            "invalid_event",
+        ),
     ]
 
     def messages() -> Iterator[tuple[int, bytes | None, bytes, list]]:
@@ -236,7 +208,9 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_table_without_stalli
         assert origin.startswith("mixed/")
         letters = httpx.get(f"{service.url}/v1/dead-letters", params={"limit": 1000}).json()["dead_letters"]
         assert len(letters) == 100
-        assert {r: sum(1 for d in letters if d["reason"] == r) for r in set(reasons)} == {k: 25 for _, _, k in bad_kinds}
+        assert {r: sum(1 for d in letters if d["reason"] == r) for r in set(reasons)} == {
+            k: 25 for _, _, k in bad_kinds
+        }
         assert all(d["source"] == "kafka" and d["raw_bytes_base64"] for d in letters)
         metrics = httpx.get(f"{service.url}/metrics").text
         assert 'monitor_kafka_dead_letters_published_total{outcome="published"} 100.0' in metrics

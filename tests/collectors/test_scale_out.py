@@ -9,7 +9,6 @@ model's dataset-drift alert fires at its sixth window and stays firing.
 
 from __future__ import annotations
 
-import csv
 import random
 import signal
 import time
@@ -22,8 +21,7 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
-
-from kafka_broker import KafkaBroker
+from kafka_broker import KafkaBroker, kafka_service_config
 from postgres_server import Databases, PostgresServer
 from support import Receiver, ServiceProcess
 
@@ -31,16 +29,6 @@ pytestmark = pytest.mark.slow
 MODELS = [f"f{i}" for i in range(6)]
 PER_MODEL = 10_000
 WINDOW = 1_000
-
-
-def reference_file(path: Path) -> Path:
-    rng = random.Random(11)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["x", "c", "prediction"])
-        for _ in range(5_000):
-            writer.writerow([rng.gauss(0, 1), rng.choice("abc"), int(rng.random() < 0.3)])
-    return path
 
 
 def messages() -> Iterator[tuple[int, bytes, bytes, list]]:
@@ -81,25 +69,20 @@ def test_three_instances_one_killed_count_exactly_and_alert_once(tmp_path: Path,
     services: list[ServiceProcess] = []
     try:
         broker.create_topic("fleet", len(MODELS))
-        model = {
-            "features": {"x": {"type": "numeric"}, "c": {"type": "categorical"}},
-            "prediction": {"kind": "binary"},
-            "reference": {"file": str(reference_file(tmp_path / "reference.csv"))},
-            "window": {"size": WINDOW},
+        config = kafka_service_config(
+            tmp_path,
+            broker,
+            "fleet",
+            MODELS,
+            window=WINDOW,
+            storage_url=database,
+            reference_rows=5_000,
+            max_poll_records=300,
+        )
+        config["alerts"] = {
+            "rules": [{"name": "dataset-drift", "kind": "dataset_drift", "severity": "critical"}],
+            "webhooks": [{"name": "retrain", "url": receiver.url, "rules": ["dataset-drift"]}],
         }
-        config = {
-            "storage": {"url": database, "flush_interval_seconds": 0.5},
-            "models": {name: model for name in MODELS},
-            "alerts": {
-                "rules": [{"name": "dataset-drift", "kind": "dataset_drift", "severity": "critical"}],
-                "webhooks": [{"name": "retrain", "url": receiver.url, "rules": ["dataset-drift"]}],
-            },
-            "kafka": {
-                "bootstrap_servers": [broker.bootstrap], "topics": ["fleet"], "group_id": "fleet",
-                "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 10_000,
-                "checkpoint_interval_seconds": 0.5, "max_poll_records": 300,
-            },
-        }  # fmt: skip
         first = ServiceProcess(tmp_path, config).start(timeout=60)  # stores the references once
         services = [first, ServiceProcess(tmp_path, config).start(60), ServiceProcess(tmp_path, config).start(60)]
         time.sleep(3)  # the group settles over the three members
@@ -165,21 +148,17 @@ def test_a_database_restart_loses_and_doubles_no_kafka_record(tmp_path: Path) ->
     with PostgresServer() as postgres:  # its own server: this test stops it
         try:
             broker.create_topic("outage", len(MODELS))
-            model = {
-                "features": {"x": {"type": "numeric"}, "c": {"type": "categorical"}},
-                "prediction": {"kind": "binary"},
-                "reference": {"file": str(reference_file(tmp_path / "reference.csv"))},
-                "window": {"size": WINDOW},
-            }
-            config = {
-                "storage": {"url": postgres.url(), "flush_interval_seconds": 0.5},
-                "models": {name: model for name in MODELS},
-                "kafka": {
-                    "bootstrap_servers": [broker.bootstrap], "topics": ["outage"], "group_id": "outage",
-                    "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 10_000,
-                    "checkpoint_interval_seconds": 0.5, "max_poll_records": 300, "reconnect_backoff_max_seconds": 2,
-                },
-            }  # fmt: skip
+            config = kafka_service_config(
+                tmp_path,
+                broker,
+                "outage",
+                MODELS,
+                window=WINDOW,
+                storage_url=postgres.url(),
+                reference_rows=5_000,
+                max_poll_records=300,
+                reconnect_backoff_max_seconds=2,
+            )
             service = ServiceProcess(tmp_path, config).start(timeout=60)
             services.append(service)
             records = list(messages())
