@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 from kafka_broker import KafkaBroker, kafka_service_config
-from support import ServiceProcess
+from support import PYTHON, ROOT, ServiceProcess, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 MODELS = ("m0", "m1", "m2")
@@ -244,3 +246,45 @@ def test_the_collector_recovers_by_itself_when_the_broker_restarts(tmp_path: Pat
             assert_windows_consistent(service, expected)
     finally:
         broker.stop()
+
+
+def test_monitor_consume_runs_the_collector_alone_with_metrics_on_their_own_port(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
+    broker.create_topic("alone", 3)
+    broker.produce("alone", record_messages(0, 3_000))
+    config = tmp_path / "consume.yaml"
+    config.write_text(yaml.safe_dump(service_config(tmp_path, broker, "alone"), sort_keys=False))
+    port = free_port()
+    log = (tmp_path / "consume.log").open("wb")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "monitor.cli", "consume", "--config", str(config), "--metrics-port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        expected = [f'monitor_records_accepted_total{{model="{m}",source="kafka"}} {n}.0'
+                    for m, n in expected_per_model(3_000).items()]  # fmt: skip
+
+        def counted() -> bool:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return False
+            return all(line in text for line in expected)
+
+        wait_for(counted, 60, "monitor consume to count 3,000 records")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "shut down cleanly" in (tmp_path / "consume.log").read_text()
+
+
+def test_monitor_consume_without_topics_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "no-kafka.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"url": f"sqlite:///{tmp_path / 'm.db'}"}}))
+    done = subprocess.run([PYTHON, "-m", "monitor.cli", "consume", "--config", str(config)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(f"{config}: kafka.topics is empty: nothing to consume")
