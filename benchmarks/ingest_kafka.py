@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,8 +43,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-import yaml
-from bench_support import ROOT, http_bench  # before the project's modules: it fixes the import path
+from bench_support import http_bench, start_kafka_service  # before the project's modules: it fixes the import path
 from kafka import KafkaConsumer, TopicPartition
 from kafka_broker import KafkaBroker
 
@@ -87,28 +85,22 @@ def bare(broker: KafkaBroker, topic: str, expected: int) -> tuple[float, float]:
 
 def service(broker: KafkaBroker, topic: str, expected: int, workdir: Path, run: int) -> tuple[float, float, float]:
     """(records/s, seconds, CPU ms per 1,000 records) of ``monitor serve`` consuming ``topic``."""
-    port = http_bench.free_port()
-    config = http_bench.service_config(workdir, port)
-    config["storage"]["url"] = f"sqlite:///{workdir / f'monitor-{topic}-{run}.db'}"
-    config["kafka"] = {
-        "bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": f"bench-{topic}-{run}",
-        "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 30_000,
-    }  # fmt: skip
-    path = workdir / f"config-{topic}-{run}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log = (workdir / f"service-{topic}-{run}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "serve", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1/models"
+    process, base = start_kafka_service(
+        workdir,
+        f"{topic}-{run}",
+        broker.bootstrap,
+        topic,
+        f"bench-{topic}-{run}",
+        f"sqlite:///{workdir / f'monitor-{topic}-{run}.db'}",
+    )
+    url = f"{base}/v1/models"
     try:
         first = cpu_first = None
         deadline = time.monotonic() + 300
         count = 0
         while count < expected:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service stopped or stalled at {count} records; see {log.name}")
+                raise RuntimeError(f"service stopped or stalled at {count} records; see {workdir}")
             try:
                 count = httpx.get(url, timeout=5).json()["models"][0]["records"]
             except httpx.HTTPError:

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-import yaml
-from bench_support import ROOT, http_bench  # before the project's modules: it fixes the import path
+from bench_support import http_bench, start_kafka_service  # before the project's modules: it fixes the import path
 from kafka_broker import KafkaBroker
 from postgres_server import Databases, PostgresServer
 
@@ -57,24 +56,11 @@ def encode_messages(records: int, per_message: int) -> list[tuple[int, bytes, by
 
 def start_instance(
     workdir: Path, broker: KafkaBroker, database: str, run: str, index: int
-) -> tuple[subprocess.Popen, str]:
-    port = http_bench.free_port()
-    config = http_bench.service_config(workdir, port)
-    model = config["models"].pop(http_bench.MODEL)
-    config["models"] = {name: model for name in MODELS}
-    config["storage"]["url"] = database
-    config["kafka"] = {
-        "bootstrap_servers": [broker.bootstrap], "topics": [f"fleet-{run}"], "group_id": f"scale-{run}",
-        "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000, "max_poll_interval_ms": 30_000,
-    }  # fmt: skip
-    path = workdir / f"config-{run}-{index}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log = (workdir / f"service-{run}-{index}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "serve", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}/v1/models"
+) -> tuple[subprocess.Popen[bytes], str]:
+    process, base = start_kafka_service(
+        workdir, f"{run}-{index}", broker.bootstrap, f"fleet-{run}", f"scale-{run}", database, MODELS
+    )
+    return process, f"{base}/v1/models"
 
 
 def counted(urls: list[str]) -> int:
