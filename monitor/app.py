@@ -42,7 +42,6 @@ from monitor.availability import (
     require_store,
 )
 from monitor.pipeline import DeadLetterItem, Pipeline
-from monitor.records import Validator
 from monitor.references import load_references, reference_saver
 from monitor.responses import JSONResponse
 from monitor.settings import Settings, load_settings
@@ -197,12 +196,12 @@ async def _housekeeping(app: FastAPI) -> None:
                 log.exception("housekeeping round failed")
 
 
-def _kafka_collector(
-    settings: Settings, pipeline: Pipeline, store: Store, metrics: Metrics, validator: Validator
-) -> KafkaCollector | None:
+def _kafka_collector(settings: Settings, pipeline: Pipeline, store: Store, metrics: Metrics) -> KafkaCollector | None:
     if not settings.kafka.topics:
         return None
-    context = MessageContext(validator, pipeline.configs, settings.limits, settings.unknown_models == "register")
+    context = MessageContext(
+        pipeline.validator, pipeline.configs, settings.limits, settings.unknown_models == "register"
+    )
     return KafkaCollector(settings.kafka, pipeline, context, store, metrics)
 
 
@@ -225,7 +224,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         for name, config in settings.models.items():
             store.upsert_model(name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, pipeline, store)
-        kafka = app.state.kafka = _kafka_collector(settings, pipeline, store, metrics, app.state.validator)
+        kafka = app.state.kafka = _kafka_collector(settings, pipeline, store, metrics)
         if kafka is not None:
             kafka.start()
         task = asyncio.create_task(_housekeeping(app))
@@ -281,9 +280,6 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.state.pipeline = pipeline
     app.state.kafka = None
     app.state.tokens = TokenChecker(settings.auth)
-    app.state.validator = Validator(
-        settings.limits, pipeline.configs, accept_unknown=settings.unknown_models == "register"
-    )
     app.add_middleware(RequestTimer, metrics=metrics)
     # Ingestion answers 503 + Retry-After while the store is unreachable (monitor.availability).
     app.include_router(http.router, dependencies=[Depends(require_store)], responses=STORE_UNAVAILABLE_RESPONSE)

@@ -9,9 +9,11 @@ those offsets gives the same state as if the process had never stopped.
 Not in a checkpoint, on purpose:
 
 * the label buffer (recent predictions awaiting delayed labels, up to 200,000 entries):
-  writing it every second would cost more than it saves. After a restart, labels for
-  predictions made before it are counted as unmatched (``monitor_labels_unmatched_total``).
-  Exactly-once counting does not need it: only messages after the checkpoint are read again.
+  writing it every second would cost more than it saves. After a restart or a handover
+  (and when a model goes back to its checkpoint, the pipeline drops the model's entries so
+  that records read again are not taken for duplicates), labels for predictions made before
+  are counted as unmatched (``monitor_labels_unmatched_total``). Exactly-once counting does
+  not need it: only messages after the checkpoint are read again.
 * a warm-up in progress (a reference being built from the first records): it restarts.
 
 What result sinks keep per model (the alert engine's states) is in it too: the next owner
