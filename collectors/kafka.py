@@ -340,8 +340,7 @@ class KafkaCollector:
             for rejection in result.rejected:
                 first_rejection.setdefault(owners[rejection.index], rejection)
             for owner, rejection in first_rejection.items():
-                message, headers, _ = messages[owner]
-                self._copy_to_dead_letter_topic(message, rejection)
+                self._copy_to_dead_letter_topic(messages[owner][0], rejection)
         if events:
             self.pipeline.ingest(events, [], SOURCE)
         for message, headers, rejected in bad:
