@@ -207,11 +207,8 @@ class Server:
         raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the server process (all its threads)."""
         assert self.process is not None
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def stop(self, timeout: float = 60.0) -> tuple[int, float]:
         """SIGTERM, then wait: ``(exit status, seconds to exit)``."""
@@ -233,6 +230,13 @@ class Server:
 
 
 # -- client -------------------------------------------------------------------------------
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def connect(port: int) -> http.client.HTTPConnection:
     conn = http.client.HTTPConnection(HOST, port, timeout=120)
     conn.connect()

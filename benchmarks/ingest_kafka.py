@@ -34,7 +34,6 @@ both pass, 1 otherwise. ``--quick`` is a smoke run with small topics.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -106,10 +105,10 @@ def service(broker: KafkaBroker, topic: str, expected: int, workdir: Path, run: 
             except httpx.HTTPError:
                 count = 0
             if count and first is None:
-                first, cpu_first, first_count = time.perf_counter(), cpu_seconds(process.pid), count
+                first, cpu_first, first_count = time.perf_counter(), http_bench.process_cpu_seconds(process.pid), count
             time.sleep(0.05)
         elapsed = time.perf_counter() - first
-        cpu = cpu_seconds(process.pid) - cpu_first
+        cpu = http_bench.process_cpu_seconds(process.pid) - cpu_first
         counted = expected - first_count
         if counted <= 0:
             raise RuntimeError(f"{topic}: every record was applied within one 50 ms look; use a bigger topic")
@@ -117,11 +116,6 @@ def service(broker: KafkaBroker, topic: str, expected: int, workdir: Path, run: 
     finally:
         process.terminate()
         process.wait(30)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,7 +52,7 @@ from collectors import cloudevents
 from collectors.body import json_error
 from monitor.pipeline import Pipeline
 from monitor.records import Reason, Record, Rejection, Validator
-from monitor.settings import KafkaConfig, LimitsConfig, ModelConfig
+from monitor.settings import KafkaConfig
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,6 @@ REASON_HEADER, ERROR_HEADER, ORIGIN_HEADER = "monitor-reason", "monitor-error", 
 
 
 # -- decoding ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MessageContext:
-    """What decoding needs to know besides the message."""
-
-    validator: Validator
-    models: Mapping[str, ModelConfig]
-    limits: LimitsConfig
-    accept_unknown: bool
-
-
 def message_headers(raw: Any) -> dict[str, str]:
     """Kafka headers (a list of ``(name, bytes)``) as text with lower-case names, for
     CloudEvents and dead letters."""
@@ -90,14 +80,14 @@ class Decoded:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def decode_value(value: bytes | None, headers: dict[str, str], received_at: float, context: MessageContext) -> Decoded:
+def decode_value(value: bytes | None, headers: dict[str, str], received_at: float, validator: Validator) -> Decoded:
     """One message's value, decoded but not validated. Never raises on bad input.
 
     A record without a ``timestamp`` gets ``received_at`` (the message's timestamp), written
     into the item, so a record read again after a crash falls in the same time window."""
     content_type = headers.get("content-type", "")
     if headers and (content_type.startswith(CLOUDEVENTS_JSON) or any(name.startswith("ce_") for name in headers)):
-        records, rejections = _decode_cloudevent(value or b"", headers, content_type, received_at, context)
+        records, rejections = _decode_cloudevent(value or b"", headers, content_type, received_at, validator)
         return Decoded(records=records, rejections=rejections)
     if not value:
         return Decoded(rejections=[Rejection(0, "", Reason.INVALID_JSON, "message value is empty", None)])
@@ -108,8 +98,8 @@ def decode_value(value: bytes | None, headers: dict[str, str], received_at: floa
             rejections=[Rejection(0, "", Reason.INVALID_JSON, json_error(exc, "message value"), _text(value))]
         )
     items = document if type(document) is list else [document]
-    if len(items) > context.limits.max_items_per_request:
-        limit = context.limits.max_items_per_request
+    if len(items) > validator.limits.max_items_per_request:
+        limit = validator.limits.max_items_per_request
         message = f"{len(items)} records in one message; at most {limit} (limits.max_items_per_request)"
         return Decoded(rejections=[Rejection(0, "", Reason.TOO_MANY, message, _text(value))])
     for item in items:
@@ -119,13 +109,13 @@ def decode_value(value: bytes | None, headers: dict[str, str], received_at: floa
 
 
 def decode_message(
-    value: bytes | None, headers: dict[str, str], received_at: float, context: MessageContext
+    value: bytes | None, headers: dict[str, str], received_at: float, validator: Validator
 ) -> tuple[list[Record], list[Rejection]]:
     """One message -> (records, rejections), validated on its own (the collector validates
     a whole poll batch at once instead)."""
-    decoded = decode_value(value, headers, received_at, context)
+    decoded = decode_value(value, headers, received_at, validator)
     records, rejections = decoded.records, decoded.rejections
-    validate = context.validator.validate
+    validate = validator.validate
     for index, item in enumerate(decoded.items):
         outcome = validate(item, index, received_at)
         if type(outcome) is Record:
@@ -136,14 +126,14 @@ def decode_message(
 
 
 def _decode_cloudevent(
-    value: bytes, headers: dict[str, str], content_type: str, received_at: float, context: MessageContext
+    value: bytes, headers: dict[str, str], content_type: str, received_at: float, validator: Validator
 ) -> tuple[list[Record], list[Rejection]]:
     # The Kafka binding names attributes ce_<name>; the HTTP parser reads ce-<name>.
     http_headers = {("ce-" + name[3:] if name.startswith("ce_") else name): text for name, text in headers.items()}
     try:
         return cloudevents.parse_http(
-            http_headers, value, models=context.models, limits=context.limits,
-            received_at=received_at, accept_unknown=context.accept_unknown,
+            http_headers, value, models=validator.known_models, limits=validator.limits,
+            received_at=received_at, accept_unknown=validator.accept_unknown,
         )  # fmt: skip
     except cloudevents.EventEnvelopeError as exc:
         reason = Reason.TOO_MANY if exc.status == 413 else Reason.INVALID_EVENT
@@ -187,13 +177,11 @@ class KafkaCollector:
         self,
         config: KafkaConfig,
         pipeline: Pipeline,
-        context: MessageContext,
         store: Store,
         metrics: Metrics,
     ):
         self.config = config
         self.pipeline = pipeline
-        self.context = context
         self.store = store
         self.metrics = metrics
         self.connected = False
@@ -292,7 +280,7 @@ class KafkaCollector:
 
     # -- applying messages ---------------------------------------------------------------------
     def _apply(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
-        context = self.context
+        validator = self.pipeline.validator
         items: list[Any] = []  # our records from every message of the batch, validated in one call
         owners: list[int] = []  # per item: its message, an index into messages
         messages: list[tuple[Any, dict[str, str], int]] = []  # (message, headers, items in it)
@@ -305,7 +293,7 @@ class KafkaCollector:
                 headers = message_headers(message.headers) if message.headers else {}
                 # The message's own timestamp, so a record read again gets the same time.
                 received_at = message.timestamp / 1000 if message.timestamp and message.timestamp > 0 else time.time()
-                decoded = decode_value(message.value, headers, received_at, context)
+                decoded = decode_value(message.value, headers, received_at, validator)
                 if decoded.rejections:
                     bad.append((message, headers, decoded.rejections))
                 for record in decoded.records:
@@ -354,7 +342,8 @@ class KafkaCollector:
         """A configured model, or one the pipeline may still register: names from bad
         messages must not grow the ownership table."""
         configs = self.pipeline.configs
-        return model in configs or (self.context.accept_unknown and len(configs) < self.context.limits.max_models)
+        validator = self.pipeline.validator
+        return model in configs or (validator.accept_unknown and len(configs) < validator.limits.max_models)
 
     def _acquire(self, model: str) -> None:
         """Take ownership of ``model``: its checkpointed state, if the group has one."""

@@ -31,7 +31,7 @@ from alerts.metrics import Metrics
 from alerts.publish import MetricsSink
 from alerts.sink import AlertSink
 from collectors import http
-from collectors.kafka import KafkaCollector, MessageContext
+from collectors.kafka import KafkaCollector
 from monitor import api_alerts, api_models, api_webhooks
 from monitor.auth import TokenChecker, require
 from monitor.availability import (
@@ -199,10 +199,7 @@ async def _housekeeping(app: FastAPI) -> None:
 def _kafka_collector(settings: Settings, pipeline: Pipeline, store: Store, metrics: Metrics) -> KafkaCollector | None:
     if not settings.kafka.topics:
         return None
-    context = MessageContext(
-        pipeline.validator, pipeline.configs, settings.limits, settings.unknown_models == "register"
-    )
-    return KafkaCollector(settings.kafka, pipeline, context, store, metrics)
+    return KafkaCollector(settings.kafka, pipeline, store, metrics)
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None, store: Store | None = None) -> FastAPI:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from collectors.kafka import MessageContext, decode_message, message_headers
+from collectors.kafka import decode_message, message_headers
 from monitor.records import Reason, Record, Validator
 from monitor.settings import LimitsConfig, ModelConfig
 
@@ -22,11 +22,11 @@ MODELS = {
     "loans": ModelConfig(features={"amount": {"type": "numeric"}}, prediction={"kind": "binary"}),
 }
 LIMITS = LimitsConfig(max_items_per_request=3)
-CONTEXT = MessageContext(Validator(LIMITS, MODELS), MODELS, LIMITS, accept_unknown=False)
+VALIDATOR = Validator(LIMITS, MODELS)
 
 
 def decode(value: bytes | None, headers: dict[str, str] | None = None):
-    return decode_message(value, headers or {}, NOW, CONTEXT)
+    return decode_message(value, headers or {}, NOW, VALIDATOR)
 
 
 def kafka_headers(http_sample: str) -> list[tuple[str, bytes]]:
