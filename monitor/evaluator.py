@@ -6,25 +6,51 @@ tens of milliseconds. Doing it on the request that closed the window would put t
 pause in one request's latency, so closed windows go to one worker thread through a
 bounded queue: when evaluation falls behind, ingestion waits (backpressure) rather than
 memory growing. Each window is evaluated exactly once, in the order windows closed.
+
+Where the numbers are crunched (``server.evaluation``):
+
+* ``process`` (the default): the worker thread hands each window (its checkpoint bytes,
+  ~2 MB at most) to a child process and waits for the verdicts. The evaluation's Python
+  work then holds the child's interpreter lock, not ours, so ingestion keeps its core
+  (in the ingestion benchmarks the evaluator thread held the lock a fifth to a quarter of
+  the time). One child per process, started on the first window; it keeps the layouts it
+  was sent (reference samples, bins), so a window costs one copy of its own state. If the
+  child dies, that window is evaluated on the thread and the next one starts a new child.
+* ``thread``: on the worker thread itself, in this process (no child, ~100 MB less
+  memory; evaluation then competes with ingestion for the interpreter).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import queue
+import struct
+import subprocess
+import sys
 import threading
+import traceback
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
+from detectors.window import WindowLayout, WindowState
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64  # closed windows waiting; each is a few MB at most (its sample)
+EvaluationPlace = Literal["process", "thread"]
 
 
 class Evaluator:
-    """One worker thread running submitted jobs in order."""
+    """One worker thread evaluating closed windows (and running other jobs) in order."""
 
-    def __init__(self, queue_size: int = QUEUE_SIZE):
+    def __init__(self, queue_size: int = QUEUE_SIZE, place: EvaluationPlace = "thread"):
+        self.place = place
         self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="monitor-evaluator", daemon=True)
         self._thread.start()
@@ -32,6 +58,17 @@ class Evaluator:
     def submit(self, job: Callable[[], Any]) -> None:
         """Queue a job; blocks while the queue is full."""
         self._jobs.put(job)
+
+    def submit_window(
+        self, window: WindowState, settings: EvaluationSettings, then: Callable[[Evaluation], Any]
+    ) -> None:
+        """Queue a closed window's evaluation; ``then`` receives the verdicts on the worker thread."""
+        self.submit(lambda: then(self.evaluate(window, settings)))
+
+    def evaluate(self, window: WindowState, settings: EvaluationSettings) -> Evaluation:
+        if self.place == "process":
+            return _CHILD.evaluate(window, settings)
+        return evaluate_window(window, settings)
 
     def settle(self) -> None:
         """Wait until every submitted job has run."""
@@ -53,3 +90,131 @@ class Evaluator:
                 log.exception("evaluating a window failed")
             finally:
                 self._jobs.task_done()
+
+
+# -- the child process ---------------------------------------------------------------------------
+# One request or answer on the child's pipes: an 8-byte length, then a pickle.
+_LENGTH = struct.Struct("<Q")
+_NEED_LAYOUT = "need-layout"
+_LAYOUTS_KEPT = 32  # in the child; a layout is the reference's samples and bins, a few MB
+
+
+class _EvaluationChild:
+    """The process-wide child (``python -m monitor.evaluator``) that evaluates windows,
+    shared by every pipeline of the process; one window at a time, over its stdin/stdout.
+    A plain subprocess rather than multiprocessing: it needs no main-module guard in
+    whatever program embeds the monitor, and it ends when its stdin closes (this
+    process exited, even by SIGKILL)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def evaluate(self, window: WindowState, settings: EvaluationSettings) -> Evaluation:
+        key = _layout_key(window.layout)
+        state = window.to_bytes()
+        with self._lock:
+            try:
+                result = self._ask((key, None, state, settings))
+                if isinstance(result, str) and result == _NEED_LAYOUT:  # a new layout, or a new child
+                    result = self._ask((key, window.layout, state, settings))
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                log.warning(
+                    "the evaluation process failed (%s); evaluating this window here, a new one starts next", exc
+                )
+                self._stop()
+                return evaluate_window(window, settings)
+        if isinstance(result, _ChildError):
+            raise RuntimeError(f"evaluation in the child process failed:\n{result.traceback}")
+        return result
+
+    def pid(self) -> int | None:
+        """The child's process id while it runs (for tests and diagnostics)."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def _ask(self, request: tuple[Any, ...]) -> Any:
+        process = self._process
+        if process is None or process.poll() is not None:
+            process = self._process = subprocess.Popen(
+                [sys.executable, "-m", "monitor.evaluator"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=_child_environment(),
+            )  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
+        _write(process.stdin, request)
+        return _read(process.stdout)
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+_CHILD = _EvaluationChild()
+
+
+def _child_environment() -> dict[str, str]:
+    # The child imports this package from wherever this process found it.
+    source = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": source if not path else f"{source}{os.pathsep}{path}"}
+
+
+def _layout_key(layout: WindowLayout) -> str:
+    # The fingerprint covers the reference's content and the layout's settings; the version
+    # is part of every verdict, and one content can be uploaded as several versions.
+    return f"{layout.fingerprint}:{layout.reference.version}"
+
+
+@dataclass(frozen=True)
+class _ChildError:
+    traceback: str
+
+
+def _write(stream: BinaryIO, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read(stream: BinaryIO) -> Any:
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        raise EOFError("the evaluation process closed its output")
+    (size,) = _LENGTH.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the evaluation process closed its output mid-answer")
+    return pickle.loads(data)
+
+
+def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """The child's loop: evaluate each window it is sent until its input closes."""
+    layouts: OrderedDict[str, WindowLayout] = OrderedDict()
+    while True:
+        try:
+            key, layout, state, settings = _read(requests)
+        except EOFError:
+            return
+        try:
+            if layout is not None:
+                layouts[key] = layout
+                while len(layouts) > _LAYOUTS_KEPT:
+                    layouts.popitem(last=False)
+            if key not in layouts:
+                answer: Any = _NEED_LAYOUT
+            else:
+                layouts.move_to_end(key)
+                answer = evaluate_window(WindowState.from_bytes(state, layouts[key]), settings)
+        except Exception:
+            answer = _ChildError(traceback.format_exc())
+        _write(answers, answer)
+
+
+if __name__ == "__main__":
+    # Answers go to the real stdout; anything a library prints goes to stderr instead.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _serve(sys.stdin.buffer, answers)

@@ -180,7 +180,7 @@ class ModelState:
             if self.evaluator is None:
                 self._evaluated(detector.evaluate(window))
             else:
-                self.evaluator.submit(lambda w=window: self._evaluated(detector.evaluate(w)))
+                self.evaluator.submit_window(window, detector.settings.evaluation, self._evaluated)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         self.windows_evaluated += 1

@@ -110,7 +110,7 @@ class Pipeline:
         self._clock = clock
         self._sinks = list(sinks)
         self._save_reference = save_reference
-        self.evaluator = Evaluator()
+        self.evaluator = Evaluator(place=settings.server.evaluation)
         self._lock = threading.Lock()
         self._joins = JoinBuffer(settings.limits.join_buffer_size, settings.limits.join_ttl_seconds)
         self._labels = LabelBuffer(settings.limits.label_buffer_size, settings.limits.label_ttl_seconds)
