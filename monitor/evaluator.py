@@ -13,9 +13,10 @@ Where the numbers are crunched (``server.evaluation``):
   ~2 MB at most) to a child process and waits for the verdicts. The evaluation's Python
   work then holds the child's interpreter lock, not ours, so ingestion keeps its core
   (in the ingestion benchmarks the evaluator thread held the lock a fifth to a quarter of
-  the time). One child per process, started on the first window; it keeps the layouts it
-  was sent (reference samples, bins), so a window costs one copy of its own state. If the
-  child dies, that window is evaluated on the thread and the next one starts a new child.
+  the time). One child per process, started when a model gets a reference and sent that
+  reference's layout (samples, bins) then, so a window costs one copy of its own state.
+  If the child dies, that window is evaluated on the thread and the next one starts a
+  new child.
 * ``thread``: on the worker thread itself, in this process (no child, ~100 MB less
   memory; evaluation then competes with ingestion for the interpreter).
 """
@@ -64,6 +65,12 @@ class Evaluator:
     ) -> None:
         """Queue a closed window's evaluation; ``then`` receives the verdicts on the worker thread."""
         self.submit(lambda: then(self.evaluate(window, settings)))
+
+    def prepare(self, layout: WindowLayout) -> None:
+        """Windows of ``layout`` will come: start the child and send it the layout now, so
+        that the first window does not wait for either."""
+        if self.place == "process":
+            self.submit(lambda: _CHILD.prepare(layout))
 
     def evaluate(self, window: WindowState, settings: EvaluationSettings) -> Evaluation:
         if self.place == "process":
@@ -127,6 +134,14 @@ class _EvaluationChild:
         if isinstance(result, _ChildError):
             raise RuntimeError(f"evaluation in the child process failed:\n{result.traceback}")
         return result
+
+    def prepare(self, layout: WindowLayout) -> None:
+        with self._lock:
+            try:
+                self._ask((_layout_key(layout), layout, None, None))
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                log.warning("could not start the evaluation process (%s); the first window tries again", exc)
+                self._stop()
 
     def pid(self) -> int | None:
         """The child's process id while it runs (for tests and diagnostics)."""
@@ -203,8 +218,10 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 layouts[key] = layout
                 while len(layouts) > _LAYOUTS_KEPT:
                     layouts.popitem(last=False)
-            if key not in layouts:
-                answer: Any = _NEED_LAYOUT
+            if state is None:  # only the layout, ahead of its windows
+                answer: Any = None
+            elif key not in layouts:
+                answer = _NEED_LAYOUT
             else:
                 layouts.move_to_end(key)
                 answer = evaluate_window(WindowState.from_bytes(state, layouts[key]), settings)

@@ -92,6 +92,8 @@ class ModelState:
         self.reference_version = str(profile.version)
         self._warmup.clear()
         self._warmup_rows = 0
+        if self.evaluator is not None:
+            self.evaluator.prepare(self.detector.layout)
         log.info("model %s: reference version %s active", self.name, self.reference_version)
 
     @property
@@ -183,8 +185,8 @@ class ModelState:
                 self.evaluator.submit_window(window, detector.settings.evaluation, self._evaluated)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
-        self.windows_evaluated += 1
         self._publish(evaluation)
+        self.windows_evaluated += 1  # counted once published: readers then find the results
 
     def _publish(self, result: Evaluation | PerformanceResult) -> None:
         for sink in self.sinks:

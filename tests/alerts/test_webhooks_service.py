@@ -16,7 +16,8 @@ from support import CAR_LOAN_FEATURES, ROOT, Receiver, ServiceProcess, config, f
 
 DATA = ROOT / "tests" / "data" / "car_loan"
 SECRET = "end-to-end-secret"
-CHUNK = 5000  # one window per request
+WINDOW = 5000
+CHUNK = WINDOW  # one window per request
 
 
 def chunks() -> list[bytes]:
@@ -46,13 +47,18 @@ def post(service: ServiceProcess, body: bytes) -> None:
     assert r.status_code == 200, r.text
 
 
+def windows_evaluated(service: ServiceProcess) -> int:
+    models = httpx.get(f"{service.url}/v1/models").json()["models"]
+    return next(m["windows_evaluated"] for m in models if m["name"] == "car_loan")
+
+
 def test_a_delivery_pending_at_a_crash_is_sent_exactly_once_after_restart(tmp_path: Path, store_url: str) -> None:
     port = free_port()  # the receiver's; nothing listens there yet: connection refused
     car_loan = {
         "features": CAR_LOAN_FEATURES,
         "prediction": {"kind": "binary"},
         "reference": {"file": str(DATA / "synthetic_car_loan_reference.csv.gz"), "prediction_column": "y_pred_proba"},
-        "window": {"kind": "count", "size": 5000},
+        "window": {"kind": "count", "size": WINDOW},
     }
     webhook = {
         "name": "retrain", "url": f"http://127.0.0.1:{port}/retrain", "rules": ["dataset-drift"],
@@ -71,14 +77,16 @@ def test_a_delivery_pending_at_a_crash_is_sent_exactly_once_after_restart(tmp_pa
 
     with ServiceProcess(tmp_path, data, env) as first:
         firing: list[dict[str, Any]] = []
+        posted = 0
         while not firing:
             assert bodies, "the data never fired the dataset-drift alert"
             post(first, bodies.pop(0))
-            firing = wait_for(
-                lambda: httpx.get(f"{first.url}/v1/alerts", params={"state": "firing"}).json()["alerts"] or [None],
-                5, "an evaluation",
-            )  # fmt: skip
-            firing = [a for a in firing if a]
+            posted += CHUNK
+            # Stop at the first window that fires: wait until the windows closed so far are
+            # evaluated and published before looking.
+            closed = posted // WINDOW
+            wait_for(lambda: windows_evaluated(first) == closed, 30, "the closed windows' evaluation")  # noqa: B023
+            firing = httpx.get(f"{first.url}/v1/alerts", params={"state": "firing"}).json()["alerts"]
         (alert,) = firing
         # At least one attempt failed (connection refused): the crash comes in the middle of retrying.
         (delivery,) = wait_for(
