@@ -8,9 +8,12 @@ a free loopback port and fills two one-partition topics with the records of
 benchmarks/ingest_http.py (25 features: 20 numeric + 5 categorical, string id, ISO 8601
 timestamp, prediction, latency_ms; every id distinct):
 
-* ``one``: one JSON record per message (``--messages``, default 60,000);
+* ``one``: one JSON record per message (``--messages``, default 300,000);
 * ``hundred``: a JSON array of 100 records per message (``--batched-messages``, default
-  1,500, i.e. 150,000 records).
+  5,000, i.e. 500,000 records).
+
+Each service run lasts several seconds, past the point where the label buffer (200,000
+ids) is full and every new record evicts one: the steady state of a long-running service.
 
 Then, for each topic, in the same run and in the order bare, service, service, bare (so
 that a drift in machine load hits both alike):
@@ -121,8 +124,8 @@ def service(broker: KafkaBroker, topic: str, expected: int, workdir: Path, run: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=60_000, help="messages of one record")
-    parser.add_argument("--batched-messages", type=int, default=1_500, help="messages of 100 records")
+    parser.add_argument("--messages", type=int, default=300_000, help="messages of one record")
+    parser.add_argument("--batched-messages", type=int, default=5_000, help="messages of 100 records")
     parser.add_argument("--quick", action="store_true", help="a smoke run with small topics")
     args = parser.parse_args(argv)
     if args.quick:
