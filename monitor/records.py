@@ -684,15 +684,21 @@ def _check_texts(values: list[Any], limit: int, bad: set[int]) -> None:
             bad.add(j)
 
 
+def _plain_floats(values: list[Any], kinds: set[type]) -> np.ndarray | None:
+    """``values`` as float64 when ``kinds`` (their types) are only int and float; None
+    otherwise, or when an int is too large for a float."""
+    if not kinds <= {int, float}:
+        return None
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+
+
 def _check_latencies(values: list[Any], bad: set[int]) -> None:
-    kinds = set(map(type, values))
-    if kinds <= {int, float}:
-        try:
-            arr = np.array(values, dtype=np.float64)
-        except OverflowError:
-            arr = None
-        if arr is not None and bool(np.all(arr >= 0.0)) and bool(np.isfinite(arr).all()):
-            return
+    arr = _plain_floats(values, set(map(type, values)))
+    if arr is not None and bool(np.all(arr >= 0.0)) and bool(np.isfinite(arr).all()):
+        return
     for j, value in enumerate(values):
         if value is not None and not (_is_number(value) and value >= 0):
             bad.add(j)
@@ -744,12 +750,9 @@ def _timestamps(values: list[Any], received_at: float, bad: set[int]) -> list[fl
         out = iso.tolist()
     else:
         kinds = set(map(type, values))
-        if kinds <= {int, float}:
-            try:
-                arr = np.array(values, dtype=np.float64)
-            except OverflowError:
-                arr = None
-            if arr is not None and bool(((arr >= 0.0) & (arr <= MAX_EPOCH_SECONDS)).all()):
+        arr = _plain_floats(values, kinds)
+        if arr is not None:
+            if bool(((arr >= 0.0) & (arr <= MAX_EPOCH_SECONDS)).all()):
                 out = arr.tolist()
         elif kinds == {_NONE}:
             return [received_at] * len(values)
