@@ -17,7 +17,8 @@ and measures, for each, with the same client:
 (a) throughput: NDJSON batches of 1,000 realistic records (string id, ISO 8601
     timestamp, 25 inputs, prediction, latency_ms; every id distinct) posted back to
     back over keep-alive ``http.client`` connections, after a warm-up; all bodies are
-    encoded before the clock starts. With 1 and with 2 client threads (one connection
+    encoded before the clock starts. 1,000 batches by default: the service's label
+    buffer (200,000 ids) is full for most of the run, its steady state. With 1 and with 2 client threads (one connection
     each); the better figure per server counts. The four runs go service, bare, bare,
     service so that a drift in machine load hits both servers alike.
 (b) single-record latency at a fixed rate (500 requests/s by default) for S seconds,
@@ -490,7 +491,7 @@ def progress(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, help="timed batches of 1,000 records per run (default 200; quick: 20)")
+    parser.add_argument("--batches", type=int, help="timed batches of 1,000 records per run (default 1,000; quick: 20)")
     parser.add_argument("--seconds", type=float, help="seconds of single-record requests (default 5; quick: 1)")
     parser.add_argument("--rate", type=float, default=500.0, help="single-record requests per second (default 500)")
     parser.add_argument(
@@ -498,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds; too short for the targets")
     args = parser.parse_args(argv)
-    batches = args.batches if args.batches is not None else (20 if args.quick else 200)
+    batches = args.batches if args.batches is not None else (20 if args.quick else 1_000)
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 5.0)
     warmup_batches = max(2, batches // 10)
     warmup_singles = int(args.rate * (0.2 if args.quick else 0.5))
