@@ -40,6 +40,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +181,7 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         # Evicted from the group: another member may already be reading these partitions
         # from the last checkpoint, so ours must not overwrite it. Forget and move on.
-        self.collector._forget(set(lost))
+        self.collector._lost(set(lost))
 
 
 class KafkaCollector:
@@ -210,6 +211,16 @@ class KafkaCollector:
         self._checkpointed_positions: dict[TopicPartition, int] = {}
         self._last_checkpoint = time.monotonic()
         self._assignment_error: Exception | None = None
+        # Poll batches are applied on this thread while the consumer thread polls for the
+        # next one: kafka-python sends the next fetch request only when poll() is called, so
+        # applying on the consumer thread left every fetch's round trip unused (~20% of the
+        # time at 100 records per message). One batch at a time; everything that touches
+        # the state or the offsets (checkpoints, rebalances, the end) waits for it first.
+        self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-apply")
+        self._applying: Future[None] | None = None
+        # Why applying a batch failed: the state may hold part of it, so until the consumer
+        # is rebuilt nothing is checkpointed and the state it fed is forgotten.
+        self._apply_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -228,6 +239,7 @@ class KafkaCollector:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("Kafka consumer did not stop within %.0f s", timeout)
+        self._applier.shutdown(wait=False)
         if self._producer is not None:
             self._producer.close(timeout=5)
 
@@ -252,7 +264,7 @@ class KafkaCollector:
 
     def _connect(self) -> KafkaConsumer:
         c = self.config
-        self._assignment_error = None
+        self._assignment_error = self._apply_error = None
         consumer = KafkaConsumer(
             bootstrap_servers=c.bootstrap_servers,
             group_id=c.group_id,
@@ -276,17 +288,31 @@ class KafkaCollector:
             if self._assignment_error is not None:
                 error, self._assignment_error = self._assignment_error, None
                 raise _AssignmentFailed(f"reading the checkpointed offsets failed: {error}")
+            if self._apply_error is not None:  # seen by a rebalance callback during the poll
+                raise self._apply_error
             self._note_connection(consumer)
             if batch:
-                self._apply(batch)
+                self._applied()  # the previous batch; raises what applying it raised
+                self._applying = self._applier.submit(self._apply, batch)
             if time.monotonic() - self._last_checkpoint >= interval:
+                self._applied()
                 self._checkpoint(consumer)
             self._update_lag(consumer)
+
+    def _applied(self) -> None:
+        """Wait until the batch being applied (if any) is in the state; raise if applying
+        a batch failed since this consumer was built."""
+        applying, self._applying = self._applying, None
+        if applying is not None and self._apply_error is None:
+            self._apply_error = applying.exception()
+        if self._apply_error is not None:
+            raise self._apply_error
 
     def _let_go(self, consumer: KafkaConsumer) -> None:
         """This consumer ends (stop or failure): checkpoint what it applied if the store
         allows, forget the rest, then leave the group."""
         try:
+            self._applied()
             self._checkpoint(consumer)
         except Exception as exc:  # the store is down, most likely: said once more, without a traceback
             log.warning("final Kafka checkpoint failed (%s): what came after the last one will be read again", exc)
@@ -452,12 +478,20 @@ class KafkaCollector:
         if not revoked:
             return
         try:
+            self._applied()
             self._checkpoint(consumer)
         except Exception as exc:
             log.warning(
                 "checkpoint before giving up partitions failed (%s): the next owner reads again from the last one", exc
             )
         self._forget(revoked)
+
+    def _lost(self, lost: set[TopicPartition]) -> None:
+        try:
+            self._applied()
+        except Exception as exc:  # what it had applied is forgotten below anyway
+            log.warning("applying a batch failed (%s) as the partitions were lost", exc)
+        self._forget(lost)
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         """Drop the state fed by ``partitions``; whoever reads them next restores it."""
@@ -478,6 +512,7 @@ class KafkaCollector:
     def _assigned(self, consumer: KafkaConsumer, assigned: set[TopicPartition]) -> None:
         self.metrics.kafka_rebalances.inc()
         try:
+            self._applied()
             stored = self.store.checkpoint_offsets(self.config.group_id)
             # The models these partitions fed come back now, not at their next record: the
             # read API shows them, and time-based windows go on.
@@ -510,7 +545,7 @@ class KafkaCollector:
         self.metrics.kafka_connected.set(1 if connected else 0)
 
     def _update_lag(self, consumer: KafkaConsumer) -> None:
-        for tp, position in self._positions.items():
+        for tp, position in list(self._positions.items()):  # a copy: the applying thread updates it
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
