@@ -125,22 +125,21 @@ class _EvaluationChild:
                 result = self._ask((key, None, state, settings))
                 if isinstance(result, str) and result == _NEED_LAYOUT:  # a new layout, or a new child
                     result = self._ask((key, window.layout, state, settings))
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                log.warning(
-                    "the evaluation process failed (%s); evaluating this window here, a new one starts next", exc
-                )
+            except Exception as exc:  # the child died, or the layout would not pickle
+                log.warning("the evaluation process failed (%s); evaluating this window here", exc)
                 self._stop()
-                return evaluate_window(window, settings)
-        if isinstance(result, _ChildError):
-            raise RuntimeError(f"evaluation in the child process failed:\n{result.traceback}")
-        return result
+                result = None
+        if isinstance(result, _ChildError):  # raised over there: evaluated here, where it raises with a traceback
+            log.warning("evaluating a window in the child process failed; evaluating it here:\n%s", result.traceback)
+            result = None
+        return evaluate_window(window, settings) if result is None else result
 
     def prepare(self, layout: WindowLayout) -> None:
         with self._lock:
             try:
                 self._ask((_layout_key(layout), layout, None, None))
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                log.warning("could not start the evaluation process (%s); the first window tries again", exc)
+            except Exception as exc:  # the first window tries again
+                log.warning("could not start the evaluation process or send it a layout (%s)", exc)
                 self._stop()
 
     def pid(self) -> int | None:
