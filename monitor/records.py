@@ -661,16 +661,12 @@ def _number_array(values: Sequence[Any]) -> np.ndarray | None:
     return arr
 
 
-def _all_none(values: list[Any]) -> bool:
-    return values.count(None) == len(values)
-
-
 def _optional(rows: list[dict[str, Any]], name: str, present: AbstractSet[str]) -> list[Any] | None:
     """Every row's field ``name``, or None when no row has it (not null)."""
     if name not in present:  # no pass over the rows for a field no item has
         return None
     values = list(map(dict.get, rows, repeat(name)))
-    return None if _all_none(values) else values
+    return None if values.count(None) == len(values) else values
 
 
 def _check_texts(values: list[Any], limit: int, bad: set[int]) -> None:
@@ -768,12 +764,6 @@ def _timestamps(values: list[Any], received_at: float, bad: set[int]) -> list[fl
                 bad.add(j)
                 out[j] = 0.0
     return out
-
-
-def _iso_seconds(values: list[str]) -> list[float] | None:
-    """:func:`_iso_array` as a list."""
-    seconds = _iso_array(values)
-    return None if seconds is None else seconds.tolist()
 
 
 def _iso_array(values: list[Any]) -> np.ndarray | None:

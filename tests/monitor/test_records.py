@@ -279,7 +279,7 @@ def test_iso_timestamps_column_wise_are_those_of_fromisoformat() -> None:
     import math
     import random
 
-    from monitor.records import _iso_seconds, _timestamps, parse_timestamp
+    from monitor.records import _iso_array, _timestamps, parse_timestamp
 
     rng = random.Random(5)
     for low, high in ((-8_000_000_000, 9_000_000_000), (-62_000_000_000, 250_000_000_000)):
@@ -292,7 +292,7 @@ def test_iso_timestamps_column_wise_are_those_of_fromisoformat() -> None:
         bad: set[int] = set()
         assert _timestamps(values, NOW, bad) == [parse_timestamp(v, "timestamp") for v in values] and not bad
         if low > -9_000_000_000:  # within 2**53 microseconds of 1970: all done column-wise
-            assert not any(map(math.isnan, _iso_seconds(values)))
+            assert not any(map(math.isnan, _iso_array(values)))
 
 
 def test_validate_items_does_not_pad_a_long_string_into_every_row(validator: Validator) -> None:
