@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,9 @@ RESULT_OPTIONAL = (
     "detail",
     "created_at",
 )
+_NO_RESULT_VALUES = dict.fromkeys((*RESULT_REQUIRED, *RESULT_OPTIONAL))  # every column, in order, None
+_RESULT_COLUMN_SET = frozenset(_NO_RESULT_VALUES)
+_RESULT_REQUIRED_SET = frozenset(RESULT_REQUIRED)
 _WIDTHS = {
     "model": t.MODEL_NAME_LENGTH,
     "kind": t.RESULT_KIND_LENGTH,
@@ -51,6 +55,17 @@ _WIDTHS = {
 _NON_EMPTY = frozenset({"model", "kind", "content_hash"})
 _FLOATS = ("window_start", "window_end", "statistic", "pvalue", "threshold")
 _COUNTS = ("n_reference", "n_current")
+# What identifies a stored result (add_results does not store it twice).
+_RESULT_KEY = ("model", "reference_version", "window_seq", "kind", "feature", "method")
+_result_key = operator.itemgetter(*_RESULT_KEY)
+# The keys stored already among those of a batch, given each column's values. Every column
+# of the index ix_results_model_kind_feature_seq is constrained, so the look-up is a few
+# index probes however many results a model has (on model and window_seq alone, SQLite
+# read all of the model's rows: ~15 ms a window once it had 1,000 windows).
+_INDEXED = ("model", "kind", "feature", "window_seq")
+_STORED_RESULT_KEYS = sa.select(*(t.results.c[name] for name in _RESULT_KEY)).where(
+    *(t.results.c[name].in_(sa.bindparam(name, expanding=True)) for name in _INDEXED)
+)
 _PG_REFERENCE_LOCK = 0x72656673  # advisory lock namespace of save_reference (with the model's hash)
 # A profile's bytes, or a function of the version the store assigns that returns them
 # (so the stored profile can carry its own version label).
@@ -157,20 +172,11 @@ class ResultsStore:
             return
         now = time.time()
         clean = [result_row(row, index, now) for index, row in enumerate(rows)]
-        c = t.results.c
-        key_columns = (c.model, c.reference_version, c.window_seq, c.kind, c.feature, c.method)
-
-        def key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-            return tuple(row.get(column.name) for column in key_columns)
+        wanted = {name: list({row[name] for row in clean}) for name in _INDEXED}
 
         def work(conn: Connection) -> None:
-            stored = conn.execute(
-                sa.select(*key_columns).where(
-                    c.model.in_({row["model"] for row in clean}), c.window_seq.in_({row["window_seq"] for row in clean})
-                )
-            ).all()
-            seen = {tuple(found) for found in stored}
-            new = [row for row in clean if key(row) not in seen]
+            seen = {tuple(found) for found in conn.execute(_STORED_RESULT_KEYS, wanted)}
+            new = [row for row in clean if _result_key(row) not in seen]
             if new:
                 conn.execute(sa.insert(t.results), new)
 
@@ -222,24 +228,23 @@ class ResultsStore:
 
 def result_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, Any]:
     """The ``results`` row for one caller's row; ValueError naming the row and column."""
+    # A window's rows go through here on the evaluator's thread: the usual values (str, int,
+    # float, bool) pass exact-type tests first, the slower generic checks see the rest.
     where = f"add_results row {index}"
-    unknown = sorted(set(row) - set(RESULT_REQUIRED) - set(RESULT_OPTIONAL))
-    if unknown:
+    if not _RESULT_COLUMN_SET.issuperset(row):
+        unknown = sorted(set(row) - _RESULT_COLUMN_SET)
         raise ValueError(f"{where}: unknown column(s) {', '.join(map(repr, unknown))}")
-    missing = [name for name in RESULT_REQUIRED if name not in row]
-    if missing:
+    if not row.keys() >= _RESULT_REQUIRED_SET:
+        missing = [name for name in RESULT_REQUIRED if name not in row]
         raise ValueError(f"{where}: missing column(s) {', '.join(map(repr, missing))}")
-    out: dict[str, Any] = {name: row.get(name) for name in (*RESULT_REQUIRED, *RESULT_OPTIONAL)}
+    out: dict[str, Any] = {**_NO_RESULT_VALUES, **row}
     version = out["reference_version"]
-    if isinstance(version, numbers.Integral) and not isinstance(version, bool):
+    if type(version) is not str and isinstance(version, numbers.Integral) and not isinstance(version, bool):
         out["reference_version"] = str(version)
     for name, width in _WIDTHS.items():
         if name != "reference_version" or out[name] is not None:
             _check_text(out[name], name, width, where)
-    seq = out["window_seq"]
-    if isinstance(seq, bool) or not isinstance(seq, numbers.Integral):
-        raise ValueError(f"{where}: window_seq must be an integer, got {seq!r}")
-    out["window_seq"] = int(seq)
+    out["window_seq"] = _integer(out["window_seq"], "window_seq", "an integer", where)
     drift = out["drift"]
     if not isinstance(drift, (bool, np.bool_)):
         raise ValueError(f"{where}: drift must be a boolean, got {drift!r}")
@@ -248,9 +253,8 @@ def result_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, Any]
         out[name] = _finite_or_none(out[name], name, where)
     for name in _COUNTS:
         value = out[name]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-            raise ValueError(f"{where}: {name} must be an integer or None, got {value!r}")
-        out[name] = None if value is None else int(value)
+        if value is not None:
+            out[name] = _integer(value, name, "an integer or None", where)
     created = _finite_or_none(out["created_at"], "created_at", where)
     out["created_at"] = now if created is None else created
     out["detail"] = None if out["detail"] is None else json_safe(out["detail"])
@@ -264,7 +268,17 @@ def json_safe(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=repr, option=options))
 
 
+def _integer(value: Any, name: str, expected: str, where: str) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{where}: {name} must be {expected}, got {value!r}")
+    return int(value)
+
+
 def _finite_or_none(value: Any, name: str, where: str) -> float | None:
+    if type(value) is float:
+        return value if math.isfinite(value) else None
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -171,6 +171,17 @@ def test_upsert_model_inserts_then_replaces_config_keeping_created_at(store: Sto
     }
 
 
+def test_json_columns_read_back_what_was_written(store: Store) -> None:
+    # Written with orjson, or with the json module for what orjson refuses (integers beyond
+    # 64 bits, non-string keys): read back the same either way.
+    config = {"city": "Zürich €", "numbers": [1.5, -0.0, 1e16, 2**63 - 1, None, True], "nested": {"k": [{}]}}
+    store.upsert_model("fraud", config, "config")
+    store.upsert_model("churn", {"big": 2**70, 1: "one"}, "config")
+    churn, fraud = store.models()
+    assert fraud["config"] == config
+    assert churn["config"] == {"big": 2**70, "1": "one"}
+
+
 def test_upsert_model_refuses_bad_source_and_unserialisable_config(store: Store) -> None:
     with pytest.raises(ValueError, match=r"model 'fraud': source must be one of config, registered, got 'yaml'"):
         store.upsert_model("fraud", {}, "yaml")
@@ -241,6 +252,7 @@ def test_sqlite_connections_use_wal_and_the_other_pragmas(tmp_path: Path) -> Non
             assert pragma("synchronous") == 1  # NORMAL
             assert pragma("busy_timeout") == 5000
             assert pragma("foreign_keys") == 1
+        assert not store.engine.pool._pre_ping  # no server that could drop a connection: no SELECT 1 per checkout
 
 
 def test_ping(store: Store) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 from detectors.columns import Schema
 from detectors.reference import ReferenceProfile
 from monitor.store import Store
+from monitor.store_results import _STORED_RESULT_KEYS
 
 HASH = "0123456789abcdef" * 4
 
@@ -252,6 +254,38 @@ def test_optional_columns_may_be_left_out(store: Store) -> None:
     (row,) = store.results("fraud")
     assert row["drift"] is True
     assert all(row[name] is None for name in ("window_start", "statistic", "detail", "reference_version", "n_current"))
+
+
+def test_results_stored_already_are_not_stored_again(store: Store) -> None:
+    first = [
+        result(1),
+        result(1, feature="country", method="chi2"),
+        result(1, kind="latency", feature="", method="p99", reference_version=None),
+    ]
+    store.add_results(first)
+    # The window evaluated again after a crash, in a batch with the next window and another model's.
+    store.add_results([*first, result(2), result(1, model="churn")])
+    store.add_results([result(1, reference_version="2")])  # against another reference: another result
+    assert [(r["window_seq"], r["kind"], r["feature"], r["reference_version"]) for r in store.results("fraud")] == [
+        (1, "feature_drift", "amount", "1"),
+        (1, "feature_drift", "country", "1"),
+        (1, "latency", "", None),
+        (1, "feature_drift", "amount", "2"),
+        (2, "feature_drift", "amount", "1"),
+    ]
+    assert len(store.results("churn")) == 1
+
+
+def test_the_look_up_of_stored_results_is_an_index_search(tmp_path: Path) -> None:
+    # Not a scan of the model's results, which grow by a window's worth every window.
+    values = {"model": ["fraud"], "kind": ["quality", "latency"], "feature": ["", "amount"], "window_seq": [7]}
+    query = _STORED_RESULT_KEYS.params(values)
+    with Store(f"sqlite:///{tmp_path / 'monitor.db'}") as store, store.engine.connect() as conn:
+        sql = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+    assert plan == [
+        "SEARCH results USING INDEX ix_results_model_kind_feature_seq (model=? AND kind=? AND feature=? AND window_seq=?)"
+    ]
 
 
 def test_a_window_of_results_is_one_quick_insert(store: Store) -> None:
