@@ -356,6 +356,15 @@ class WindowState:
         return WindowState.from_bytes(self.to_bytes(), self.layout)
 
     def to_bytes(self) -> bytes:
+        return pack(*self.state())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, layout: WindowLayout) -> WindowState:
+        return cls.from_state(*unpack(data), layout)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The window as a JSON-able header and arrays (shared, not copied): what
+        :meth:`to_bytes` packs, and what the evaluation child is sent without packing."""
         rh, ra = self.reservoir.state()
         header: dict[str, Any] = {
             "kind": "window",
@@ -385,11 +394,11 @@ class WindowState:
         lh, la = self.latency.state()
         header["latency"] = lh
         arrays.update({"lat.slots": la["slots"], "lat.counts": la["counts"]})
-        return pack(header, arrays)
+        return header, arrays
 
     @classmethod
-    def from_bytes(cls, data: bytes, layout: WindowLayout) -> WindowState:
-        h, a = unpack(data)
+    def from_state(cls, h: Mapping[str, Any], a: Mapping[str, np.ndarray], layout: WindowLayout) -> WindowState:
+        """Inverse of :meth:`state`; the arrays become the window's own (pass copies to share nothing)."""
         if h.get("kind") != "window" or h.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"not a window of format {FORMAT_VERSION}: kind={h.get('kind')!r}, "

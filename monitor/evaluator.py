@@ -9,7 +9,7 @@ memory growing. Each window is evaluated exactly once, in the order windows clos
 
 Where the numbers are crunched (``server.evaluation``):
 
-* ``process`` (the default): the worker thread hands each window (its checkpoint bytes,
+* ``process`` (the default): the worker thread hands each window (its counts and sample,
   ~2 MB at most) to a child process and waits for the verdicts. The evaluation's Python
   work then holds the child's interpreter lock, not ours, so ingestion keeps its core
   (in the ingestion benchmarks the evaluator thread held the lock a fifth to a quarter of
@@ -100,8 +100,13 @@ class Evaluator:
 
 
 # -- the child process ---------------------------------------------------------------------------
-# One request or answer on the child's pipes: an 8-byte length, then a pickle.
+# One request or answer on the child's pipes: the pickle's length and how many buffers
+# follow it, the pickle, then each buffer (length, bytes). Large arrays travel as those
+# out-of-band buffers (pickle protocol 5), written from their own memory: a window's
+# sample is not copied into a pickle, and the write waits for the child without holding
+# the interpreter lock.
 _LENGTH = struct.Struct("<Q")
+_HEADER = struct.Struct("<QI")
 _NEED_LAYOUT = "need-layout"
 _LAYOUTS_KEPT = 32  # in the child; a layout is the reference's samples and bins, a few MB
 
@@ -119,7 +124,7 @@ class _EvaluationChild:
 
     def evaluate(self, window: WindowState, settings: EvaluationSettings) -> Evaluation:
         key = _layout_key(window.layout)
-        state = window.to_bytes()
+        state = window.state()  # its arrays go to the pipe as they are: no packed copy
         with self._lock:
             try:
                 result = self._ask((key, None, state, settings))
@@ -187,21 +192,30 @@ class _ChildError:
 
 
 def _write(stream: BinaryIO, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)))
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    stream.write(_HEADER.pack(len(data), len(buffers)))
     stream.write(data)
+    for buffer in buffers:
+        raw = buffer.raw()
+        stream.write(_LENGTH.pack(raw.nbytes))
+        stream.write(raw)
     stream.flush()
 
 
 def _read(stream: BinaryIO) -> Any:
-    header = stream.read(_LENGTH.size)
-    if len(header) < _LENGTH.size:
-        raise EOFError("the evaluation process closed its output")
-    (size,) = _LENGTH.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("the evaluation process closed its output mid-answer")
-    return pickle.loads(data)
+    size, count = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
+    data = _read_exactly(stream, size)
+    buffers = [_read_exactly(stream, _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0]) for _ in range(count)]
+    return pickle.loads(data, buffers=buffers)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytearray:
+    # A bytearray, so that arrays rebuilt on it are writable like the sender's.
+    data = bytearray(size)
+    if size and stream.readinto(data) < size:  # a buffered stream fills it unless the pipe closed
+        raise EOFError("the other end of the evaluation pipe closed")
+    return data
 
 
 def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
@@ -223,7 +237,7 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 answer = _NEED_LAYOUT
             else:
                 layouts.move_to_end(key)
-                answer = evaluate_window(WindowState.from_bytes(state, layouts[key]), settings)
+                answer = evaluate_window(WindowState.from_state(*state, layouts[key]), settings)
         except Exception:
             answer = _ChildError(traceback.format_exc())
         _write(answers, answer)
