@@ -85,7 +85,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     from prometheus_client import start_http_server
 
-    from monitor.app import create_app
+    from monitor.app import create_app, tune_garbage_collector
 
     settings = _load(args.config)
     if not settings.kafka.topics:
@@ -97,6 +97,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         upgrade(settings.storage.url)
     logging.config.dictConfig(log_config(settings.server.log_format, settings.server.log_level))
     app = create_app(settings)
+    tune_garbage_collector()
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.metrics_host, registry=app.state.metrics.registry)
 
