@@ -35,14 +35,16 @@ Kafka, Redpanda, managed Kafka or the tansu broker the tests start.
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -163,6 +165,14 @@ def _text(value: bytes) -> str:
 
 
 # -- the consumer -------------------------------------------------------------------------------
+class _Shared(NamedTuple):
+    """Where the items of a message that was not one plain record came from."""
+
+    message: Any
+    headers: dict[str, str]
+    items: int
+
+
 class _AssignmentFailed(RuntimeError):
     """The checkpointed offsets could not be read on assignment: reading on would risk
     counting records twice, so the consumer is rebuilt."""
@@ -211,15 +221,20 @@ class KafkaCollector:
         self._checkpointed_positions: dict[TopicPartition, int] = {}
         self._last_checkpoint = time.monotonic()
         self._assignment_error: Exception | None = None
-        # Poll batches are applied on this thread while the consumer thread polls for the
-        # next one: kafka-python sends the next fetch request only when poll() is called, so
-        # applying on the consumer thread left every fetch's round trip unused (~20% of the
-        # time at 100 records per message). One batch at a time; everything that touches
-        # the state or the offsets (checkpoints, rebalances, the end) waits for it first.
+        # Poll batches are applied, and the periodic checkpoints written, on this thread in
+        # order, while the consumer thread polls for the next batch: kafka-python sends the
+        # next fetch request only when poll() is called, so work done on the consumer thread
+        # left every fetch's round trip unused (~20% of the time at 100 records per message).
+        # At most one batch waits behind the one being applied; rebalances and the end wait
+        # for all of it before they touch the state or the offsets.
         self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-apply")
-        self._applying: Future[None] | None = None
-        # Why applying a batch failed: the state may hold part of it, so until the consumer
-        # is rebuilt nothing is checkpointed and the state it fed is forgotten.
+        self._applying: Future[None] | None = None  # the latest batch handed over
+        self._last_job: Future[None] | None = None  # the latest batch or checkpoint handed over
+        # Offsets checkpointed on the applying thread, for the consumer thread to commit.
+        self._saved_offsets: queue.SimpleQueue[dict[TopicPartition, int]] = queue.SimpleQueue()
+        # Why applying a batch or writing a checkpoint failed: the state may hold part of a
+        # batch, so until the consumer is rebuilt nothing more is applied or checkpointed and
+        # the state it fed is forgotten.
         self._apply_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -265,6 +280,7 @@ class KafkaCollector:
     def _connect(self) -> KafkaConsumer:
         c = self.config
         self._assignment_error = self._apply_error = None
+        self._saved_offsets = queue.SimpleQueue()  # what the last consumer could not commit is stale
         consumer = KafkaConsumer(
             bootstrap_servers=c.bootstrap_servers,
             group_id=c.group_id,
@@ -288,23 +304,42 @@ class KafkaCollector:
             if self._assignment_error is not None:
                 error, self._assignment_error = self._assignment_error, None
                 raise _AssignmentFailed(f"reading the checkpointed offsets failed: {error}")
-            if self._apply_error is not None:  # seen by a rebalance callback during the poll
+            if self._apply_error is not None:  # set on the applying thread, or seen by a rebalance callback
                 raise self._apply_error
             self._note_connection(consumer)
             if batch:
-                self._applied()  # the previous batch; raises what applying it raised
-                self._applying = self._applier.submit(self._apply, batch)
+                if self._applying is not None:
+                    self._applying.exception()  # the previous batch is in: at most one waits
+                self._applying = self._hand_over(self._apply, batch)
             if time.monotonic() - self._last_checkpoint >= interval:
-                self._applied()
-                self._checkpoint(consumer)
+                # Written after the batches handed over before it, on the applying thread, so
+                # the next batch is fetched and decoded meanwhile; committed below when done.
+                self._last_checkpoint = time.monotonic()
+                self._hand_over(self._save_checkpoint)
+            self._commit(consumer)
             self._update_lag(consumer)
 
+    def _hand_over(self, job: Callable[..., Any], *args: Any) -> Future[None]:
+        """Run ``job`` on the applying thread after what was handed over before it."""
+
+        def run() -> None:
+            if self._apply_error is not None:  # the state may hold part of a batch: leave it be
+                return
+            try:
+                job(*args)
+            except BaseException as exc:
+                self._apply_error = exc
+                raise
+
+        self._last_job = self._applier.submit(run)
+        return self._last_job
+
     def _applied(self) -> None:
-        """Wait until the batch being applied (if any) is in the state; raise if applying
-        a batch failed since this consumer was built."""
-        applying, self._applying = self._applying, None
-        if applying is not None and self._apply_error is None:
-            self._apply_error = applying.exception()
+        """Wait until every batch and checkpoint handed over is done; raise if applying a
+        batch or writing a checkpoint failed since this consumer was built."""
+        last, self._last_job, self._applying = self._last_job, None, None
+        if last is not None:
+            last.exception()
         if self._apply_error is not None:
             raise self._apply_error
 
@@ -326,36 +361,36 @@ class KafkaCollector:
     def _apply(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         validator = self.pipeline.validator
         items: list[Any] = []  # our records from every message of the batch, validated in one call
-        owners: list[int] = []  # per item: its message, an index into messages
-        messages: list[tuple[Any, dict[str, str], int]] = []  # (message, headers, items in it)
+        # Per item, where it came from: the message itself when it was the message's one
+        # record and had no headers (the usual case, kept as cheap as can be), else _Shared.
+        origins: list[Any] = []
         events: list[Record] = []  # records from CloudEvents
         bad: list[tuple[Any, dict[str, str], list[Rejection]]] = []
         sources: dict[str, set[TopicPartition]] = defaultdict(set)
         positions: dict[TopicPartition, int] = {}
         for tp, part in batch.items():
-            fed: set[str] = set()  # the models named in this partition's messages
+            fed: set[Any] = set()  # the models named in this partition's messages
+            plain: list[dict[str, Any]] = []  # its one-record messages, decoded
             for message in part:
                 value = message.value
-                headers = message_headers(message.headers) if message.headers else {}
-                if headers or not value:
+                if message.headers or not value:
+                    headers = message_headers(message.headers)
                     decoded = decode_value(value, headers, _message_time(message), validator)
                 else:
+                    headers = {}
                     try:
                         document = orjson.loads(value)
                     except orjson.JSONDecodeError:
                         decoded = decode_value(value, headers, _message_time(message), validator)  # says where
                     else:
                         if type(document) is dict:
-                            # The usual message: one record of ours, taken as decode_document
-                            # would, without its per-message cost.
+                            # One record of ours, taken as decode_document would, without its
+                            # per-message cost.
                             if "timestamp" not in document:
                                 document["timestamp"] = _message_time(message)
-                            owners.append(len(messages))
-                            messages.append((message, headers, 1))
+                            plain.append(document)
                             items.append(document)
-                            model = document.get("model")
-                            if type(model) is str:
-                                fed.add(model)
+                            origins.append(message)
                             continue
                         decoded = decode_document(document, value, _message_time(message), validator.limits)
                 if decoded.rejections:
@@ -363,15 +398,13 @@ class KafkaCollector:
                 fed.update(record.model for record in decoded.records)
                 events.extend(decoded.records)
                 if decoded.items:
-                    owners.extend([len(messages)] * len(decoded.items))
-                    messages.append((message, headers, len(decoded.items)))
-                    for item in decoded.items:
-                        model = item.get("model") if type(item) is dict else None
-                        if type(model) is str:
-                            fed.add(model)
+                    origins.extend([_Shared(message, headers, len(decoded.items))] * len(decoded.items))
+                    fed.update(item.get("model") for item in decoded.items if type(item) is dict)
                     items.extend(decoded.items)
+            fed.update(map(dict.get, plain, repeat("model")))
             for model in fed:
-                sources[model].add(tp)
+                if type(model) is str:
+                    sources[model].add(tp)
             positions[tp] = part[-1].offset + 1
             self.metrics.kafka_messages.labels(tp.topic).inc(len(part))
         for model in sources:  # restore before the first record: a failure aborts the batch unapplied
@@ -383,17 +416,21 @@ class KafkaCollector:
                 self._dirty.add(model)
 
         def origin(rejection: Rejection) -> tuple[bytes | None, dict[str, str] | None]:
-            message, headers, n = messages[owners[rejection.index]]
-            # The whole message's bytes when it was this one record; the item is kept anyway.
-            return (message.value if n == 1 else None), {**headers, ORIGIN_HEADER: _origin(message)}
+            owner = origins[rejection.index]
+            if type(owner) is _Shared:  # the message's bytes when it held this one item (the item is kept anyway)
+                value = owner.message.value if owner.items == 1 else None
+                return value, {**owner.headers, ORIGIN_HEADER: _origin(owner.message)}
+            return owner.value, {ORIGIN_HEADER: _origin(owner)}
 
         if items:
             result = self.pipeline.ingest_items(items, SOURCE, time.time(), origin=origin)
-            first_rejection: dict[int, Rejection] = {}
+            first_rejection: dict[int, tuple[Any, Rejection]] = {}  # one copy per message
             for rejection in result.rejected:
-                first_rejection.setdefault(owners[rejection.index], rejection)
-            for owner, rejection in first_rejection.items():
-                self._copy_to_dead_letter_topic(messages[owner][0], rejection)
+                owner = origins[rejection.index]
+                message = owner.message if type(owner) is _Shared else owner
+                first_rejection.setdefault(id(message), (message, rejection))
+            for message, rejection in first_rejection.values():
+                self._copy_to_dead_letter_topic(message, rejection)
         if events:
             self.pipeline.ingest(events, [], SOURCE)
         for message, headers, rejected in bad:
@@ -448,8 +485,15 @@ class KafkaCollector:
 
     # -- checkpoints and rebalances ---------------------------------------------------------------
     def _checkpoint(self, consumer: KafkaConsumer) -> None:
-        """Write the touched models' state with the offsets, then commit those to Kafka."""
+        """Write the touched models' state with the offsets, then commit those to Kafka
+        (on the consumer thread, with nothing handed over still running)."""
         self._last_checkpoint = time.monotonic()
+        self._save_checkpoint()
+        self._commit(consumer)
+
+    def _save_checkpoint(self) -> None:
+        """Write the touched models' state with the offsets in one transaction; the offsets
+        then wait for :meth:`_commit`."""
         offsets = {tp: pos for tp, pos in self._positions.items() if self._checkpointed_positions.get(tp) != pos}
         if not offsets and not self._dirty:
             return
@@ -469,6 +513,18 @@ class KafkaCollector:
         self.metrics.kafka_checkpoints.labels("written").inc()
         self._dirty.clear()
         self._checkpointed_positions.update(offsets)
+        if offsets:
+            self._saved_offsets.put(offsets)
+
+    def _commit(self, consumer: KafkaConsumer) -> None:
+        """Commit the offsets of the checkpoints written so far to Kafka (for lag tools:
+        the database's offsets are the ones this group resumes from)."""
+        offsets: dict[TopicPartition, int] = {}
+        while not self._saved_offsets.empty():
+            offsets.update(self._saved_offsets.get())
+        offsets = {tp: pos for tp, pos in offsets.items() if tp in self._positions}  # not those given up since
+        if not offsets:
+            return
         try:
             consumer.commit({tp: OffsetAndMetadata(pos, "", -1) for tp, pos in offsets.items()}, timeout_ms=5_000)
         except Exception as exc:  # informational only: the database holds the offsets we resume from
