@@ -39,7 +39,7 @@ import queue
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 SOURCE = "kafka"
 CLOUDEVENTS_JSON = "application/cloudevents"
 SWITCH_INTERVAL_SECONDS = 0.001
+BATCHES_AHEAD = 1  # poll batches waiting to be applied, besides the one being applied
 # Headers added to a message copied to the dead-letter topic.
 REASON_HEADER, ERROR_HEADER, ORIGIN_HEADER = "monitor-reason", "monitor-error", "monitor-origin"
 
@@ -225,10 +226,12 @@ class KafkaCollector:
         # order, while the consumer thread polls for the next batch: kafka-python sends the
         # next fetch request only when poll() is called, so work done on the consumer thread
         # left every fetch's round trip unused (~20% of the time at 100 records per message).
-        # At most one batch waits behind the one being applied; rebalances and the end wait
-        # for all of it before they touch the state or the offsets.
+        # Up to BATCHES_AHEAD batches wait behind the one being applied, so that the applying
+        # thread has work while the consumer thread waits out a fetch round trip (kafka-python
+        # sends the next fetch only once the last one's records are all polled); rebalances
+        # and the end wait for all of it before they touch the state or the offsets.
         self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-apply")
-        self._applying: Future[None] | None = None  # the latest batch handed over
+        self._applying: deque[Future[None]] = deque()  # the batches handed over, oldest first
         self._last_job: Future[None] | None = None  # the latest batch or checkpoint handed over
         # Offsets checkpointed on the applying thread, for the consumer thread to commit.
         self._saved_offsets: queue.SimpleQueue[dict[TopicPartition, int]] = queue.SimpleQueue()
@@ -308,9 +311,9 @@ class KafkaCollector:
                 raise self._apply_error
             self._note_connection(consumer)
             if batch:
-                if self._applying is not None:
-                    self._applying.exception()  # the previous batch is in: at most one waits
-                self._applying = self._hand_over(self._apply, batch)
+                while len(self._applying) > BATCHES_AHEAD:
+                    self._applying.popleft().exception()
+                self._applying.append(self._hand_over(self._apply, batch))
             if time.monotonic() - self._last_checkpoint >= interval:
                 # Written after the batches handed over before it, on the applying thread, so
                 # the next batch is fetched and decoded meanwhile; committed below when done.
@@ -337,7 +340,8 @@ class KafkaCollector:
     def _applied(self) -> None:
         """Wait until every batch and checkpoint handed over is done; raise if applying a
         batch or writing a checkpoint failed since this consumer was built."""
-        last, self._last_job, self._applying = self._last_job, None, None
+        last, self._last_job = self._last_job, None
+        self._applying.clear()
         if last is not None:
             last.exception()
         if self._apply_error is not None:
