@@ -20,9 +20,9 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from kafka_broker import KafkaBroker
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
-from kafka_broker import KafkaBroker
 from support import CAR_LOAN_FEATURES, ROOT, Receiver, ServiceProcess, config, free_port, wait_for
 
 from alerts.metrics import Metrics

@@ -9,8 +9,6 @@ driver_tenure never drift.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,7 +64,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
         assert not rejections
         pipeline.ingest(records, [], "file")
     targets = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv.gz")
-    labels = [Record(model="car_loan", id=str(i), label=int(y), has_label=True) for i, y in zip(targets.id, targets.repaid)]
+    labels = [Record(model="car_loan", id=str(i), label=int(y), has_label=True) for i, y in zip(targets.id, targets.repaid, strict=True)]
     for start in range(0, len(labels), 1000):
         pipeline.ingest(labels[start : start + 1000], [], "file")
     pipeline.settle()
