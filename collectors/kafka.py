@@ -28,6 +28,12 @@ is set, copied there with ``monitor-reason`` / ``monitor-error`` / ``monitor-ori
 headers; consumption moves on. The dead-letter copy is at least once: a crash between it
 and the next checkpoint copies those messages again.
 
+Where the work is done: kafka-python's consumer runs in a child process
+(:mod:`collectors.kafka_consumer`), so that fetching and parsing the next poll batch takes
+the other core while this process applies the last one; its rebalance callbacks are
+answered here, in order, as if it ran in this process. Here one thread talks to the child
+(poll, commit, seek) and another applies the batches and writes the checkpoints.
+
 Only the plain Kafka protocol is used (kafka-python), so the same code runs against Apache
 Kafka, Redpanda, managed Kafka or the tansu broker the tests start.
 """
@@ -39,21 +45,23 @@ import queue
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, NamedTuple
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from alerts.metrics import Metrics
 from collectors import cloudevents
 from collectors.body import json_error
+from collectors.kafka_consumer import ConsumerProcess, Fetched, Message
 from monitor.pipeline import Pipeline
 from monitor.records import Reason, Record, Rejection, Validator
 from monitor.settings import KafkaConfig, LimitsConfig
@@ -114,9 +122,10 @@ def decode_document(document: Any, value: bytes, received_at: float, limits: Lim
         limit = limits.max_items_per_request
         message = f"{len(items)} records in one message; at most {limit} (limits.max_items_per_request)"
         return Decoded(rejections=[Rejection(0, "", Reason.TOO_MANY, message, _text(value))])
-    for item in items:
-        if type(item) is dict and "timestamp" not in item:
-            item["timestamp"] = received_at
+    if not _plain_records(items):
+        for item in items:
+            if type(item) is dict and "timestamp" not in item:
+                item["timestamp"] = received_at
     return Decoded(items=items)
 
 
@@ -152,12 +161,13 @@ def _decode_cloudevent(
         return [], [Rejection(0, "", reason, exc.message, _text(value))]
 
 
-def _message_time(message: Any) -> float:
-    """The message's own timestamp (epoch s), so that a record read again gets the same time."""
-    return message.timestamp / 1000 if message.timestamp and message.timestamp > 0 else time.time()
+def _epoch_seconds(timestamp: int | None) -> float:
+    """A message's own timestamp (epoch ms) in seconds, so that a record read again gets the
+    same time; now when the producer set none."""
+    return timestamp / 1000 if timestamp and timestamp > 0 else time.time()
 
 
-def _origin(message: Any) -> str:
+def _origin(message: Message) -> str:
     return f"{message.topic}/{message.partition}/{message.offset}"
 
 
@@ -165,13 +175,54 @@ def _text(value: bytes) -> str:
     return value[:4096].decode("utf-8", "replace")
 
 
+def _decode_all(values: list[bytes | None]) -> list[Any] | None:
+    """Every value parsed as JSON, or None if one is not JSON (or empty)."""
+    try:
+        return list(map(orjson.loads, values))
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+
+
+def _plain_records(documents: list[Any]) -> bool:
+    """Each decoded message is one record of ours with its timestamp: taken as they are."""
+    return set(map(type, documents)) == {dict} and all(map(dict.__contains__, documents, repeat("timestamp")))
+
+
+def _models(items: list[Any]) -> Iterable[Any]:
+    """The ``model`` of each decoded item that is an object."""
+    if set(map(type, items)) == {dict}:
+        return map(dict.get, items, repeat("model"))
+    return (item.get("model") for item in items if type(item) is dict)
+
+
 # -- the consumer -------------------------------------------------------------------------------
 class _Shared(NamedTuple):
     """Where the items of a message that was not one plain record came from."""
 
-    message: Any
+    message: Message
     headers: dict[str, str]
     items: int
+
+
+class _Origins:
+    """Where each item of a poll batch came from, one entry per run of items: a run of
+    one-record messages of a partition (the item after ``first`` is the message after
+    ``position``), or the items of one message that was not a plain record (_Shared)."""
+
+    def __init__(self) -> None:
+        self._firsts: list[int] = []
+        self._runs: list[tuple[Fetched | _Shared, int]] = []
+
+    def add(self, first: int, source: Fetched | _Shared, position: int = 0) -> None:
+        self._firsts.append(first)
+        self._runs.append((source, position))
+
+    def of(self, item: int) -> Message | _Shared:
+        run = bisect_right(self._firsts, item) - 1
+        source, position = self._runs[run]
+        if type(source) is _Shared:
+            return source
+        return source.message(position + item - self._firsts[run])  # type: ignore[union-attr]
 
 
 class _AssignmentFailed(RuntimeError):
@@ -180,7 +231,7 @@ class _AssignmentFailed(RuntimeError):
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, collector: KafkaCollector, consumer: KafkaConsumer):
+    def __init__(self, collector: KafkaCollector, consumer: ConsumerProcess):
         self.collector, self.consumer = collector, consumer
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -227,9 +278,9 @@ class KafkaCollector:
         # next fetch request only when poll() is called, so work done on the consumer thread
         # left every fetch's round trip unused (~20% of the time at 100 records per message).
         # Up to BATCHES_AHEAD batches wait behind the one being applied, so that the applying
-        # thread has work while the consumer thread waits out a fetch round trip (kafka-python
-        # sends the next fetch only once the last one's records are all polled); rebalances
-        # and the end wait for all of it before they touch the state or the offsets.
+        # thread has work while the consumer waits out a fetch round trip (kafka-python sends
+        # the next fetch only once the last one's records are all polled); rebalances and
+        # the end wait for all of it before they touch the state or the offsets.
         self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-apply")
         self._applying: deque[Future[None]] = deque()  # the batches handed over, oldest first
         self._last_job: Future[None] | None = None  # the latest batch or checkpoint handed over
@@ -280,11 +331,11 @@ class KafkaCollector:
                 break
             backoff = min(backoff * 2, self.config.reconnect_backoff_max_seconds)
 
-    def _connect(self) -> KafkaConsumer:
+    def _connect(self) -> ConsumerProcess:
         c = self.config
         self._assignment_error = self._apply_error = None
         self._saved_offsets = queue.SimpleQueue()  # what the last consumer could not commit is stale
-        consumer = KafkaConsumer(
+        consumer = ConsumerProcess(dict(
             bootstrap_servers=c.bootstrap_servers,
             group_id=c.group_id,
             client_id=c.client_id,
@@ -296,11 +347,11 @@ class KafkaCollector:
             max_poll_interval_ms=c.max_poll_interval_ms,
             reconnect_backoff_max_ms=int(c.reconnect_backoff_max_seconds * 1000),
             **c.security,
-        )
+        ))  # fmt: skip
         consumer.subscribe(c.topics, listener=_Rebalance(self, consumer))
         return consumer
 
-    def _consume(self, consumer: KafkaConsumer) -> None:
+    def _consume(self, consumer: ConsumerProcess) -> None:
         interval = self.config.checkpoint_interval_seconds
         while not self._stopping.is_set():
             batch = consumer.poll(timeout_ms=200)
@@ -347,7 +398,7 @@ class KafkaCollector:
         if self._apply_error is not None:
             raise self._apply_error
 
-    def _let_go(self, consumer: KafkaConsumer) -> None:
+    def _let_go(self, consumer: ConsumerProcess) -> None:
         """This consumer ends (stop or failure): checkpoint what it applied if the store
         allows, forget the rest, then leave the group."""
         try:
@@ -357,60 +408,32 @@ class KafkaCollector:
             log.warning("final Kafka checkpoint failed (%s): what came after the last one will be read again", exc)
         self._forget(set(self._positions) | {tp for tps in self._owned.values() for tp in tps})
         try:
-            consumer.close(autocommit=False, timeout_ms=5_000)
+            consumer.close(timeout_ms=5_000)
         except Exception:
             log.warning("Kafka consumer did not close cleanly", exc_info=True)
 
     # -- applying messages ---------------------------------------------------------------------
-    def _apply(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
-        validator = self.pipeline.validator
+    def _apply(self, batch: Mapping[TopicPartition, Fetched]) -> None:
         items: list[Any] = []  # our records from every message of the batch, validated in one call
-        # Per item, where it came from: the message itself when it was the message's one
-        # record and had no headers (the usual case, kept as cheap as can be), else _Shared.
-        origins: list[Any] = []
+        origins = _Origins()
         events: list[Record] = []  # records from CloudEvents
-        bad: list[tuple[Any, dict[str, str], list[Rejection]]] = []
+        bad: list[tuple[Message, dict[str, str], list[Rejection]]] = []
         sources: dict[str, set[TopicPartition]] = defaultdict(set)
         positions: dict[TopicPartition, int] = {}
         for tp, part in batch.items():
-            fed: set[Any] = set()  # the models named in this partition's messages
-            plain: list[dict[str, Any]] = []  # its one-record messages, decoded
-            for message in part:
-                value = message.value
-                if message.headers or not value:
-                    headers = message_headers(message.headers)
-                    decoded = decode_value(value, headers, _message_time(message), validator)
-                else:
-                    headers = {}
-                    try:
-                        document = orjson.loads(value)
-                    except orjson.JSONDecodeError:
-                        decoded = decode_value(value, headers, _message_time(message), validator)  # says where
-                    else:
-                        if type(document) is dict:
-                            # One record of ours, taken as decode_document would, without its
-                            # per-message cost.
-                            if "timestamp" not in document:
-                                document["timestamp"] = _message_time(message)
-                            plain.append(document)
-                            items.append(document)
-                            origins.append(message)
-                            continue
-                        decoded = decode_document(document, value, _message_time(message), validator.limits)
-                if decoded.rejections:
-                    bad.append((message, headers, decoded.rejections))
-                fed.update(record.model for record in decoded.records)
-                events.extend(decoded.records)
-                if decoded.items:
-                    origins.extend([_Shared(message, headers, len(decoded.items))] * len(decoded.items))
-                    fed.update(item.get("model") for item in decoded.items if type(item) is dict)
-                    items.extend(decoded.items)
-            fed.update(map(dict.get, plain, repeat("model")))
+            # Every value decoded in one C-level pass, unless one is not JSON or has headers.
+            documents = None if part.headers else _decode_all(part.values)
+            if documents is not None and _plain_records(documents):  # the usual partition
+                origins.add(len(items), part)
+                items.extend(documents)
+                fed = set(map(dict.get, documents, repeat("model")))
+            else:
+                fed = self._decode_each(part, documents, items, origins, events, bad)
             for model in fed:
                 if type(model) is str:
                     sources[model].add(tp)
-            positions[tp] = part[-1].offset + 1
-            self.metrics.kafka_messages.labels(tp.topic).inc(len(part))
+            positions[tp] = part.offsets[-1] + 1
+            self.metrics.kafka_messages.labels(tp.topic).inc(len(part.offsets))
         for model in sources:  # restore before the first record: a failure aborts the batch unapplied
             if model not in self._owned and self._may_own(model):
                 self._acquire(model)
@@ -420,7 +443,7 @@ class KafkaCollector:
                 self._dirty.add(model)
 
         def origin(rejection: Rejection) -> tuple[bytes | None, dict[str, str] | None]:
-            owner = origins[rejection.index]
+            owner = origins.of(rejection.index)
             if type(owner) is _Shared:  # the message's bytes when it held this one item (the item is kept anyway)
                 value = owner.message.value if owner.items == 1 else None
                 return value, {**owner.headers, ORIGIN_HEADER: _origin(owner.message)}
@@ -428,11 +451,11 @@ class KafkaCollector:
 
         if items:
             result = self.pipeline.ingest_items(items, SOURCE, time.time(), origin=origin)
-            first_rejection: dict[int, tuple[Any, Rejection]] = {}  # one copy per message
+            first_rejection: dict[str, tuple[Message, Rejection]] = {}  # one copy per message
             for rejection in result.rejected:
-                owner = origins[rejection.index]
+                owner = origins.of(rejection.index)
                 message = owner.message if type(owner) is _Shared else owner
-                first_rejection.setdefault(id(message), (message, rejection))
+                first_rejection.setdefault(_origin(message), (message, rejection))
             for message, rejection in first_rejection.values():
                 self._copy_to_dead_letter_topic(message, rejection)
         if events:
@@ -443,6 +466,42 @@ class KafkaCollector:
             )
             self._copy_to_dead_letter_topic(message, rejected[0])
         self._positions.update(positions)
+
+    def _decode_each(
+        self,
+        part: Fetched,
+        documents: list[Any] | None,
+        items: list[Any],
+        origins: _Origins,
+        events: list[Record],
+        bad: list[tuple[Message, dict[str, str], list[Rejection]]],
+    ) -> set[Any]:
+        """A partition's messages one by one (``documents``: their values decoded, if that
+        is done), when they are not all one plain record each: our records go to ``items``
+        (their origins to ``origins``), CloudEvents' records to ``events``, what cannot be
+        decoded to ``bad``. Returns the models they name."""
+        validator = self.pipeline.validator
+        fed: set[Any] = set()
+        for i, value in enumerate(part.values):
+            message = part.message(i)
+            headers = message_headers(message.headers)
+            received_at = _epoch_seconds(message.timestamp)
+            if documents is None:
+                decoded = decode_value(value, headers, received_at, validator)
+            else:
+                decoded = decode_document(documents[i], value or b"", received_at, validator.limits)
+            if decoded.rejections:
+                bad.append((message, headers, decoded.rejections))
+            fed.update(record.model for record in decoded.records)
+            events.extend(decoded.records)
+            if decoded.items:
+                if len(decoded.items) == 1 and not headers:
+                    origins.add(len(items), part, i)
+                else:
+                    origins.add(len(items), _Shared(message, headers, len(decoded.items)))
+                fed.update(_models(decoded.items))
+                items.extend(decoded.items)
+        return fed
 
     def _may_own(self, model: str) -> bool:
         """A configured model, or one the pipeline may still register: names from bad
@@ -459,7 +518,7 @@ class KafkaCollector:
             log.info("model %s: state restored from the group's checkpoint", model)
         self._owned[model] = set()
 
-    def _copy_to_dead_letter_topic(self, message: Any, rejection: Rejection) -> None:
+    def _copy_to_dead_letter_topic(self, message: Message, rejection: Rejection) -> None:
         """The original message (bytes, key, headers) plus why, when a dead-letter topic is set."""
         topic = self.config.dead_letter_topic
         if topic is None:
@@ -488,7 +547,7 @@ class KafkaCollector:
         return self._producer
 
     # -- checkpoints and rebalances ---------------------------------------------------------------
-    def _checkpoint(self, consumer: KafkaConsumer) -> None:
+    def _checkpoint(self, consumer: ConsumerProcess) -> None:
         """Write the touched models' state with the offsets, then commit those to Kafka
         (on the consumer thread, with nothing handed over still running)."""
         self._last_checkpoint = time.monotonic()
@@ -520,7 +579,7 @@ class KafkaCollector:
         if offsets:
             self._saved_offsets.put(offsets)
 
-    def _commit(self, consumer: KafkaConsumer) -> None:
+    def _commit(self, consumer: ConsumerProcess) -> None:
         """Commit the offsets of the checkpoints written so far to Kafka (for lag tools:
         the database's offsets are the ones this group resumes from)."""
         offsets: dict[TopicPartition, int] = {}
@@ -534,7 +593,7 @@ class KafkaCollector:
         except Exception as exc:  # informational only: the database holds the offsets we resume from
             log.warning("could not commit offsets to Kafka (%s); the checkpoint is stored", exc)
 
-    def _revoked(self, consumer: KafkaConsumer, revoked: set[TopicPartition]) -> None:
+    def _revoked(self, consumer: ConsumerProcess, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
         try:
@@ -569,7 +628,7 @@ class KafkaCollector:
             except KeyError:
                 pass
 
-    def _assigned(self, consumer: KafkaConsumer, assigned: set[TopicPartition]) -> None:
+    def _assigned(self, consumer: ConsumerProcess, assigned: set[TopicPartition]) -> None:
         self.metrics.kafka_rebalances.inc()
         try:
             self._applied()
@@ -593,8 +652,9 @@ class KafkaCollector:
         log.info("assigned %s", ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)) or "nothing")
 
     # -- operations -------------------------------------------------------------------------------
-    def _note_connection(self, consumer: KafkaConsumer) -> None:
-        connected = _heartbeat_fresh(consumer, self.config.session_timeout_ms / 1000)
+    def _note_connection(self, consumer: ConsumerProcess) -> None:
+        age = consumer.heartbeat_age  # the group coordinator answered lately: the broker is there
+        connected = age is not None and 0 <= age < self.config.session_timeout_ms / 1000
         if connected != self.connected:
             log.log(
                 logging.INFO if connected else logging.WARNING,
@@ -604,17 +664,9 @@ class KafkaCollector:
         self.connected = connected
         self.metrics.kafka_connected.set(1 if connected else 0)
 
-    def _update_lag(self, consumer: KafkaConsumer) -> None:
+    def _update_lag(self, consumer: ConsumerProcess) -> None:
         for tp, position in list(self._positions.items()):  # a copy: the applying thread updates it
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
-
-def _heartbeat_fresh(consumer: KafkaConsumer, within: float) -> bool:
-    """Whether the group coordinator answered a heartbeat recently: the broker is there."""
-    for group in consumer.metrics().values():
-        seconds = group.get("last-heartbeat-seconds-ago") if isinstance(group, dict) else None
-        if seconds is not None:
-            return 0 <= seconds < within
-    return False

@@ -24,10 +24,7 @@ Where the numbers are crunched (``server.evaluation``):
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
@@ -35,11 +32,11 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.window import WindowLayout, WindowState
+from monitor import pipes
 
 log = logging.getLogger(__name__)
 
@@ -100,23 +97,14 @@ class Evaluator:
 
 
 # -- the child process ---------------------------------------------------------------------------
-# One request or answer on the child's pipes: the pickle's length and how many buffers
-# follow it, the pickle, then each buffer (length, bytes). Large arrays travel as those
-# out-of-band buffers (pickle protocol 5), written from their own memory: a window's
-# sample is not copied into a pickle, and the write waits for the child without holding
-# the interpreter lock.
-_LENGTH = struct.Struct("<Q")
-_HEADER = struct.Struct("<QI")
 _NEED_LAYOUT = "need-layout"
 _LAYOUTS_KEPT = 32  # in the child; a layout is the reference's samples and bins, a few MB
 
 
 class _EvaluationChild:
     """The process-wide child (``python -m monitor.evaluator``) that evaluates windows,
-    shared by every pipeline of the process; one window at a time, over its stdin/stdout.
-    A plain subprocess rather than multiprocessing: it needs no main-module guard in
-    whatever program embeds the monitor, and it ends when its stdin closes (this
-    process exited, even by SIGKILL)."""
+    shared by every pipeline of the process; one window at a time, over its stdin/stdout
+    (:mod:`monitor.pipes`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -155,13 +143,10 @@ class _EvaluationChild:
     def _ask(self, request: tuple[Any, ...]) -> Any:
         process = self._process
         if process is None or process.poll() is not None:
-            process = self._process = subprocess.Popen(
-                [sys.executable, "-m", "monitor.evaluator"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                env=_child_environment(),
-            )  # fmt: skip
+            process = self._process = pipes.start_child("monitor.evaluator")
         assert process.stdin is not None and process.stdout is not None
-        _write(process.stdin, request)
-        return _read(process.stdout)
+        pipes.write(process.stdin, request)
+        return pipes.read(process.stdout)
 
     def _stop(self) -> None:
         process, self._process = self._process, None
@@ -171,13 +156,6 @@ class _EvaluationChild:
 
 
 _CHILD = _EvaluationChild()
-
-
-def _child_environment() -> dict[str, str]:
-    # The child imports this package from wherever this process found it.
-    source = str(Path(__file__).resolve().parents[1])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": source if not path else f"{source}{os.pathsep}{path}"}
 
 
 def _layout_key(layout: WindowLayout) -> str:
@@ -191,39 +169,12 @@ class _ChildError:
     traceback: str
 
 
-def _write(stream: BinaryIO, message: Any) -> None:
-    buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
-    stream.write(_HEADER.pack(len(data), len(buffers)))
-    stream.write(data)
-    for buffer in buffers:
-        raw = buffer.raw()
-        stream.write(_LENGTH.pack(raw.nbytes))
-        stream.write(raw)
-    stream.flush()
-
-
-def _read(stream: BinaryIO) -> Any:
-    size, count = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
-    data = _read_exactly(stream, size)
-    buffers = [_read_exactly(stream, _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0]) for _ in range(count)]
-    return pickle.loads(data, buffers=buffers)
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytearray:
-    # A bytearray, so that arrays rebuilt on it are writable like the sender's.
-    data = bytearray(size)
-    if size and stream.readinto(data) < size:  # a buffered stream fills it unless the pipe closed
-        raise EOFError("the other end of the evaluation pipe closed")
-    return data
-
-
 def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """The child's loop: evaluate each window it is sent until its input closes."""
     layouts: OrderedDict[str, WindowLayout] = OrderedDict()
     while True:
         try:
-            key, layout, state, settings = _read(requests)
+            key, layout, state, settings = pipes.read(requests)
         except EOFError:
             return
         try:
@@ -240,11 +191,12 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 answer = evaluate_window(WindowState.from_state(*state, layouts[key]), settings)
         except Exception:
             answer = _ChildError(traceback.format_exc())
-        _write(answers, answer)
+        pipes.write(answers, answer)
 
 
 if __name__ == "__main__":
-    # Answers go to the real stdout; anything a library prints goes to stderr instead.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    _serve(sys.stdin.buffer, answers)
+    # Served by the module under its own name, so that a _ChildError it pickles is the
+    # monitor's monitor.evaluator._ChildError, not __main__._ChildError.
+    from monitor.evaluator import _serve as serve
+
+    serve(sys.stdin.buffer, pipes.answers_stream())

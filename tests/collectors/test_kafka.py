@@ -9,6 +9,7 @@ reference file, so "window counts" are checkable: for each model, windows evalua
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -44,7 +45,10 @@ def service_config(tmp_path: Path, broker: KafkaBroker, topic: str, **kafka: Any
 
 
 def record_messages(start: int, stop: int, seed: int = 0) -> Iterator[tuple[int, bytes, bytes, list]]:
-    """Records i in [start, stop): model m{i % 3} on partition i % 3, keyed by model."""
+    """Records i in [start, stop): model m{i % 3} on partition i % 3, keyed by model. Those
+    of m2 have no timestamp (they get the message's), so that the collector's two ways
+    through a partition's messages both take part: all in one pass when every message is
+    one record with its timestamp, else message by message."""
     rng = random.Random(seed * 1_000_003 + start)
     for i in range(start, stop):
         p = i % 3
@@ -52,6 +56,8 @@ def record_messages(start: int, stop: int, seed: int = 0) -> Iterator[tuple[int,
             "model": f"m{p}", "id": f"r{i}", "inputs": {"x": rng.gauss(0, 1), "c": rng.choice("abc")},
             "prediction": int(rng.random() < 0.3),
         }  # fmt: skip
+        if p != 2:
+            record["timestamp"] = 1_780_000_000 + i / 1000
         yield p, f"m{p}".encode(), orjson.dumps(record), []
 
 
@@ -85,6 +91,24 @@ def wait_for_counts(services: list[ServiceProcess], expected: dict[str, int], ti
         assert all(counts[m] <= expected[m] for m in MODELS), f"counted twice: {counts} > {expected}"
         time.sleep(0.2)
     raise AssertionError(f"counts {counts} never reached {expected}:\n" + "\n".join(s.log()[-3000:] for s in services))
+
+
+def consumer_process(service: ServiceProcess) -> int:
+    """The pid of the service's Kafka consumer process (collectors.kafka_consumer)."""
+    assert service.process is not None
+    task = Path(f"/proc/{service.process.pid}/task")
+    pids = {int(pid) for thread in task.iterdir() for pid in (thread / "children").read_text().split()}
+    found = [pid for pid in pids if b"collectors.kafka_consumer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; whoever adopted it may not have reaped it yet
 
 
 def assert_windows_consistent(service: ServiceProcess, expected: dict[str, int]) -> None:
@@ -135,11 +159,30 @@ def test_an_instance_killed_mid_way_and_restarted_ends_with_exact_counts(broker:
         while sum(owned_counts([service]).values()) < 12_000:
             assert time.monotonic() < deadline, service.log()[-3000:]
             time.sleep(0.05)
+        consumer = consumer_process(service)
         assert service.stop(signal.SIGKILL) == -signal.SIGKILL  # mid-way: no shutdown, no final checkpoint
+        wait_for(lambda: not running(consumer), 10, "the consumer process to end with its monitor")
     with ServiceProcess(tmp_path, config) as restarted:
         expected = expected_per_model(50_000)
         wait_for_counts([restarted], expected)
         assert_windows_consistent(restarted, expected)
+
+
+def test_a_consumer_process_killed_mid_way_is_replaced_and_counts_stay_exact(
+    broker: KafkaBroker, tmp_path: Path
+) -> None:
+    broker.create_topic("consumer-killed", 3)
+    broker.produce("consumer-killed", record_messages(0, 20_000))
+    config = service_config(tmp_path, broker, "consumer-killed")
+    with ServiceProcess(tmp_path, config) as service:
+        wait_for(lambda: sum(owned_counts([service]).values()) >= 6_000, 60, "6,000 records counted")
+        consumer = consumer_process(service)
+        os.kill(consumer, signal.SIGKILL)
+        expected = expected_per_model(20_000)
+        wait_for_counts([service], expected)
+        assert_windows_consistent(service, expected)
+        assert consumer_process(service) != consumer
+        assert "the Kafka consumer process is gone" in service.log()
 
 
 def test_a_rebalance_while_records_flow_loses_and_duplicates_nothing(broker: KafkaBroker, tmp_path: Path) -> None:
@@ -216,6 +259,36 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_table_without_stalli
         assert all(d["source"] == "kafka" and d["raw_bytes_base64"] for d in letters)
         metrics = httpx.get(f"{service.url}/metrics").text
         assert 'monitor_kafka_dead_letters_published_total{outcome="published"} 100.0' in metrics
+
+
+def test_records_refused_among_plain_ones_go_out_as_their_own_messages(broker: KafkaBroker, tmp_path: Path) -> None:
+    # Every message one record with its timestamp: the partition is decoded in one pass, and
+    # each refused record must still be traced back to its own message and offset.
+    broker.create_topic("plain", 1)
+    broker.create_topic("plain-dead", 1)
+    good = [value for _, _, value, _ in record_messages(0, 3_000) if orjson.loads(value)["model"] == "m0"]
+    messages, bad = [], {}
+    for i, value in enumerate(good):
+        messages.append((0, b"m0", value, []))
+        if i % 100 == 99:
+            value = orjson.dumps({"model": "nope", "id": f"bad{i}", "timestamp": 1_780_000_000, "prediction": 1})
+            bad[f"plain/0/{len(messages)}"] = value
+            messages.append((0, b"nope", value, []))
+    assert broker.produce("plain", messages) == 1_010
+    config = service_config(tmp_path, broker, "plain", dead_letter_topic="plain-dead")
+    with ServiceProcess(tmp_path, config) as service:
+        wait_for(lambda: models_of(service).get("m0", {}).get("records") == 1_000, 60, "1,000 records of m0")
+
+        def ten_dead_letters() -> list[Any]:
+            dead = broker.read_all("plain-dead", 1)
+            return dead if len(dead) == 10 else []
+
+        dead = wait_for(ten_dead_letters, 30, "10 dead letters")
+        assert {dict(m.headers)["monitor-origin"].decode(): m.value for m in dead} == bad
+        assert {dict(m.headers)["monitor-reason"] for m in dead} == {b"unknown_model"}
+        assert all(m.key == b"nope" for m in dead)
+        letters = httpx.get(f"{service.url}/v1/dead-letters", params={"limit": 100}).json()["dead_letters"]
+        assert len(letters) == 10
 
 
 def test_the_collector_recovers_by_itself_when_the_broker_restarts(tmp_path: Path) -> None:

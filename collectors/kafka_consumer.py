@@ -1,0 +1,275 @@
+"""The Kafka consumer of the collector, run in a child process.
+
+kafka-python fetches, checks and parses records in Python: ~5 µs of interpreter time per
+message, as much as the monitor's own decoding, validation and counting of a one-record
+message. In the monitor's process the two took turns on one interpreter lock and one core.
+Here the consumer runs in a child process (``python -m collectors.kafka_consumer``, over
+its stdin/stdout, :mod:`monitor.pipes`) and fetches the next batch on the other core while
+the monitor applies the last one.
+
+:class:`ConsumerProcess` is the monitor's side: the calls of ``KafkaConsumer`` the
+collector makes (subscribe, poll, commit, seek, close), each answered by the child. A
+consumer-group rebalance in the child's poll comes back as a call of the collector's
+listener in the monitor, in the middle of :meth:`ConsumerProcess.poll` as kafka-python
+makes it, and the child waits in its own listener until the monitor's one has returned
+(its commits and seeks included): the guarantee's order of checkpoint, commit and seek
+is the same as with a consumer in the monitor's process.
+
+A poll's records travel column by column (:class:`Fetched`): one list of values, of
+offsets, of timestamps and of keys per partition pickle and unpickle in C, where a Python
+object per message would cost the monitor a large part of what the child saves it.
+
+The child ends when its stdin closes (the monitor exited, even by SIGKILL): its group
+membership then lapses after the session timeout, as the monitor's own would. It ignores
+SIGINT and SIGTERM, which a terminal or a service manager may send to the whole process
+group: the monitor stops it in order (last batch applied, checkpoint, commit, close).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from operator import attrgetter
+from typing import Any, BinaryIO, NamedTuple
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from monitor import pipes
+
+log = logging.getLogger(__name__)
+
+CHILD_EXIT_SECONDS = 10.0  # after close() has answered: the child only has to return
+
+
+class Message(NamedTuple):
+    """One message, for what looks at a message on its own (decoding an odd one, a dead letter)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # epoch ms; -1 when the producer set none
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class Fetched(NamedTuple):
+    """One partition's messages from one poll, field by field."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: dict[int, list[tuple[str, bytes]]]  # by position, for the messages that have any
+
+    def message(self, i: int) -> Message:
+        return Message(
+            self.topic, self.partition, self.offsets[i], self.timestamps[i], self.keys[i], self.values[i],
+            self.headers.get(i, []),
+        )  # fmt: skip
+
+
+class ConsumerProcessError(RuntimeError):
+    """The consumer in the child process raised, or the child is gone."""
+
+
+class ConsumerProcess:
+    """A ``KafkaConsumer(**options)`` in a child process, driven from this one."""
+
+    def __init__(self, options: dict[str, Any]):
+        self._process = pipes.start_child(__name__)
+        self._listener: ConsumerRebalanceListener | None = None
+        self._highwaters: dict[TopicPartition, int | None] = {}
+        # Seconds since the group coordinator last answered a heartbeat, as of the last poll.
+        self.heartbeat_age: float | None = None
+        try:
+            self._call("start", options, logging.getLogger("kafka").getEffectiveLevel())
+        except BaseException:
+            self._end()
+            raise
+
+    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None:
+        self._listener = listener
+        self._call("subscribe", topics)
+
+    def poll(self, timeout_ms: int) -> dict[TopicPartition, Fetched]:
+        batch, self._highwaters, self.heartbeat_age = self._call("poll", timeout_ms)
+        return batch
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int) -> None:
+        self._call("commit", offsets, timeout_ms)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._call("seek", partition, offset)
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The partition's end offset as of the last poll."""
+        return self._highwaters.get(partition)
+
+    def close(self, timeout_ms: int) -> None:
+        """Leave the group (nothing committed) and end the child."""
+        try:
+            self._call("close", timeout_ms)
+        finally:
+            self._end()
+
+    def _call(self, *request: Any) -> Any:
+        """Send ``request`` and return the child's answer; a rebalance on the way is the
+        listener's, here."""
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            pipes.write(process.stdin, request)
+            while True:
+                kind, value = pipes.read(process.stdout)
+                if kind != "rebalance":
+                    break
+                method, partitions = value
+                try:
+                    getattr(self._listener, method)(partitions)
+                except Exception:  # as kafka-python does with a listener's error: said, and the poll goes on
+                    log.exception("the Kafka rebalance listener failed in %s", method)
+                pipes.write(process.stdin, ("resume", None))
+        except (OSError, EOFError) as exc:
+            raise ConsumerProcessError(f"the Kafka consumer process is gone ({exc})") from None
+        if kind == "error":
+            raise ConsumerProcessError(value)
+        return value
+
+    def _end(self) -> None:
+        process = self._process
+        if process.stdin is not None:
+            try:
+                process.stdin.close()  # the child's cue to end, if close() did not reach it
+            except OSError:
+                pass
+        try:
+            process.wait(CHILD_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+# -- the child ----------------------------------------------------------------------------------
+_FIELDS = tuple(map(attrgetter, ("offset", "timestamp", "key", "value")))
+
+
+def _columns(batch: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, Fetched]:
+    out = {}
+    for tp, records in batch.items():
+        offsets, timestamps, keys, values = (list(map(field, records)) for field in _FIELDS)
+        headers = {i: list(record.headers) for i, record in enumerate(records) if record.headers}
+        out[tp] = Fetched(tp.topic, tp.partition, offsets, timestamps, keys, values, headers)
+    return out
+
+
+def _heartbeat_age(consumer: KafkaConsumer) -> float | None:
+    for group in consumer.metrics().values():
+        seconds = group.get("last-heartbeat-seconds-ago") if isinstance(group, dict) else None
+        if seconds is not None:
+            return float(seconds)
+    return None
+
+
+class _Relay(ConsumerRebalanceListener):
+    """In the child: each rebalance callback goes to the monitor, which answers the calls
+    its listener makes until it sends ``resume``."""
+
+    def __init__(self, server: _Server):
+        self.server = server
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.server.rebalance("on_partitions_revoked", revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.server.rebalance("on_partitions_assigned", assigned)
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.server.rebalance("on_partitions_lost", lost)
+
+
+class _Server:
+    def __init__(self, requests: BinaryIO, answers: BinaryIO):
+        self.requests, self.answers = requests, answers
+        self.consumer: KafkaConsumer | None = None
+
+    def run(self) -> None:
+        while True:
+            kind, *args = self._next_request()
+            self._handle(kind, args)
+            if kind == "close":
+                return
+
+    def rebalance(self, method: str, partitions: set[TopicPartition]) -> None:
+        self._answer("rebalance", (method, set(partitions)))
+        while True:
+            kind, *args = self._next_request()
+            if kind == "resume":
+                return
+            self._handle(kind, args)
+
+    def _handle(self, kind: str, args: list[Any]) -> None:
+        try:
+            value = None
+            if kind == "start":
+                options, level = args
+                logging.getLogger("kafka").setLevel(level)
+                self.consumer = KafkaConsumer(**options)
+            else:
+                consumer = self.consumer
+                assert consumer is not None, f"{kind} before start"
+                if kind == "subscribe":
+                    consumer.subscribe(args[0], listener=_Relay(self))
+                elif kind == "poll":
+                    batch = consumer.poll(timeout_ms=args[0])
+                    highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
+                    value = (_columns(batch), highwaters, _heartbeat_age(consumer))
+                elif kind == "commit":
+                    consumer.commit(args[0], timeout_ms=args[1])
+                elif kind == "seek":
+                    consumer.seek(*args)
+                elif kind == "close":
+                    consumer.close(autocommit=False, timeout_ms=args[0])
+                else:
+                    raise ValueError(f"unknown request {kind!r}")
+        except Exception as exc:
+            text = str(exc)  # kafka-python's errors start with their class name already
+            self._answer("error", text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")
+        else:
+            self._answer("done", value)
+
+    def _next_request(self) -> Any:
+        try:
+            return pipes.read(self.requests)
+        except EOFError:  # the monitor is gone: so is this consumer (its membership lapses)
+            os._exit(0)
+
+    def _answer(self, kind: str, value: Any) -> None:
+        try:
+            pipes.write(self.answers, (kind, value))
+        except OSError:  # BrokenPipeError: the monitor is gone
+            os._exit(0)
+
+
+def _main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING)
+    _Server(sys.stdin.buffer, pipes.answers_stream()).run()
+
+
+if __name__ == "__main__":
+    # Run from the module under its own name, so that what it pickles (Fetched) is the
+    # monitor's collectors.kafka_consumer.Fetched, not __main__.Fetched.
+    from collectors.kafka_consumer import _main as main
+
+    main()
