@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
 from bisect import bisect_right
@@ -71,7 +70,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "kafka"
 CLOUDEVENTS_JSON = "application/cloudevents"
-SWITCH_INTERVAL_SECONDS = 0.001
 BATCHES_AHEAD = 1  # poll batches waiting to be applied, besides the one being applied
 # Headers added to a message copied to the dead-letter topic.
 REASON_HEADER, ERROR_HEADER, ORIGIN_HEADER = "monitor-reason", "monitor-error", "monitor-origin"
@@ -293,11 +291,6 @@ class KafkaCollector:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        # kafka-python's network thread reads a fetch response 4 KB per recv() and needs the
-        # interpreter lock after each: at Python's default 5 ms switch interval it queues behind
-        # this thread's batch work, and the next poll waits for its data. At 1 ms the consumer
-        # applied ~13% more one-record messages per second (benchmarks/ingest_kafka.py).
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self._thread = threading.Thread(target=self._run, name="kafka-collector", daemon=True)
         self._thread.start()
 

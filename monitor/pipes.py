@@ -12,6 +12,7 @@ its stdin closes (the monitor exited, even by SIGKILL).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import struct
@@ -22,13 +23,20 @@ from typing import Any, BinaryIO
 
 _LENGTH = struct.Struct("<Q")
 _HEADER = struct.Struct("<QI")
+# A pipe holds 64 KB by default: a poll batch or a window of a MB or two then crosses in
+# dozens of writes and reads, and the reader needs the interpreter lock after each one.
+# Linux lets a process raise its pipes to /proc/sys/fs/pipe-max-size (1 MB by default).
+PIPE_BYTES = 1 << 20
 
 
 def start_child(module: str) -> subprocess.Popen[bytes]:
     """``python -m module`` with pipes for its stdin and stdout (its stderr is ours)."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment()
     )
+    for stream in (process.stdin, process.stdout):
+        _enlarge(stream)
+    return process
 
 
 def answers_stream() -> BinaryIO:
@@ -56,6 +64,16 @@ def read(stream: BinaryIO) -> Any:
     data = _read_exactly(stream, size)
     buffers = [_read_exactly(stream, _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0]) for _ in range(count)]
     return pickle.loads(data, buffers=buffers)
+
+
+def _enlarge(stream: BinaryIO | None) -> None:
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if stream is None or set_size is None:
+        return
+    try:
+        fcntl.fcntl(stream.fileno(), set_size, PIPE_BYTES)
+    except OSError:  # a lower pipe-max-size, or the user's pipe quota is spent: the default works too
+        pass
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytearray:
