@@ -28,6 +28,7 @@ group: the monitor stops it in order (last batch applied, checkpoint, commit, cl
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from monitor import pipes
+from monitor.logs import JsonLineFormatter, log_config
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,11 @@ class ConsumerProcess:
         self._highwaters: dict[TopicPartition, int | None] = {}
         # Seconds since the group coordinator last answered a heartbeat, as of the last poll.
         self.heartbeat_age: float | None = None
+        # The child logs to the same stderr, in this process's format and at its level.
+        root = logging.getLogger()
+        log_format = "json" if any(isinstance(h.formatter, JsonLineFormatter) for h in root.handlers) else "text"
         try:
-            self._call("start", options, logging.getLogger("kafka").getEffectiveLevel())
+            self._call("start", options, log_format, logging.getLevelName(root.getEffectiveLevel()))
         except BaseException:
             self._end()
             raise
@@ -221,8 +226,8 @@ class _Server:
         try:
             value = None
             if kind == "start":
-                options, level = args
-                logging.getLogger("kafka").setLevel(level)
+                options, log_format, level = args
+                logging.config.dictConfig(log_config(log_format, level))
                 self.consumer = KafkaConsumer(**options)
             else:
                 consumer = self.consumer
@@ -263,7 +268,6 @@ class _Server:
 def _main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING)
     _Server(sys.stdin.buffer, pipes.answers_stream()).run()
 
 
