@@ -233,7 +233,8 @@ class Server:
 # -- client -------------------------------------------------------------------------------
 def process_cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads) and of its live child processes (the
-    service's window-evaluation child), so that work moved to a child still counts."""
+    service's evaluation and Kafka consumer children), so that work moved to a child still
+    counts."""
     return sum(_own_cpu_seconds(p) for p in [pid, *_children(pid)])
 
 

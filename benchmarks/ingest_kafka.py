@@ -28,8 +28,9 @@ that a drift in machine load hits both alike):
 
 Rates are records per second from the first record seen to the last (the consumer-group
 join before the first record is not counted: it is a once-per-start cost). The service's
-CPU time (utime + stime from /proc, its window-evaluation child included) per 1,000
-records is reported too: on a shared machine it is steadier than wall-clock rates.
+CPU time per 1,000 records (utime + stime from /proc, its evaluation and Kafka consumer
+children included) is reported too: on a shared machine it is steadier than wall-clock
+rates.
 Targets: service >= 0.7 x bare with one record per message; service >= 100,000
 records/s with 100 records per message. Exit status 0 when both pass, 1 otherwise.
 ``--quick`` is a smoke run with small topics.

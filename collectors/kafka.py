@@ -120,7 +120,7 @@ def decode_document(document: Any, value: bytes, received_at: float, limits: Lim
         limit = limits.max_items_per_request
         message = f"{len(items)} records in one message; at most {limit} (limits.max_items_per_request)"
         return Decoded(rejections=[Rejection(0, "", Reason.TOO_MANY, message, _text(value))])
-    if not _plain_records(items):
+    if not _objects_with_timestamps(items):
         for item in items:
             if type(item) is dict and "timestamp" not in item:
                 item["timestamp"] = received_at
@@ -181,8 +181,8 @@ def _decode_all(values: list[bytes | None]) -> list[Any] | None:
         return None
 
 
-def _plain_records(documents: list[Any]) -> bool:
-    """Each decoded message is one record of ours with its timestamp: taken as they are."""
+def _objects_with_timestamps(documents: list[Any]) -> bool:
+    """Every one a JSON object with a ``timestamp``: records of ours to take as they are."""
     return set(map(type, documents)) == {dict} and all(map(dict.__contains__, documents, repeat("timestamp")))
 
 
@@ -416,7 +416,7 @@ class KafkaCollector:
         for tp, part in batch.items():
             # Every value decoded in one C-level pass, unless one is not JSON or has headers.
             documents = None if part.headers else _decode_all(part.values)
-            if documents is not None and _plain_records(documents):  # the usual partition
+            if documents is not None and _objects_with_timestamps(documents):  # the usual partition
                 origins.add(len(items), part)
                 items.extend(documents)
                 fed = set(map(dict.get, documents, repeat("model")))
