@@ -17,11 +17,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from collectors import cloudevents
 from collectors.body import JSON_TYPES, NDJSON_TYPES, decode_json, decode_ndjson, media_type, read_body
 from monitor.auth import require
+from monitor.availability import require_store
 from monitor.pipeline import IngestResult
 from monitor.records import Rejection
 from monitor.responses import JSONResponse
 
 router = APIRouter(tags=["ingest"])
+# The token first, then the store: a caller without a valid token learns nothing, not even
+# that the store is down (503 + Retry-After while it is: monitor.availability).
+INGEST_DEPENDENCIES = [Depends(require("ingest")), Depends(require_store)]
 SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 RECORD_SCHEMA: dict[str, Any] = {
@@ -77,7 +81,7 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 @router.post(
     "/v1/records",
     summary="Ingest records (JSON object, JSON array or NDJSON)",
-    dependencies=[Depends(require("ingest"))],
+    dependencies=INGEST_DEPENDENCIES,
     response_class=JSONResponse,
     responses={
         200: {"description": "Some or all items accepted", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
@@ -125,7 +129,7 @@ async def post_records(request: Request) -> JSONResponse:
 @router.post(
     "/v1/cloudevents",
     summary="Ingest CloudEvents from model servers' payload loggers (KServe, Seldon)",
-    dependencies=[Depends(require("ingest"))],
+    dependencies=INGEST_DEPENDENCIES,
     response_class=JSONResponse,
     responses={
         200: {"description": "Some or all events accepted", "content": {"application/json": {"schema": RESULT_SCHEMA}}},

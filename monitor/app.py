@@ -39,7 +39,6 @@ from monitor.availability import (
     RetryBuffer,
     StoreMetrics,
     add_store_error_handlers,
-    require_store,
 )
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.references import load_references, reference_saver
@@ -278,8 +277,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.state.kafka = None
     app.state.tokens = TokenChecker(settings.auth)
     app.add_middleware(RequestTimer, metrics=metrics)
-    # Ingestion answers 503 + Retry-After while the store is unreachable (monitor.availability).
-    app.include_router(http.router, dependencies=[Depends(require_store)], responses=STORE_UNAVAILABLE_RESPONSE)
+    app.include_router(http.router, responses=STORE_UNAVAILABLE_RESPONSE)
     app.include_router(api_models.router)
     app.include_router(api_alerts.router)
     app.include_router(api_webhooks.router)

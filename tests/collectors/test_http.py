@@ -174,6 +174,17 @@ def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert http.get("/metrics", headers={"authorization": "Bearer admin-secret"}).status_code == 200
 
 
+def test_a_caller_without_a_token_learns_nothing_of_the_store(tmp_path: Path) -> None:
+    tokens = {"tokens": [{"name": "server", "token": "ingest-secret", "scopes": ["ingest"]}]}
+    # No ping during the test: it would mark the store up again.
+    with client(settings(tmp_path, auth=tokens, storage={"flush_interval_seconds": 3600})) as (http, _):
+        http.app.state.store.mark_down("a test says so")
+        for path in ("/v1/records", "/v1/cloudevents"):
+            assert http.post(path, json=car_loan_record(0)).status_code == 401, path
+        r = http.post("/v1/records", json=car_loan_record(0), headers={"authorization": "Bearer ingest-secret"})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+
+
 def test_auth_off_everything_open(tmp_path: Path) -> None:
     with client(settings(tmp_path)) as (http, _):
         assert http.get("/v1/dead-letters").status_code == 200
