@@ -47,6 +47,7 @@ import time
 from bisect import bisect_right
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -396,7 +397,7 @@ class KafkaCollector:
         allows, forget the rest, then leave the group."""
         try:
             self._applied()
-            self._checkpoint(consumer)
+            self._checkpoint(consumer, handed=set(self._owned))
         except Exception as exc:  # the store is down, most likely: said once more, without a traceback
             log.warning("final Kafka checkpoint failed (%s): what came after the last one will be read again", exc)
         self._forget(set(self._positions) | {tp for tps in self._owned.values() for tp in tps})
@@ -540,20 +541,23 @@ class KafkaCollector:
         return self._producer
 
     # -- checkpoints and rebalances ---------------------------------------------------------------
-    def _checkpoint(self, consumer: ConsumerProcess) -> None:
+    def _checkpoint(self, consumer: ConsumerProcess, handed: set[str]) -> None:
         """Write the touched models' state with the offsets, then commit those to Kafka
         (on the consumer thread, with nothing handed over still running)."""
         self._last_checkpoint = time.monotonic()
-        self._save_checkpoint()
+        self._save_checkpoint(handed)
         self._commit(consumer)
 
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, handed: AbstractSet[str] = frozenset()) -> None:
         """Write the touched models' state with the offsets in one transaction; the offsets
-        then wait for :meth:`_commit`."""
+        then wait for :meth:`_commit`. The ``handed`` models (leaving this instance) are
+        written whether touched or not, with their predictions awaiting labels."""
         offsets = {tp: pos for tp, pos in self._positions.items() if self._checkpointed_positions.get(tp) != pos}
-        if not offsets and not self._dirty:
+        if not offsets and not self._dirty and not handed:
             return
-        states = self.pipeline.checkpoint(self._dirty)
+        states = self.pipeline.checkpoint(self._dirty - handed)
+        if handed:
+            states.update(self.pipeline.checkpoint(handed, handover=True))
         if self._producer is not None:  # dead-letter copies are out before their offsets are behind us
             self._producer.flush(timeout=10)
         try:
@@ -589,9 +593,10 @@ class KafkaCollector:
     def _revoked(self, consumer: ConsumerProcess, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        leaving = {model for model, tps in self._owned.items() if tps <= revoked}  # released by _forget below
         try:
             self._applied()
-            self._checkpoint(consumer)
+            self._checkpoint(consumer, handed=leaving)
         except Exception as exc:
             log.warning(
                 "checkpoint before giving up partitions failed (%s): the next owner reads again from the last one", exc

@@ -6,15 +6,17 @@ window; closed windows have already been evaluated and published) and the partia
 still waiting in the join buffer for their other part. Restoring it and reading on from
 those offsets gives the same state as if the process had never stopped.
 
-Not in a checkpoint, on purpose:
+The label buffer (recent predictions awaiting delayed labels, up to 200,000 entries) is in
+the checkpoints written when the model is handed over (partitions given up, or the
+instance stopping), not in the periodic ones: writing it every second would cost more than
+it saves. So labels keep finding their predictions across rebalances and restarts; after a
+crash the next owner restores a periodic checkpoint, without the buffer, and labels for
+predictions made before it are counted as unmatched (``monitor_labels_unmatched_total``).
+Exactly-once counting does not need it either way: the buffer of a checkpoint holds the
+predictions up to its offsets, and only messages after them are read again.
 
-* the label buffer (recent predictions awaiting delayed labels, up to 200,000 entries):
-  writing it every second would cost more than it saves. After a restart or a handover
-  (and when a model goes back to its checkpoint, the pipeline drops the model's entries so
-  that records read again are not taken for duplicates), labels for predictions made before
-  are counted as unmatched (``monitor_labels_unmatched_total``). Exactly-once counting does
-  not need it: only messages after the checkpoint are read again.
-* a warm-up in progress (a reference being built from the first records): it restarts.
+Not in a checkpoint: a warm-up in progress (a reference being built from the first
+records); it restarts.
 
 What result sinks keep per model (the alert engine's states) is in it too: the next owner
 of the model goes on with the same alert episodes, so an alert fires once.
@@ -58,9 +60,15 @@ def scoped_sinks(sinks: Iterable[object]) -> dict[str, ModelScopedSink]:
     return {type(sink).__name__: sink for sink in sinks if hasattr(sink, "model_state")}  # type: ignore[misc]
 
 
-def dump_model(state: ModelState, partials: list[Pending], sinks: Mapping[str, ModelScopedSink]) -> bytes:
-    """Serialise ``state`` (its pending records already fed), its buffered partial records
-    and what ``sinks`` keep for it."""
+def dump_model(
+    state: ModelState,
+    partials: list[Pending],
+    sinks: Mapping[str, ModelScopedSink],
+    awaiting: list[list[Any]] | None = None,
+) -> bytes:
+    """Serialise ``state`` (its pending records already fed), its buffered partial records,
+    what ``sinks`` keep for it and, for a handover, its predictions awaiting labels
+    (:meth:`monitor.joins.LabelBuffer.entries_of`)."""
     header: dict[str, Any] = {
         "kind": "model_state",
         "format_version": FORMAT_VERSION,
@@ -70,14 +78,19 @@ def dump_model(state: ModelState, partials: list[Pending], sinks: Mapping[str, M
         "partials": [[{f: getattr(p.record, f) for f in _RECORD_FIELDS}, p.arrived] for p in partials],
         "sinks": {name: json_safe(sink.model_state(state.name)) for name, sink in sinks.items()},
     }
+    if awaiting is not None:
+        header["awaiting"] = json_safe(awaiting)
     arrays = {}
     if state.detector is not None:
         arrays["detector"] = np.frombuffer(state.detector.to_bytes(), np.uint8)
     return pack(header, arrays)
 
 
-def load_model(state: ModelState, data: bytes, sinks: Mapping[str, ModelScopedSink]) -> list[Pending]:
-    """Put a checkpoint back into ``state`` and ``sinks``; returns the partial records to re-buffer.
+def load_model(
+    state: ModelState, data: bytes, sinks: Mapping[str, ModelScopedSink]
+) -> tuple[list[Pending], list[list[Any]]]:
+    """Put a checkpoint back into ``state`` and ``sinks``; returns the partial records to
+    re-buffer and the predictions awaiting labels (none unless it was a handover).
 
     Windows come back only if the checkpoint was taken against the reference now active:
     after a reference change the model starts new windows (and says so), as it would have
@@ -101,7 +114,8 @@ def load_model(state: ModelState, data: bytes, sinks: Mapping[str, ModelScopedSi
     saved = header.get("sinks", {})
     for name, sink in sinks.items():
         sink.restore_model(state.name, saved.get(name, []))
-    return [Pending(Record(**fields), float(arrived)) for fields, arrived in header["partials"]]
+    partials = [Pending(Record(**fields), float(arrived)) for fields, arrived in header["partials"]]
+    return partials, header.get("awaiting", [])
 
 
 def reset_model(state: ModelState, sinks: Mapping[str, ModelScopedSink]) -> None:

@@ -14,7 +14,7 @@ caller, which counts it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import itemgetter, not_
@@ -205,6 +205,27 @@ class LabelBuffer:
         flags = repeat(False) if labelled is None else labelled
         awaiting.update(zip(keys, zip(predictions, timestamps, repeat(now), flags, strict=False), strict=True))
         self._order.extend(keys)
+        excess = len(awaiting) - self.capacity
+        return self._drop_oldest(excess) if excess > 0 else []
+
+    def entries_of(self, model: str) -> list[list[Any]]:
+        """``model``'s entries, oldest first, as ``[id, prediction, timestamp, arrived,
+        labelled]`` lists (for a checkpoint; :meth:`put_back` takes them)."""
+        awaiting = self._awaiting
+        return [[key[1], *awaiting[key]] for key in self._order[self._head :] if key[0] == model]
+
+    def put_back(self, model: str, entries: Iterable[Sequence[Any]]) -> list[Key]:
+        """Take back entries of :meth:`entries_of` (``model``'s own removed first). They go
+        before every other entry, as the oldest: expiry and eviction take them first.
+        Returns the keys of unlabelled entries evicted to stay within the capacity."""
+        awaiting = self._awaiting
+        keys = []
+        for name, prediction, timestamp, arrived, labelled in entries:
+            key = (model, name)
+            if key not in awaiting:
+                awaiting[key] = (prediction, float(timestamp), float(arrived), bool(labelled))
+                keys.append(key)
+        self._order[self._head : self._head] = keys
         excess = len(awaiting) - self.capacity
         return self._drop_oldest(excess) if excess > 0 else []
 

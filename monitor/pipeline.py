@@ -270,10 +270,12 @@ class Pipeline:
         return len(self._joins)
 
     # -- checkpoints (the Kafka collector) -------------------------------------------------
-    def checkpoint(self, models: Iterable[str]) -> dict[str, bytes]:
+    def checkpoint(self, models: Iterable[str], *, handover: bool = False) -> dict[str, bytes]:
         """The state of ``models`` as bytes: pending records are fed to the detectors and
         the windows that closed are evaluated and published first, so a checkpoint never
-        holds a window that closed but was not evaluated."""
+        holds a window that closed but was not evaluated. A ``handover`` checkpoint holds
+        the models' predictions awaiting labels too (monitor/checkpoints.py says why only
+        that one)."""
         names = [name for name in models if name in self.models]
         with self._lock:
             for name in names:
@@ -281,7 +283,13 @@ class Pipeline:
         self.evaluator.settle()
         sinks = scoped_sinks(self._sinks)
         with self._lock:
-            return {name: dump_model(self.models[name], self._joins.of_model(name), sinks) for name in names}
+            return {
+                name: dump_model(
+                    self.models[name], self._joins.of_model(name), sinks,
+                    self._labels.entries_of(name) if handover else None,
+                )  # fmt: skip
+                for name in names
+            }
 
     def restore(self, model: str, data: bytes) -> None:
         """Replace ``model``'s state with a checkpoint (taken here or by another instance)."""
@@ -289,12 +297,15 @@ class Pipeline:
             if model not in self.models:
                 self._register(model)
             self._joins.remove_model(model)
-            self._labels.remove_model(model)  # not in a checkpoint: see monitor/checkpoints.py
+            self._labels.remove_model(model)  # the checkpoint's own, if any, replace them
             routed = _Routed()
-            for old in self._joins.put_back(load_model(self.models[model], data, scoped_sinks(self._sinks))):
+            partials, awaiting = load_model(self.models[model], data, scoped_sinks(self._sinks))
+            for old in self._joins.put_back(partials):
                 self.metrics.join_evicted.labels(old.model).inc()
                 self._delta(old.model, PIPELINE_SOURCE, "evicted")
                 self._release(old, routed)
+            for lost in self._labels.put_back(model, awaiting):
+                routed.labels_lost[lost[0]] += 1
             self._deliver(routed)
 
     def release(self, model: str) -> None:

@@ -137,6 +137,8 @@ class ServiceProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.process.kill()  # not left running behind the failed test
+        self.process.wait(10)
         raise TimeoutError(f"service not ready after {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:

@@ -172,17 +172,40 @@ def test_a_consumer_process_killed_mid_way_is_replaced_and_counts_stay_exact(
     broker: KafkaBroker, tmp_path: Path
 ) -> None:
     broker.create_topic("consumer-killed", 3)
-    broker.produce("consumer-killed", record_messages(0, 20_000))
+    broker.produce("consumer-killed", record_messages(0, 50_000))
     config = service_config(tmp_path, broker, "consumer-killed")
     with ServiceProcess(tmp_path, config) as service:
         wait_for(lambda: sum(owned_counts([service]).values()) >= 6_000, 60, "6,000 records counted")
         consumer = consumer_process(service)
         os.kill(consumer, signal.SIGKILL)
-        expected = expected_per_model(20_000)
+        # The monitor checkpoints, forgets its state and starts a new consumer, which gets the
+        # partitions once the dead one's membership lapses; then the state is restored.
+        wait_for(lambda: service.log().count("collectors.kafka: assigned") == 2, 60, "the partitions assigned again")
+        assert "the Kafka consumer process is gone" in service.log()
+        assert consumer_process(service) != consumer
+        expected = expected_per_model(50_000)
         wait_for_counts([service], expected)
         assert_windows_consistent(service, expected)
-        assert consumer_process(service) != consumer
-        assert "the Kafka consumer process is gone" in service.log()
+
+
+def test_labels_after_a_restart_find_the_predictions_made_before_it(broker: KafkaBroker, tmp_path: Path) -> None:
+    broker.create_topic("labels", 3)
+    broker.produce("labels", record_messages(0, 3_000))
+    config = service_config(tmp_path, broker, "labels")
+    with ServiceProcess(tmp_path, config) as service:
+        wait_for_counts([service], expected_per_model(3_000))
+        service.stop()  # SIGTERM: the models are handed over, with their predictions awaiting labels
+    labels = [
+        (i % 3, f"m{i % 3}".encode(), orjson.dumps({"model": f"m{i % 3}", "id": f"r{i}", "label": i % 2}), [])
+        for i in range(0, 3_000, 2)
+    ]
+    broker.produce("labels", labels)
+    with ServiceProcess(tmp_path, config) as restarted:
+        wait_for(lambda: sum(m["labelled"] for m in models_of(restarted).values()) == 1_500, 60, "1,500 labels")
+        time.sleep(1.0)  # and no more
+        models = models_of(restarted)
+        assert {name: m["labelled"] for name, m in models.items()} == {"m0": 500, "m1": 500, "m2": 500}
+        assert {name: m["records"] for name, m in models.items()} == expected_per_model(3_000)
 
 
 def test_a_rebalance_while_records_flow_loses_and_duplicates_nothing(broker: KafkaBroker, tmp_path: Path) -> None:

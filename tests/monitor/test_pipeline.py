@@ -327,3 +327,54 @@ def test_label_buffer_keeps_arrival_order_through_evictions_and_expiry() -> None
             assert buffer.expire(now) == want
         assert list(buffer._awaiting.items()) == list(model.items()) and len(buffer) == len(model)
         assert buffer.get(keys[0]) == model[keys[0]] and not buffer.all_new(keys[:1])
+
+
+def test_a_handover_checkpoint_carries_the_predictions_awaiting_labels(clock: Clock) -> None:
+    before, _, _ = make(clock)
+    before.ingest([complete(i) for i in range(10)], [], "kafka")
+    before.ingest([label(0)], [], "kafka")
+    handover = before.checkpoint(["m"], handover=True)["m"]
+    periodic = before.checkpoint(["m"])["m"]
+
+    after, registry, _ = make(clock)
+    after.restore("m", handover)
+    result = after.ingest([label(3), label(7), label(0), complete(5)], [], "kafka")
+    # 3 and 7 find their predictions; 0 was labelled already and complete(5) came before:
+    # both are duplicates, as they would have been without the handover.
+    assert result.duplicates == 2
+    assert value(registry, "monitor_labels_joined_total", model="m") == 2
+    assert after.models["m"].labelled == 1 + 2 and after.buffered == 0  # the count came with the checkpoint
+
+    crashed, registry, _ = make(clock)
+    crashed.restore("m", periodic)  # what the next owner reads after a crash: no buffer
+    assert crashed.ingest([label(3), complete(5)], [], "kafka").duplicates == 0
+    assert value(registry, "monitor_labels_joined_total", model="m") == 0 and crashed.buffered == 1
+
+
+def test_predictions_put_back_beyond_the_buffer_are_the_first_evicted(clock: Clock) -> None:
+    before, _, _ = make(clock)
+    before.ingest([complete(i) for i in range(10)], [], "kafka")
+    handover = before.checkpoint(["m"], handover=True)["m"]
+    after, registry, _ = make(clock, label_buffer_size=6)
+    after.restore("m", handover)  # 10 come back into room for 6: the 4 oldest are dropped
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m") == 4
+    after.ingest([label(3), label(4), label(9)], [], "kafka")
+    assert value(registry, "monitor_labels_joined_total", model="m") == 2 and after.buffered == 1
+
+
+def test_label_buffer_puts_a_models_entries_back_before_the_others() -> None:
+    from monitor.joins import LabelBuffer
+
+    buffer = LabelBuffer(capacity=5, ttl=50.0)
+    buffer.remember_values(("a", "1"), 1, 10.0, False, 10.0)
+    buffer.remember_values(("b", "1"), 0, 11.0, True, 11.0)
+    entries = buffer.entries_of("a")
+    assert entries == [["1", 1, 10.0, 10.0, False]]
+    buffer.remove_model("a")
+    buffer.remember_values(("c", "1"), 0, 12.0, False, 12.0)
+    assert buffer.put_back("a", [*entries, ["2", 0, 9.0, 9.0, False]]) == []
+    assert buffer._order[buffer._head :] == [("a", "1"), ("a", "2"), ("b", "1"), ("c", "1")]
+    assert buffer.get(("a", "1")) == (1, 10.0, 10.0, False)
+    # Over capacity, the entries put back are the oldest: the first to go.
+    assert buffer.put_back("z", [["1", 0, 1.0, 1.0, False], ["2", 0, 2.0, 2.0, True]]) == [("z", "1")]
+    assert len(buffer) == 5 and ("z", "2") in buffer
