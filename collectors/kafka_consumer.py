@@ -41,6 +41,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from monitor import pipes
+from monitor.gc_tuning import tune_garbage_collector
 from monitor.logs import JsonLineFormatter, log_config
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,7 @@ class _Server:
 def _main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tune_garbage_collector()
     _Server(sys.stdin.buffer, pipes.answers_stream()).run()
 
 

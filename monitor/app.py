@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import gc
 import logging
 import os
 import time
@@ -40,6 +39,7 @@ from monitor.availability import (
     StoreMetrics,
     add_store_error_handlers,
 )
+from monitor.gc_tuning import tune_garbage_collector
 from monitor.pipeline import DeadLetterItem, Pipeline
 from monitor.references import load_references, reference_saver
 from monitor.responses import JSONResponse
@@ -361,15 +361,3 @@ def app_from_environment() -> FastAPI:
     app = create_app(load_settings(path))
     tune_garbage_collector()
     return app
-
-
-def tune_garbage_collector() -> None:
-    """For a process that serves the monitor (``monitor serve`` and ``monitor consume``),
-    once its app is built.
-
-    Ingestion allocates many short-lived objects per record; at the default threshold
-    (700) the collector runs every few records and its full passes walk every buffered
-    object. Fewer, larger young collections cost ~15% less CPU at the same memory bound,
-    and freezing what start-up built (modules, references) keeps it out of every pass."""
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)

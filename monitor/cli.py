@@ -85,7 +85,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     from prometheus_client import start_http_server
 
-    from monitor.app import create_app, tune_garbage_collector
+    from monitor.app import create_app
+    from monitor.gc_tuning import tune_garbage_collector
 
     settings = _load(args.config)
     if not settings.kafka.topics:
