@@ -10,8 +10,9 @@ partition and so on one instance of the group.
 
 The guarantee, and how it is kept: a poll batch is applied to the window state, then the
 state of the models it touched is checkpointed *together with* the next offset of each
-partition in one database transaction (``monitor.store_checkpoints``), and only then are
-the offsets committed to Kafka (for lag tools; the database's offsets are the truth).
+partition (and what the batches added to ``record_counts``) in one database transaction
+(``monitor.store_checkpoints``), and only then are the offsets committed to Kafka (for lag
+tools; the database's offsets are the truth).
 
 * A crash (even ``kill -9``) loses at most what came after the last checkpoint, and
   exactly that is read again: on assignment the consumer seeks to the stored offsets, and
@@ -554,20 +555,25 @@ class KafkaCollector:
         written whether touched or not, with their predictions awaiting labels."""
         offsets = {tp: pos for tp, pos in self._positions.items() if self._checkpointed_positions.get(tp) != pos}
         if not offsets and not self._dirty and not handed:
-            return
+            return  # (counts come only from batches, which move an offset)
         states = self.pipeline.checkpoint(self._dirty - handed)
         if handed:
             states.update(self.pipeline.checkpoint(handed, handover=True))
         if self._producer is not None:  # dead-letter copies are out before their offsets are behind us
             self._producer.flush(timeout=10)
+        # What the batches applied so far counted, stored with their offsets: the records
+        # read again after a crash are then counted in record_counts once.
+        counts = self.pipeline.take_count_deltas(SOURCE)
         try:
             self.store.save_checkpoint(
                 self.config.group_id,
                 {(tp.topic, tp.partition): pos for tp, pos in offsets.items()},
                 states,
                 {model: [(tp.topic, tp.partition) for tp in self._owned.get(model, ())] for model in states},
+                counts,
             )
         except Exception:
+            self.pipeline.restore_count_deltas(counts)  # for the next checkpoint, or dropped by _forget
             self.metrics.kafka_checkpoints.labels("failed").inc()
             raise
         self.metrics.kafka_checkpoints.labels("written").inc()
@@ -616,6 +622,7 @@ class KafkaCollector:
             tps -= partitions
             if not tps:
                 self.pipeline.release(model)
+                self.pipeline.drop_count_deltas(model, SOURCE)  # not checkpointed: read again
                 del self._owned[model]
                 self._dirty.discard(model)
         for tp in partitions:

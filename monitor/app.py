@@ -30,6 +30,7 @@ from alerts.metrics import Metrics
 from alerts.publish import MetricsSink
 from alerts.sink import AlertSink
 from collectors import http
+from collectors.kafka import SOURCE as KAFKA_SOURCE
 from collectors.kafka import KafkaCollector
 from monitor import api_alerts, api_models, api_webhooks
 from monitor.auth import TokenChecker, require
@@ -109,9 +110,10 @@ def _store_dead_letters(buffer: RetryBuffer[DeadLetter], metrics: Metrics):
     return sink
 
 
-def flush_counts(pipeline: Pipeline, store: Store) -> None:
-    """Write the pipeline's count deltas to the store; on failure keep them for next time."""
-    deltas = pipeline.take_count_deltas()
+def flush_counts(pipeline: Pipeline, store: Store, *, besides: str | None = None) -> None:
+    """Write the pipeline's count deltas (of every source but ``besides``) to the store; on
+    failure keep them for next time."""
+    deltas = pipeline.take_count_deltas(besides=besides)
     if not deltas:
         return
     try:
@@ -168,7 +170,9 @@ async def _flush_waiting_writes(state: Any) -> None:
     """Writes kept while the store was unreachable, then the count deltas."""
     for buffer in state.retry_buffers:
         await asyncio.to_thread(buffer.flush)
-    await asyncio.to_thread(flush_counts, state.pipeline, state.store)
+    # The Kafka collector writes its counts with its checkpoints: see collectors/kafka.py.
+    besides = None if state.kafka is None else KAFKA_SOURCE
+    await asyncio.to_thread(lambda: flush_counts(state.pipeline, state.store, besides=besides))
 
 
 async def _housekeeping(app: FastAPI) -> None:

@@ -227,12 +227,23 @@ class Pipeline:
             for state in self.models.values():
                 state.feed()
 
-    def take_count_deltas(self) -> dict[tuple[str, str], dict[str, int]]:
-        """Counts added since the last call, keyed ``(model, source)``, for the store."""
+    def take_count_deltas(
+        self, source: str | None = None, *, besides: str | None = None
+    ) -> dict[tuple[str, str], dict[str, int]]:
+        """Counts added since they were last taken, keyed ``(model, source)``, for the
+        store: of every source, of ``source`` only, or of every source but ``besides``."""
         with self._lock:
-            deltas = {key: dict(value) for key, value in self._deltas.items()}
-            self._deltas.clear()
-        return deltas
+            keys = [
+                key for key in self._deltas
+                if (source is None or key[1] == source) and (besides is None or key[1] != besides)
+            ]  # fmt: skip
+            return {key: self._deltas.pop(key) for key in keys}
+
+    def drop_count_deltas(self, model: str, source: str) -> None:
+        """Forget what ``model`` counted from ``source`` since the counts were last taken:
+        those records will be read and counted again (Kafka, after a failed checkpoint)."""
+        with self._lock:
+            self._deltas.pop((model, source), None)
 
     def restore_count_deltas(self, deltas: dict[tuple[str, str], dict[str, int]]) -> None:
         """Put back deltas the store failed to write, so they go with the next flush."""

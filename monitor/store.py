@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from monitor import store_tables as t
 from monitor.store_alerts import AlertsStore
 from monitor.store_checkpoints import CheckpointStore
+from monitor.store_counts import CountDeltas, add_count_rows, count_rows
 from monitor.store_outbox import OutboxStore
 from monitor.store_results import ResultsStore
 from monitor.store_tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
@@ -406,40 +407,15 @@ class Store(ResultsStore, AlertsStore, OutboxStore, CheckpointStore):
 
     # -- record counts --------------------------------------------------------------
 
-    def add_counts(self, deltas: Mapping[tuple[str, str], Mapping[str, int]]) -> None:
+    def add_counts(self, deltas: CountDeltas) -> None:
         """Add increments to the counters of each ``(model, source)`` in one transaction."""
-        rows: list[dict[str, Any]] = []
-        # Sorted: concurrent PostgreSQL writers then lock rows in the same order and cannot deadlock.
-        for model, source in sorted(deltas):
-            increments = dict.fromkeys(t.COUNT_COLUMNS, 0)
-            for name, value in deltas[model, source].items():
-                if name not in increments:
-                    raise ValueError(
-                        f"add_counts {(model, source)}: unknown counter {name!r}; counters are {', '.join(t.COUNT_COLUMNS)}"
-                    )
-                if not isinstance(value, int) or value < 0:
-                    raise ValueError(
-                        f"add_counts {(model, source)}: {name} must be a non-negative integer, got {value!r}"
-                    )
-                increments[name] = value
-            if any(increments.values()):
-                rows.append({"model": model, "source": source, **increments})
+        rows = count_rows(deltas)
         if not rows:
             return
         now = time.time()
-
-        def work(conn: Connection) -> None:
-            for row in rows:
-                if t.upsert(conn, t.record_counts, {**row, "updated_at": now}, ("model", "source"), t.add_to_counts):
-                    continue
-                params = {f"add_{name}": row[name] for name in t.COUNT_COLUMNS}
-                updated = conn.execute(
-                    t.ADD_COUNTS, {**params, "key_model": row["model"], "key_source": row["source"], "now": now}
-                )
-                if updated.rowcount == 0:
-                    conn.execute(sa.insert(t.record_counts), {**row, "updated_at": now})
-
-        self._write_retrying(work, f"adding record counts for {len(rows)} (model, source) keys")
+        self._write_retrying(
+            lambda conn: add_count_rows(conn, rows, now), f"adding record counts for {len(rows)} (model, source) keys"
+        )
 
     def counts(self) -> dict[tuple[str, str], dict[str, int]]:
         """Every ``(model, source)`` with its counters."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from monitor import store_tables as t
+from monitor.store_counts import CountDeltas, add_count_rows, count_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -38,12 +39,15 @@ class CheckpointStore:
         offsets: Mapping[TopicPartitionKey, int],
         states: Mapping[str, bytes],
         sources: Mapping[str, Iterable[TopicPartitionKey]],
+        counts: CountDeltas | None = None,
     ) -> None:
         """Store ``offsets`` (next offset to read, per ``(topic, partition)``) and ``states``
         (per model, with the partitions that fed it in ``sources``) together, replacing
-        what the group had for those keys."""
+        what the group had for those keys, and add ``counts`` (what was counted up to
+        those offsets, as :meth:`Store.add_counts` takes them) to ``record_counts``."""
         now = time.time()
         o, m = t.kafka_offsets.c, t.model_checkpoints.c
+        count_increments = count_rows(counts or {})
 
         def work(conn: Connection) -> None:
             # Sorted keys: concurrent writers lock rows in one order and cannot deadlock.
@@ -64,6 +68,7 @@ class CheckpointStore:
                 values = {"state": state, "sources": fed_by, "updated_at": now}
                 if conn.execute(sa.update(t.model_checkpoints).where(key).values(**values)).rowcount == 0:
                     conn.execute(sa.insert(t.model_checkpoints).values(group_id=group, model=model, **values))
+            add_count_rows(conn, count_increments, now)
 
         self._write_retrying(work, f"saving the Kafka checkpoint of group {group!r}")
 

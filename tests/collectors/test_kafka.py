@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -93,6 +94,12 @@ def wait_for_counts(services: list[ServiceProcess], expected: dict[str, int], ti
     raise AssertionError(f"counts {counts} never reached {expected}:\n" + "\n".join(s.log()[-3000:] for s in services))
 
 
+def stored_counts(tmp_path: Path) -> dict[str, int]:
+    """Records accepted from Kafka per model, in the ``record_counts`` table."""
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        return dict(db.execute("SELECT model, accepted FROM record_counts WHERE source = 'kafka'").fetchall())
+
+
 def consumer_process(service: ServiceProcess) -> int:
     """The pid of the service's Kafka consumer process (collectors.kafka_consumer)."""
     assert service.process is not None
@@ -166,6 +173,9 @@ def test_an_instance_killed_mid_way_and_restarted_ends_with_exact_counts(broker:
         expected = expected_per_model(50_000)
         wait_for_counts([restarted], expected)
         assert_windows_consistent(restarted, expected)
+        # record_counts too: what the killed process counted after its last checkpoint is
+        # not in the table, and was counted again by the restarted one.
+        wait_for(lambda: stored_counts(tmp_path) == expected, 10, "record_counts to be checkpointed")
 
 
 def test_a_consumer_process_killed_mid_way_is_replaced_and_counts_stay_exact(

@@ -162,6 +162,22 @@ def test_rejections_are_counted_and_dead_lettered(clock: Clock) -> None:
     assert pipeline.take_count_deltas() == deltas
 
 
+def test_count_deltas_are_taken_by_source(clock: Clock) -> None:
+    # The Kafka collector writes its own with its checkpoints; the periodic flush the rest.
+    def accepted(deltas: dict[tuple[str, str], dict[str, int]]) -> dict[tuple[str, str], int]:
+        return {key: counts["accepted"] for key, counts in deltas.items() if counts["accepted"]}
+
+    pipeline, _, _ = make(clock)
+    pipeline.ingest([complete(1), complete(2)], [], "kafka")
+    pipeline.ingest([complete(3)], [], "http")
+    assert accepted(pipeline.take_count_deltas(besides="kafka")) == {("m", "http"): 1}
+    pipeline.ingest([complete(4)], [], "http")
+    assert accepted(pipeline.take_count_deltas("kafka")) == {("m", "kafka"): 2}
+    pipeline.ingest([complete(5)], [], "kafka")
+    pipeline.drop_count_deltas("m", "kafka")  # a checkpoint failed: those records are read again
+    assert accepted(pipeline.take_count_deltas()) == {("m", "http"): 1}
+
+
 # -- ingest_items: validation and ingestion of decoded items, columnar for batches ---------
 def _item(model: str, i: int | None, **extra) -> dict:
     item = {
