@@ -188,6 +188,15 @@ def _objects_with_timestamps(documents: list[Any]) -> bool:
     return set(map(type, documents)) == {dict} and all(map(dict.__contains__, documents, repeat("timestamp")))
 
 
+def _stamp(records: list[dict[str, Any]], timestamps: list[int]) -> None:
+    """One record per message: those without a ``timestamp`` get their message's, as
+    :func:`decode_document` gives them."""
+    if not all(map(dict.__contains__, records, repeat("timestamp"))):
+        for record, timestamp in zip(records, timestamps, strict=True):
+            if "timestamp" not in record:
+                record["timestamp"] = _epoch_seconds(timestamp)
+
+
 def _models(items: list[Any]) -> Iterable[Any]:
     """The ``model`` of each decoded item that is an object."""
     if set(map(type, items)) == {dict}:
@@ -418,7 +427,8 @@ class KafkaCollector:
         for tp, part in batch.items():
             # Every value decoded in one C-level pass, unless one is not JSON or has headers.
             documents = None if part.headers else _decode_all(part.values)
-            if documents is not None and _objects_with_timestamps(documents):  # the usual partition
+            if documents is not None and set(map(type, documents)) == {dict}:  # the usual partition
+                _stamp(documents, part.timestamps)
                 origins.add(len(items), part)
                 items.extend(documents)
                 fed = set(map(dict.get, documents, repeat("model")))

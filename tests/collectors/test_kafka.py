@@ -47,9 +47,7 @@ def service_config(tmp_path: Path, broker: KafkaBroker, topic: str, **kafka: Any
 
 def record_messages(start: int, stop: int, seed: int = 0) -> Iterator[tuple[int, bytes, bytes, list]]:
     """Records i in [start, stop): model m{i % 3} on partition i % 3, keyed by model. Those
-    of m2 have no timestamp (they get the message's), so that the collector's two ways
-    through a partition's messages both take part: all in one pass when every message is
-    one record with its timestamp, else message by message."""
+    of m2 have no timestamp: they get their message's."""
     rng = random.Random(seed * 1_000_003 + start)
     for i in range(start, stop):
         p = i % 3
