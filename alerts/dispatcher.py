@@ -1,6 +1,6 @@
 """Sends the webhook outbox: a background thread that POSTs due deliveries and records each attempt.
 
-Every ~``poll_seconds`` the thread claims due deliveries (:meth:`~monitor.store_outbox.OutboxStore.claim_due`)
+Every ~``poll_seconds`` the thread claims due deliveries (:meth:`~monitor.store.outbox.OutboxStore.claim_due`)
 and sends them one by one with the headers::
 
     Content-Type: application/json
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from alerts.metrics import Metrics
 from alerts.webhooks import WebhookConfig, WebhookEnvError, expand_headers, secret, signature
+from monitor.metrics import Metrics
 
 if TYPE_CHECKING:
-    from monitor.store import Store
+    from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Prometheus alerting rules on the metrics of :mod:`alerts.metrics`, built as data and rendered as YAML.
+"""Prometheus alerting rules on the metrics of :mod:`monitor.metrics`, built as data and rendered as YAML.
 
 For teams that alert from Prometheus and Alertmanager. ``monitor rules export`` prints
 :func:`render`; the shipped ``alerts/prometheus/monitor-alerts.yml`` is its output (a test keeps
@@ -31,7 +31,7 @@ import yaml
 # --runbook-base URL` points the links at a fork or an internal wiki instead.
 RUNBOOK_BASE = "https://github.com/OWNER/model-monitor/blob/main/README.md"
 GROUP = "monitor"
-# Unknown-model traffic counts under this label value (alerts.metrics.UNKNOWN_MODEL); it is
+# Unknown-model traffic counts under this label value (monitor.metrics.UNKNOWN_MODEL); it is
 # not a model, so "no traffic" makes no sense for it. Kept literal: this module renders text.
 UNKNOWN_MODEL = "_unknown"
 

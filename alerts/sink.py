@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from alerts.engine import AlertEngine, AlertState, Transition
-from alerts.metrics import Metrics
 from alerts.rules import AlertRuleConfig
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
+from monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class AlertSink:
             if transitions:
                 self._update_gauge()
 
-    # -- a model's alert states travel with its checkpoint (monitor/checkpoints.py) -------------
+    # -- a model's alert states travel with its checkpoint (monitor/model_snapshots.py) -------------
     def model_state(self, model: str) -> list[dict[str, Any]]:
         with self._lock:
             return [state.to_dict() for state in self.engine.alerts(model=model)]

@@ -2,7 +2,7 @@
 
 A webhook (``alerts: webhooks: [...]`` in the YAML config) is called when an alert of a
 covered rule and model enters a state listed in ``on``. The body is rendered once, when
-the transition is stored (:mod:`monitor.store_outbox`), and sent unchanged on every
+the transition is stored (:mod:`monitor.store.outbox`), and sent unchanged on every
 attempt by :mod:`alerts.dispatcher`, so its signature and ``Idempotency-Key`` are stable.
 
 Templates:

@@ -75,8 +75,8 @@ from detectors.evaluation import evaluate_window  # noqa: E402
 from detectors.model import DetectorSettings, ModelDetector, WindowPolicy  # noqa: E402
 from detectors.reference import ReferenceProfile  # noqa: E402
 from detectors.stats import adjust_pvalues  # noqa: E402
-from detectors.window import WindowLayout, WindowState  # noqa: E402
-from detectors.windowing import TumblingCountWindows  # noqa: E402
+from detectors.windows.policies import TumblingCountWindows  # noqa: E402
+from detectors.windows.state import WindowLayout, WindowState  # noqa: E402
 
 NUMERIC = [f"x{i:02d}" for i in range(20)]
 CATEGORICAL = [f"c{i}" for i in range(5)]

@@ -16,15 +16,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from collectors import cloudevents
 from collectors.body import JSON_TYPES, NDJSON_TYPES, decode_json, decode_ndjson, media_type, read_body
-from monitor.auth import require
-from monitor.availability import require_store
+from monitor.api.auth import require
+from monitor.api.availability import require_store
+from monitor.api.responses import JSONResponse
 from monitor.pipeline import IngestResult
 from monitor.records import Rejection
-from monitor.responses import JSONResponse
 
 router = APIRouter(tags=["ingest"])
 # The token first, then the store: a caller without a valid token learns nothing, not even
-# that the store is down (503 + Retry-After while it is: monitor.availability).
+# that the store is down (503 + Retry-After while it is: monitor.api.availability).
 INGEST_DEPENDENCIES = [Depends(require("ingest")), Depends(require_store)]
 SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 

@@ -11,7 +11,7 @@ partition and so on one instance of the group.
 The guarantee, and how it is kept: a poll batch is applied to the window state, then the
 state of the models it touched is checkpointed *together with* the next offset of each
 partition (and what the batches added to ``record_counts``) in one database transaction
-(``monitor.store_checkpoints``), and only then are the offsets committed to Kafka (for lag
+(``monitor.store.kafka_checkpoints``), and only then are the offsets committed to Kafka (for lag
 tools; the database's offsets are the truth).
 
 * A crash (even ``kill -9``) loses at most what came after the last checkpoint, and
@@ -59,14 +59,14 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
-from alerts.metrics import Metrics
 from collectors import cloudevents
 from collectors.body import json_error
 from collectors.kafka_consumer import ConsumerProcess, Fetched, Message
+from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
 from monitor.records import Reason, Record, Rejection, Validator
 from monitor.settings import KafkaConfig, LimitsConfig
-from monitor.store import Store
+from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
 

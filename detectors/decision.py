@@ -61,9 +61,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from detectors import stats as st
-from detectors.results import TestResult
 from detectors.stats._validation import as_counts, check_alpha, check_threshold
 from detectors.stats.multiple_testing import CORRECTIONS, Correction
+from detectors.stats.result import TestResult
 
 # The exact KS p-value costs time in proportion to n_ref * n_cur (~120 ms at 10k x 5k);
 # past a million pairs the asymptotic distribution (scipy's kstwo with the effective n)

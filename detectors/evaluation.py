@@ -28,8 +28,8 @@ from detectors.decision import (
 from detectors.latency import LatencyResult, LatencySettings, check_latency
 from detectors.quality import QualityReport, QualitySettings, check_quality
 from detectors.reference import NumericProfile
-from detectors.results import json_float
-from detectors.window import WindowState
+from detectors.stats.result import json_float
+from detectors.windows.state import WindowState
 
 
 @dataclass(frozen=True)

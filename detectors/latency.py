@@ -4,7 +4,7 @@ Units: milliseconds. The quantiles come from the window's
 :class:`~detectors.sketches.QuantileSketch` (bounded memory, mergeable), so each
 is an estimate of the exact *lower* quantile (``np.quantile(x, q,
 method="lower")``) within the sketch's ``relative_accuracy`` (1 % by default,
-:class:`~detectors.window.WindowLayout` ``latency_accuracy``) for values in
+:class:`~detectors.windows.state.WindowLayout` ``latency_accuracy``) for values in
 [1 microsecond, 10^7 ms]; smaller values read as 0, larger ones as the exact
 maximum. Negative, NaN and infinite latencies are not summarised (the sketch
 counts negatives in ``negative``; nulls and wrong types are the data-quality
@@ -28,8 +28,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .sketches import QuantileSketch
-from .window import WindowState
+from detectors.sketches import QuantileSketch
+from detectors.windows.state import WindowState
 
 
 @dataclass(frozen=True, slots=True)

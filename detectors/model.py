@@ -21,15 +21,15 @@ from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.performance import PerformanceResult, PerformanceSettings, PerformanceWindows
 from detectors.reference import ReferenceProfile
 from detectors.sketches import check_positive_int, pack, unpack
-from detectors.window import WindowLayout, WindowState
-from detectors.windowing import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
+from detectors.windows.policies import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
+from detectors.windows.state import WindowLayout, WindowState
 
 FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class WindowPolicy:
-    """How traffic is cut into windows (see :mod:`detectors.window` for the semantics).
+    """How traffic is cut into windows (see :mod:`detectors.windows.state` for the semantics).
 
     ``count``: tumbling windows of ``size`` records. ``time``: tumbling windows of
     ``seconds`` of event time, extended until they hold ``min_records``. ``sliding``:

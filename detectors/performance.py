@@ -73,8 +73,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from .columns import category_string, coerce_numeric
-from .sketches import check_positive_int, pack, unpack
+from detectors.columns import category_string, coerce_numeric
+from detectors.sketches import check_positive_int, pack, unpack
 
 Kind = Literal["binary", "multiclass", "regression"]
 FORMAT_VERSION = 1

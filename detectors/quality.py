@@ -2,7 +2,7 @@
 
 For every channel of a window (each feature, and the prediction; latency has its
 own check in :mod:`detectors.latency`) the window's counters
-(:meth:`detectors.window.WindowState.quality`) become rates, each compared with
+(:meth:`detectors.windows.state.WindowState.quality`) become rates, each compared with
 a threshold. All rates are fractions of the window's records (``n``), in [0, 1].
 
 ========================  ============  =====================================================
@@ -18,7 +18,7 @@ check                     channels      breached when
 
 Comparisons are strict (``rate > threshold``), so a threshold of 0 means "any
 occurrence breaches"; a threshold of None switches the check off (it is not
-reported). The bounds come from the :class:`~detectors.window.WindowLayout`
+reported). The bounds come from the :class:`~detectors.windows.state.WindowLayout`
 (given per channel, or the reference min/max widened by its ``range_margin``;
 a binary score's are [0, 1]), so the reference's own out-of-range and unseen
 rates are 0 by construction and are reported as None. Non-finite and wrong-type
@@ -61,9 +61,9 @@ from typing import Any
 
 from scipy import stats
 
-from .columns import LATENCY
-from .reference import NumericProfile
-from .window import WindowState
+from detectors.columns import LATENCY
+from detectors.reference import NumericProfile
+from detectors.windows.state import WindowState
 
 CHECKS = ("out_of_range", "null_increase", "non_finite", "wrong_type", "unseen")
 

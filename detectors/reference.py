@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .columns import NULL, NUMERIC, WRONG_TYPE, Batch, Schema
-from .sketches import pack, unpack
+from detectors.columns import NULL, NUMERIC, WRONG_TYPE, Batch, Schema
+from detectors.sketches import pack, unpack
 
 FORMAT_VERSION = 1
 

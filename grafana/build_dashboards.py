@@ -3,7 +3,7 @@
     python grafana/build_dashboards.py          # rewrite the JSON files
     python grafana/build_dashboards.py --check  # exit 1 if a file differs from this module
 
-Every expression uses only metric families from alerts/metrics.py
+Every expression uses only metric families from monitor/metrics.py
 (tests/grafana/test_dashboards.py checks names and labels, validates the JSON against
 grafana/schema/dashboard.schema.json and runs every expression against a real Prometheus).
 """

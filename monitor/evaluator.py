@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
-from detectors.window import WindowLayout, WindowState
+from detectors.windows.state import WindowLayout, WindowState
 from monitor import pipes
 
 log = logging.getLogger(__name__)

@@ -92,7 +92,7 @@ class JoinBuffer:
         self._pending.clear()
         return records
 
-    # Checkpoints (monitor/checkpoints.py) carry a model's partial records between instances.
+    # Checkpoints (monitor/model_snapshots.py) carry a model's partial records between instances.
     def of_model(self, model: str) -> list[Pending]:
         return [pending for (m, _), pending in self._pending.items() if m == model]
 

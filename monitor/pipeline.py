@@ -20,11 +20,11 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
-from alerts.metrics import UNKNOWN_MODEL, Metrics
 from detectors.reference import ReferenceProfile
-from monitor.checkpoints import dump_model, load_model, reset_model, scoped_sinks
 from monitor.evaluator import Evaluator
 from monitor.joins import JoinBuffer, LabelBuffer
+from monitor.metrics import UNKNOWN_MODEL, Metrics
+from monitor.model_snapshots import dump_model, load_model, reset_model, scoped_sinks
 from monitor.model_state import ModelState, ReferenceSaver, ResultSink
 from monitor.records import Record, RecordColumns, Rejection, ValidatedItems, Validator
 from monitor.settings import ModelConfig, Settings
@@ -285,7 +285,7 @@ class Pipeline:
         """The state of ``models`` as bytes: pending records are fed to the detectors and
         the windows that closed are evaluated and published first, so a checkpoint never
         holds a window that closed but was not evaluated. A ``handover`` checkpoint holds
-        the models' predictions awaiting labels too (monitor/checkpoints.py says why only
+        the models' predictions awaiting labels too (monitor/model_snapshots.py says why only
         that one)."""
         names = [name for name in models if name in self.models]
         with self._lock:

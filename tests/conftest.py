@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from postgres_server import Databases, PostgresServer, PostgresUnavailable
 
-from monitor.store import Store
+from monitor.store.database import Store
 
 STORE_BACKENDS = ["sqlite", "postgresql"]
 POSTGRES_URL_ENV = "MONITOR_TEST_POSTGRES_URL"

@@ -23,7 +23,7 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from monitor.app import create_app
+from monitor.api.app import create_app
 from monitor.settings import Settings, settings_from_mapping
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,6 @@ Every function validates its arguments and raises ``ValueError`` naming the
 argument (including for empty inputs); none does I/O or keeps state.
 """
 
-from detectors.results import TestResult
 from detectors.stats.anderson import anderson_darling_test
 from detectors.stats.binned import hellinger_distance, jensen_shannon_distance, kl_divergence, psi
 from detectors.stats.chi_square import chi_square_test
@@ -22,6 +21,7 @@ from detectors.stats.ecdf import ecdf_statistics, ks_and_wasserstein
 from detectors.stats.ks import ks_test
 from detectors.stats.multiple_testing import Correction, adjust_pvalues
 from detectors.stats.proportions import proportions_ztest
+from detectors.stats.result import TestResult
 from detectors.stats.wasserstein import reference_spread, wasserstein_normed
 
 __all__ = [

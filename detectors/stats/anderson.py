@@ -26,8 +26,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from detectors.results import TestResult
 from detectors.stats._validation import as_sample, check_alpha
+from detectors.stats.result import TestResult
 
 #: Bounds scipy clips the interpolated p-value to.
 PVALUE_FLOOR, PVALUE_CAP = 0.001, 0.25

@@ -54,7 +54,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import rel_entr
 
-from detectors.results import TestResult
 from detectors.stats._validation import (
     FloatArray,
     aligned_counts,
@@ -62,6 +61,7 @@ from detectors.stats._validation import (
     check_threshold,
     count_total,
 )
+from detectors.stats.result import TestResult
 
 #: Proportion floor for PSI and KL where a bin is empty on one side.
 DEFAULT_EPSILON = 1e-4

@@ -35,8 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from detectors.results import TestResult
 from detectors.stats._validation import aligned_counts, check_alpha, count_total
+from detectors.stats.result import TestResult
 
 
 def chi_square_test(

@@ -21,8 +21,8 @@ from __future__ import annotations
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from detectors.results import TestResult
 from detectors.stats._validation import as_sample, check_alpha
+from detectors.stats.result import TestResult
 
 
 def cramer_von_mises_test(reference: ArrayLike, current: ArrayLike, *, alpha: float = 0.05) -> TestResult:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.results import TestResult
 from detectors.stats._validation import FloatArray, check_alpha, check_threshold
 from detectors.stats.ks import KsMethod, _pvalue
+from detectors.stats.result import TestResult
 from detectors.stats.wasserstein import _default_spread
 
 

@@ -30,8 +30,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from detectors.results import TestResult
 from detectors.stats._validation import FloatArray, as_sample, check_alpha
+from detectors.stats.result import TestResult
 
 try:  # private in scipy; only used for speed, the public function is the fallback.
     from scipy.stats._stats_py import _attempt_exact_2kssamp as _scipy_exact

@@ -20,8 +20,8 @@ from typing import Any
 
 from scipy import stats
 
-from detectors.results import TestResult
 from detectors.stats._validation import check_alpha
+from detectors.stats.result import TestResult
 
 
 def proportions_ztest(

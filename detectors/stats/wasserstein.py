@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from detectors.results import TestResult
 from detectors.stats._validation import FloatArray, as_sample, check_positive, check_threshold
+from detectors.stats.result import TestResult
 
 #: Default threshold in reference standard deviations (see detectors.decision).
 DEFAULT_THRESHOLD = 0.1

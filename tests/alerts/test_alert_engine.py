@@ -18,7 +18,7 @@ from detectors.evaluation import Evaluation
 from detectors.latency import LatencyResult
 from detectors.performance import PerformanceResult, PerformanceSettings, performance_from_arrays
 from detectors.quality import QualityCheck, QualityReport
-from detectors.results import TestResult
+from detectors.stats.result import TestResult
 
 B, C, X = True, False, None  # a feature breaching, clean, insufficient (no verdict)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.metrics import Metrics
+from monitor.metrics import Metrics
 
 
 def test_series_past_the_cap_are_not_created_and_are_counted() -> None:

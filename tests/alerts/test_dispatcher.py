@@ -13,9 +13,9 @@ from support import Receiver, client, metric, settings, wait_for
 
 from alerts.dispatcher import WebhookDispatcher, backoff_seconds
 from alerts.engine import Transition
-from alerts.metrics import Metrics
 from alerts.webhooks import WebhookConfig
-from monitor.store import Store
+from monitor.metrics import Metrics
+from monitor.store.database import Store
 
 SECRET = "receiver-shared-secret"  # the Receiver's default
 STATE = {"format_version": 1, "rules": [], "states": []}

@@ -19,9 +19,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from alerts.metrics import Metrics
 from alerts.prometheus_rules import GROUP, RUNBOOK_BASE, alerts, render, rules
-from monitor.cli_rules import add_commands
+from monitor.cli.rules import add_commands
+from monitor.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "alerts" / "prometheus"
@@ -188,7 +188,7 @@ def _exported() -> dict[str, tuple[str, ...]]:
         # rather than copy the families (a copy would not notice a rename).
         name, kind, labels = metric._name, metric._type, tuple(metric._labelnames)
         suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}
-        assert kind in suffixes, f"alerts.metrics.{attribute}: type {kind} is new to this test; add its series"
+        assert kind in suffixes, f"monitor.metrics.{attribute}: type {kind} is new to this test; add its series"
         for suffix in suffixes[kind]:
             series[name + suffix] = labels + (("le",) if suffix == "_bucket" else ())
     return series
@@ -202,7 +202,7 @@ def test_every_metric_in_the_rules_is_exported() -> None:
         if not used:
             problems.append(f"{alert.name}: no metric name found in {alert.expr!r} (parser broken?)")
         problems += [
-            f"{alert.name}: {name} is not exported by alerts.metrics" for name in sorted(used - exported.keys())
+            f"{alert.name}: {name} is not exported by monitor.metrics" for name in sorted(used - exported.keys())
         ]
         known = {label for name in used & exported.keys() for label in exported[name]}
         problems += [
@@ -233,7 +233,7 @@ def test_unit_test_series_are_exported_series_with_their_labels() -> None:
             name, matchers = match.groups()
             labels = {pair.split("=", 1)[0].strip() for pair in _STRINGS.sub('""', matchers).split(",") if pair.strip()}
             if name not in exported:
-                problems.append(f"{case['name']}: {name} is not exported by alerts.metrics")
+                problems.append(f"{case['name']}: {name} is not exported by monitor.metrics")
             elif labels != set(exported[name]):
                 problems.append(
                     f"{case['name']}: {name} has labels {sorted(labels)}, the service {sorted(exported[name])}"

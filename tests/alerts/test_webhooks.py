@@ -13,12 +13,13 @@ from pydantic import ValidationError
 from support import metric
 
 from alerts.engine import Transition
-from alerts.metrics import Metrics
 from alerts.rules import AlertsConfig
 from alerts.webhooks import WebhookConfig, expand_headers, render_body, signature
-from monitor.app import _persist_alerts
-from monitor.store import Store, StoreError
-from monitor.store_tables import webhook_deliveries
+from monitor.api.app import _persist_alerts
+from monitor.metrics import Metrics
+from monitor.store.database import Store
+from monitor.store.engine import StoreError
+from monitor.store.tables import webhook_deliveries
 
 STATE = {"format_version": 1, "rules": [], "states": []}
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from support import car_loan_record, client, metric, settings
 
-from monitor.store import Store
+from monitor.store.database import Store
 
 NDJSON = {"content-type": "application/x-ndjson"}
 

@@ -317,7 +317,7 @@ def test_the_build_context_keeps_what_the_dockerfile_copies() -> None:
         path = ROOT / src
         files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         needed += [f.relative_to(ROOT).as_posix() for f in files if "__pycache__" not in f.parts]
-    assert "monitor/migrations/env.py" in needed and "monitor/example.yaml" in needed
+    assert "monitor/store/migrations/env.py" in needed and "monitor/example.yaml" in needed
     assert [f for f in needed if ignored(f)] == []
     for unwanted in (
         ".venv/bin/python",

@@ -14,7 +14,7 @@ from detectors.latency import LatencySettings, check_latency, latency_from_sketc
 from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
 from detectors.reference import ReferenceProfile
 from detectors.sketches import QuantileSketch, pack, unpack
-from detectors.window import WindowLayout, WindowState
+from detectors.windows.state import WindowLayout, WindowState
 
 SCHEMA = Schema({"x": "numeric"}, latency_column="latency_ms")
 REF = ReferenceProfile.from_frame(

@@ -13,7 +13,7 @@ from scipy import stats
 from detectors.columns import NULL, PREDICTION, VALID, Batch, Schema
 from detectors.quality import QualitySettings, check_quality
 from detectors.reference import ReferenceProfile
-from detectors.window import WindowLayout, WindowState
+from detectors.windows.state import WindowLayout, WindowState
 
 SCHEMA = Schema({"x": "numeric", "c": "categorical"}, prediction_kind="binary", latency_column="latency_ms")
 

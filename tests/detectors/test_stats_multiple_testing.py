@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors.results import TestResult
 from detectors.stats.multiple_testing import adjust_pvalues
+from detectors.stats.result import TestResult
 
 P = np.array([0.04, 0.001, 0.03, 0.5, 0.02])
 

@@ -11,8 +11,8 @@ from scipy import stats
 
 from detectors.columns import LATENCY, PREDICTION, Batch, Schema
 from detectors.reference import ReferenceProfile
-from detectors.window import WindowLayout, WindowState
-from detectors.windowing import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
+from detectors.windows.policies import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
+from detectors.windows.state import WindowLayout, WindowState
 
 SCHEMA = Schema(
     {"x": "numeric", "idx": "numeric", "c": "categorical"}, prediction_kind="binary", latency_column="latency_ms"

@@ -1,5 +1,5 @@
 """The Grafana dashboards: valid against Grafana's published dashboard schema, every PromQL
-expression uses only metric families (and their labels) from alerts/metrics.py, and every
+expression uses only metric families (and their labels) from monitor/metrics.py, and every
 panel returns data from a real Prometheus scraping a real service fed the car-loan data."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from support import CAR_LOAN_FEATURES, ROOT, Receiver, ServiceProcess, config, free_port, wait_for
 
-from alerts.metrics import Metrics
+from monitor.metrics import Metrics
 
 GRAFANA = ROOT / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))

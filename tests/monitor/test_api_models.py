@@ -22,11 +22,11 @@ from prometheus_client import CollectorRegistry
 from support import config, settings
 
 from detectors.reference import ReferenceProfile
-from monitor.app import create_app
+from monitor.api.app import create_app
 from monitor.cli import main
 from monitor.detection import schema_for
 from monitor.settings import Settings
-from monitor.store import Store
+from monitor.store.database import Store
 
 CSV = {"content-type": "text/csv"}
 PARQUET = {"content-type": "application/vnd.apache.parquet"}

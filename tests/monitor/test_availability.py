@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from support import metric
 
-from monitor.availability import RetryBuffer, StoreMetrics
-from monitor.store import StoreUnavailable
+from monitor.api.availability import RetryBuffer, StoreMetrics
+from monitor.store.engine import StoreUnavailable
 
 
 class FakeStore:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import demo
-from monitor.cli import build_parser
+from monitor.cli import build_parser, demo
 
 DRIFTING = ["car_value", "loan_length", "repaid_loan_on_prev_car", "salary_range"]
 STABLE = ["debt_to_income_ratio", "size_of_downpayment", "driver_tenure"]

@@ -14,7 +14,7 @@ import pytest
 from detectors.columns import Batch, Schema
 from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
 from detectors.reference import ReferenceProfile
-from detectors.window import WindowState
+from detectors.windows.state import WindowState
 from monitor.detection import with_version
 from monitor.evaluator import _CHILD, Evaluator
 

@@ -83,7 +83,7 @@ query_values = st.one_of(st.text(max_size=20), st.integers(-(2**70), 2**70).map(
 
 
 def endpoints() -> list[tuple[str, str]]:
-    from monitor.app import create_app
+    from monitor.api.app import create_app
 
     schema = create_app(make_settings(Path("/nonexistent-unused"))).openapi()
     return sorted((method.upper(), path) for path, item in schema["paths"].items() for method in item)

@@ -10,17 +10,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from monitor.store import (
-    DeadLetter,
-    Store,
-    StoreError,
-    current_revision,
-    downgrade,
-    head_revision,
-    make_engine,
-    upgrade,
-)
-from monitor.store_tables import COUNT_COLUMNS, metadata
+from monitor.store.database import Store
+from monitor.store.engine import StoreError, make_engine
+from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
+from monitor.store.tables import COUNT_COLUMNS, DeadLetter, metadata
 
 HEAD = "0006_kafka_checkpoints"
 ALL_TABLES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.metrics import Metrics
+from monitor.metrics import Metrics
 from monitor.pipeline import PIPELINE_SOURCE, DeadLetterItem, Pipeline
 from monitor.records import Reason, Record, Rejection
 from monitor.settings import settings_from_mapping

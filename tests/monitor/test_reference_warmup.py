@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from alerts.metrics import Metrics
+from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
 from monitor.records import Record
-from monitor.references import reference_saver
+from monitor.reference_startup import reference_saver
 from monitor.settings import settings_from_mapping
-from monitor.sinks import StoreSink
-from monitor.store import Store
+from monitor.store.database import Store
+from monitor.store.result_sink import StoreSink
 
 
 def records(rng: np.random.Generator, start: int, n: int, shift: float = 0.0) -> list[Record]:

@@ -10,7 +10,7 @@ import httpx
 import orjson
 from support import ServiceProcess, car_loan_record, config
 
-from monitor.store import Store
+from monitor.store.database import Store
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from monitor import store_tables as t
 from monitor.settings import StorageConfig
-from monitor.store import (
-    DeadLetter,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    current_revision,
-    head_revision,
-    is_transient,
-)
-from monitor.store_tables import COUNT_COLUMNS
+from monitor.store import tables as t
+from monitor.store.database import Store
+from monitor.store.engine import StoreError, StoreUnavailable, is_transient
+from monitor.store.migrate import current_revision, head_revision
+from monitor.store.tables import COUNT_COLUMNS, DeadLetter
 
 T0 = 1_700_000_000.0
 

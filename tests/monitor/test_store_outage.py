@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 from support import car_loan_record, client, metric, settings, wait_for
 
 from alerts.engine import Transition
-from alerts.metrics import Metrics
-from monitor.app import _persist_alerts
-from monitor.availability import RetryBuffer, StoreMetrics
-from monitor.store import Store
+from monitor.api.app import _persist_alerts
+from monitor.api.availability import RetryBuffer, StoreMetrics
+from monitor.metrics import Metrics
+from monitor.store.database import Store
 
 NDJSON = {"content-type": "application/x-ndjson"}
 STATE = {"format_version": 1, "rules": [], "states": []}

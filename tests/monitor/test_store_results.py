@@ -14,8 +14,8 @@ import pytest
 
 from detectors.columns import Schema
 from detectors.reference import ReferenceProfile
-from monitor.store import Store
-from monitor.store_results import _STORED_RESULT_KEYS
+from monitor.store.database import Store
+from monitor.store.results import _STORED_RESULT_KEYS
 
 HASH = "0123456789abcdef" * 4
 

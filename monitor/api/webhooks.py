@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from monitor.auth import require
+from monitor.api.auth import require
 
 router = APIRouter(tags=["alerts"])
 

@@ -35,7 +35,7 @@ from detectors.sketches import pack, unpack
 from monitor.joins import Pending
 from monitor.model_state import ModelState
 from monitor.records import Record
-from monitor.store_results import json_safe
+from monitor.store.results import json_safe
 
 log = logging.getLogger(__name__)
 

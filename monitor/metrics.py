@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from alerts.cardinality import CardinalityGuard
+from monitor.cardinality import CardinalityGuard
 
 UNKNOWN_MODEL = "_unknown"
 
@@ -221,7 +221,7 @@ class Metrics:
             ["model"],
             registry=r,
         )
-        # Caps the per-feature result families above (see alerts/cardinality.py).
+        # Caps the per-feature result families above (see monitor/cardinality.py).
         self.guard = CardinalityGuard(max_series_per_model, self.series_dropped)
         # Alerts.
         self.alerts_firing = Gauge(

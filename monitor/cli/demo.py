@@ -31,9 +31,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "car_loan"
-TEMPLATE = Path(__file__).resolve().parent / "demo.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "demo.yaml"
 MODEL = "car_loan"
 REFERENCE = "synthetic_car_loan_reference.csv.gz"
 ANALYSIS = "synthetic_car_loan_analysis.csv.gz"

@@ -19,17 +19,17 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
-from alerts.metrics import Metrics
 from collectors.files import TableColumns, table_chunks
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from detectors.reference import ReferenceProfile
+from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
 from monitor.records import Record, Validator
-from monitor.reference_data import read_table
-from monitor.references import active_summary, load_references
+from monitor.reference_files import read_table
+from monitor.reference_startup import active_summary, load_references
 from monitor.settings import Settings
-from monitor.store import Store
+from monitor.store.database import Store
 
 
 @dataclass

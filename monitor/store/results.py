@@ -1,7 +1,7 @@
 """Reference profiles and detector results in the store.
 
 :class:`ResultsStore` is a mixin of :class:`monitor.store.Store`: it adds the methods on
-the ``references`` and ``results`` tables (see :mod:`monitor.store_tables`) and uses the
+the ``references`` and ``results`` tables (see :mod:`monitor.store.tables`) and uses the
 Store's engine and its conflict-retrying write transaction. Like the rest of the Store,
 every method is synchronous and short.
 
@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import sqlalchemy as sa
 
-from monitor import store_tables as t
+from monitor.store import tables as t
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

@@ -6,10 +6,10 @@ import math
 
 from prometheus_client import Gauge
 
-from alerts.metrics import Metrics
 from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
+from monitor.metrics import Metrics
 
 
 def _value(x: float | None) -> float:
@@ -18,7 +18,7 @@ def _value(x: float | None) -> float:
 
 
 class MetricsSink:
-    """Publishes results to the metric families of :class:`alerts.metrics.Metrics`."""
+    """Publishes results to the metric families of :class:`monitor.metrics.Metrics`."""
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
@@ -37,7 +37,7 @@ class MetricsSink:
         m.window_records.labels(model).set(result.n)
         m.window_end.labels(model).set(_value(result.window_end))
         drift = result.drift
-        # Per-feature families go through the series cap (alerts/cardinality.py).
+        # Per-feature families go through the series cap (monitor/cardinality.py).
         guarded = self._guarded
         for feature in drift.features:
             guarded(m.feature_drift, int(feature.drift), model, feature.feature)

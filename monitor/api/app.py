@@ -26,27 +26,26 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.dispatcher import WebhookDispatcher
 from alerts.engine import Transition
-from alerts.metrics import Metrics
-from alerts.publish import MetricsSink
 from alerts.sink import AlertSink
 from collectors import http
 from collectors.kafka import SOURCE as KAFKA_SOURCE
 from collectors.kafka import KafkaCollector
-from monitor import api_alerts, api_models, api_webhooks
-from monitor.auth import TokenChecker, require
-from monitor.availability import (
-    STORE_UNAVAILABLE_RESPONSE,
-    RetryBuffer,
-    StoreMetrics,
-    add_store_error_handlers,
-)
+from monitor.api import alerts as api_alerts
+from monitor.api import models as api_models
+from monitor.api import webhooks as api_webhooks
+from monitor.api.auth import TokenChecker, require
+from monitor.api.availability import STORE_UNAVAILABLE_RESPONSE, RetryBuffer, StoreMetrics, add_store_error_handlers
+from monitor.api.responses import JSONResponse
 from monitor.gc_tuning import tune_garbage_collector
+from monitor.metrics import Metrics
 from monitor.pipeline import DeadLetterItem, Pipeline
-from monitor.references import load_references, reference_saver
-from monitor.responses import JSONResponse
+from monitor.reference_startup import load_references, reference_saver
+from monitor.result_gauges import MetricsSink
 from monitor.settings import Settings, load_settings
-from monitor.sinks import StoreSink
-from monitor.store import DeadLetter, Store, is_transient
+from monitor.store.database import Store
+from monitor.store.engine import is_transient
+from monitor.store.result_sink import StoreSink
+from monitor.store.tables import DeadLetter
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "MONITOR_CONFIG_FILE"

@@ -1,4 +1,4 @@
-"""Windowing policies: how a model's traffic is cut into windows (see :mod:`detectors.window`
+"""Windowing policies: how a model's traffic is cut into windows (see :mod:`detectors.windows.state`
 for what a window counts).
 
 * :class:`TumblingCountWindows` -- exactly ``size`` records per window; a batch
@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .columns import Batch
-from .sketches import check_positive_int, pack, unpack
-from .window import FORMAT_VERSION, WindowLayout, WindowState, derive_seed
+from detectors.columns import Batch
+from detectors.sketches import check_positive_int, pack, unpack
+from detectors.windows.state import FORMAT_VERSION, WindowLayout, WindowState, derive_seed
 
 
 # ---- windowing policies -------------------------------------------------------------------------

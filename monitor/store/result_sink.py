@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from monitor.detection import evaluation_rows, performance_rows
-from monitor.store import Store
+from monitor.store.database import Store
 
 if TYPE_CHECKING:
-    from monitor.availability import RetryBuffer
+    from monitor.api.availability import RetryBuffer
 
 
 class StoreSink:

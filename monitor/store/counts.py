@@ -2,7 +2,7 @@
 flush of the pipeline's count deltas (:meth:`monitor.store.Store.add_counts`), and the
 Kafka checkpoint, which writes the counts of what it covers with its offsets so that
 records read again after a crash are not counted twice
-(:meth:`monitor.store_checkpoints.CheckpointStore.save_checkpoint`)."""
+(:meth:`monitor.store.kafka_checkpoints.CheckpointStore.save_checkpoint`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from monitor import store_tables as t
+from monitor.store import tables as t
 
 CountDeltas = Mapping[tuple[str, str], Mapping[str, int]]
 

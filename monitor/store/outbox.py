@@ -1,6 +1,6 @@
 """The retraining-webhook outbox (table ``webhook_deliveries``), mixed into :class:`monitor.store.Store`.
 
-:func:`enqueue` runs inside :meth:`~monitor.store_alerts.AlertsStore.apply_alert_transitions`'s
+:func:`enqueue` runs inside :meth:`~monitor.store.alerts.AlertsStore.apply_alert_transitions`'s
 transaction: an alert transition and its deliveries are stored together or not at all.
 The dispatcher (:mod:`alerts.dispatcher`) then :meth:`~OutboxStore.claim_due` s pending
 rows and records each attempt with :meth:`~OutboxStore.finish_delivery`.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from alerts.webhooks import WebhookConfig, idempotency_key, render_body
-from monitor import store_tables as t
+from monitor.store import tables as t
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

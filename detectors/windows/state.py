@@ -24,7 +24,7 @@ the reference range; latency bounds never go below 0; a binary score's are
   sketch has a fixed number of buckets, so this does not break the memory bound.
 * record count, min/max event timestamp (epoch s), ``late`` records (time windows).
 
-The policies that cut traffic into windows are in :mod:`detectors.windowing`.
+The policies that cut traffic into windows are in :mod:`detectors.windows.policies`.
 
 Every window's RNG seed derives from the windower's ``seed`` and the window's
 sequence number, so runs are reproducible, and ``to_bytes``/``from_bytes`` keep
@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from .columns import LATENCY, NULL, PREDICTION, WRONG_TYPE, Batch
-from .reference import CategoricalProfile, NumericProfile, ReferenceProfile
-from .sketches import QuantileSketch, Reservoir, check_positive_int, pack, unpack
+from detectors.columns import LATENCY, NULL, PREDICTION, WRONG_TYPE, Batch
+from detectors.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from detectors.sketches import QuantileSketch, Reservoir, check_positive_int, pack, unpack
 
 FORMAT_VERSION = 1
 _NULL, _NONFINITE, _WRONG, _BELOW, _ABOVE = range(5)  # rows of WindowState.num_counters

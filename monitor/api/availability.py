@@ -2,7 +2,7 @@
 
 The store marks itself down when a write fails for want of the database (after its
 transient-error retries) or a ping fails, and up again when a ping or write succeeds; the
-housekeeping loop in :mod:`monitor.app` pings it every ``storage.flush_interval_seconds``.
+housekeeping loop in :mod:`monitor.api.app` pings it every ``storage.flush_interval_seconds``.
 
 - :func:`require_store`: a FastAPI dependency on the ingestion routes. While the store is
   down they answer 503 with ``Retry-After`` instead of accepting records whose counts,
@@ -28,8 +28,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from monitor.responses import JSONResponse
-from monitor.store import Store, StoreUnavailable, is_transient
+from monitor.api.responses import JSONResponse
+from monitor.store.database import Store
+from monitor.store.engine import StoreUnavailable, is_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

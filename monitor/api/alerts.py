@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from monitor.auth import require
+from monitor.api.auth import require
 
 router = APIRouter(tags=["alerts"])
 

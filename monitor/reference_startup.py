@@ -15,8 +15,8 @@ from typing import Any
 from detectors.reference import ReferenceProfile
 from monitor.detection import with_version
 from monitor.pipeline import Pipeline
-from monitor.reference_data import reference_from_file
-from monitor.store import Store
+from monitor.reference_files import reference_from_file
+from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from monitor import store_tables as t
-from monitor.store_counts import CountDeltas, add_count_rows, count_rows
+from monitor.store import tables as t
+from monitor.store.counts import CountDeltas, add_count_rows, count_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

@@ -22,11 +22,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from collectors.body import media_type
 from detectors.reference import ReferenceProfile
-from monitor.auth import require
-from monitor.availability import require_store
+from monitor.api.auth import require
+from monitor.api.availability import require_store
+from monitor.api.responses import JSONResponse
 from monitor.detection import with_version
-from monitor.reference_data import CONTENT_TYPES, build_reference
-from monitor.responses import JSONResponse
+from monitor.reference_files import CONTENT_TYPES, build_reference
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)

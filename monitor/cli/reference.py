@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from monitor.settings import ConfigError, ModelConfig, Settings, load_settings
 
 if TYPE_CHECKING:
-    from monitor.store import Store
+    from monitor.store.database import Store
 
 T = TypeVar("T")
 HASH_SHOWN = 16  # characters of the content hash in `show`'s table
@@ -56,7 +56,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_set(args: argparse.Namespace) -> int:
     from monitor.detection import with_version
-    from monitor.reference_data import ReferenceDataError, build_reference, file_format
+    from monitor.reference_files import ReferenceDataError, build_reference, file_format
 
     try:
         settings, config = _model(args.config, args.model)
@@ -149,7 +149,8 @@ def _on_store(settings: Settings, work: Callable[[Store], T]) -> T:
     """``work`` on the configured Store, closed afterwards; database errors become StoreFailure."""
     from sqlalchemy.exc import DBAPIError
 
-    from monitor.store import Store, StoreError
+    from monitor.store.database import Store
+    from monitor.store.engine import StoreError
 
     try:
         store = Store(settings.storage.url, migrate=settings.storage.auto_migrate)

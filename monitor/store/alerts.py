@@ -2,7 +2,7 @@
 
 An evaluated window's alert transitions, the alerts' new states and the engine's state are
 written in one transaction, together with the retraining-webhook deliveries they cause
-(:func:`monitor.store_outbox.enqueue`), so after a crash the stored alerts, the engine and
+(:func:`monitor.store.outbox.enqueue`), so after a crash the stored alerts, the engine and
 the outbox agree.
 """
 
@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from alerts.engine import Transition
 from alerts.webhooks import WebhookConfig
-from monitor import store_tables as t
-from monitor.store_outbox import enqueue
-from monitor.store_results import json_safe
+from monitor.store import tables as t
+from monitor.store.outbox import enqueue
+from monitor.store.results import json_safe
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

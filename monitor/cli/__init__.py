@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitor import cli_reference, cli_rules
+from monitor.cli import reference as cli_reference
+from monitor.cli import rules as cli_rules
 from monitor.logs import log_config
 from monitor.settings import ConfigError, Settings, load_settings
 
@@ -52,11 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
     workers = args.workers or server.workers
-    # Each uvicorn worker builds its own app from the file (see monitor.app.app_from_environment).
+    # Each uvicorn worker builds its own app from the file (see monitor.api.app.app_from_environment).
     os.environ["MONITOR_CONFIG_FILE"] = os.path.abspath(args.config)
     if settings.storage.auto_migrate:
         # Once, before the workers start, so they do not race on the schema.
-        from monitor.store import upgrade
+        from monitor.store.migrate import upgrade
 
         upgrade(settings.storage.url)
     logging_config = log_config(server.log_format, server.log_level)
@@ -66,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         len(settings.models), host, port, workers, _redact(settings.storage.url),
     )  # fmt: skip
     uvicorn.run(
-        "monitor.app:app_from_environment",
+        "monitor.api.app:app_from_environment",
         factory=True,
         host=host,
         port=port,
@@ -85,7 +86,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     from prometheus_client import start_http_server
 
-    from monitor.app import create_app
+    from monitor.api.app import create_app
     from monitor.gc_tuning import tune_garbage_collector
 
     settings = _load(args.config)
@@ -93,7 +94,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         print(f"{args.config}: kafka.topics is empty: nothing to consume", file=sys.stderr)
         return 2
     if settings.storage.auto_migrate:
-        from monitor.store import upgrade
+        from monitor.store.migrate import upgrade
 
         upgrade(settings.storage.url)
     logging.config.dictConfig(log_config(settings.server.log_format, settings.server.log_level))
@@ -117,7 +118,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from monitor.store import current_revision, upgrade
+    from monitor.store.migrate import current_revision, upgrade
 
     settings = _load(args.config)
     upgrade(settings.storage.url)
@@ -127,7 +128,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from collectors.files import TableColumns
-    from monitor.replay import print_json, print_table, replay
+    from monitor.cli.replay import print_json, print_table, replay
 
     settings = _load(args.config)
     logging.basicConfig(level=logging.WARNING)
@@ -162,9 +163,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import monitor.demo
+    import monitor.cli.demo
 
-    return monitor.demo.main(args)
+    return monitor.cli.demo.main(args)
 
 
 def _redact(url: str) -> str:
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.set_defaults(func=cmd_replay)
 
-    from monitor.demo import add_arguments as add_demo_arguments
+    from monitor.cli.demo import add_arguments as add_demo_arguments
 
     demo = commands.add_parser("demo", help="run the service on the bundled car-loan drift case and show the alerts")
     add_demo_arguments(demo)
@@ -229,6 +230,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
