@@ -1,6 +1,6 @@
 """Sends the webhook outbox: a background thread that POSTs due deliveries and records each attempt.
 
-Every ~``poll_seconds`` the thread claims due deliveries (:meth:`~monitor.store.outbox.OutboxStore.claim_due`)
+Every ~``poll_seconds`` the thread claims due deliveries (:meth:`~alerts.outbox.Outbox.claim_due`)
 and sends them one by one with the headers::
 
     Content-Type: application/json
@@ -24,15 +24,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
+from prometheus_client import Counter, Gauge
 
+from alerts.outbox import Outbox
 from alerts.webhooks import WebhookConfig, WebhookEnvError, expand_headers, secret, signature
-from monitor.metrics import Metrics
-
-if TYPE_CHECKING:
-    from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +38,13 @@ OUTCOMES = ("delivered", "failed_attempt", "dead", "suppressed")
 CLAIM_LIMIT = 10
 LEASE_MARGIN_SECONDS = 5.0  # beyond the timeout: a claimed row is not re-claimed while it is being sent
 MAX_ERROR = 500
+
+
+class DispatcherMetrics(Protocol):
+    """The families the dispatcher counts in (:class:`monitor.metrics.Metrics` has them)."""
+
+    webhook_deliveries: Counter  # labels: webhook, outcome
+    webhook_outbox_pending: Gauge
 
 
 def backoff_seconds(webhook: WebhookConfig, delivery_id: int, attempts: int) -> float:
@@ -56,9 +61,9 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: Outbox,
         webhooks: Sequence[WebhookConfig],
-        metrics: Metrics,
+        metrics: DispatcherMetrics,
         *,
         poll_seconds: float = 0.5,
         clock: Callable[[], float] = time.time,

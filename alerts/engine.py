@@ -31,34 +31,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from alerts.rules import AlertRuleConfig, Signal, signals, validate_rules
-from detectors.evaluation import Evaluation
-from detectors.performance import PerformanceResult
+from alerts.transition import Transition
+from detectors.results import Result
 
 STATES = ("inactive", "pending", "firing", "resolved")
 FORMAT_VERSION = 1
 Key = tuple[str, str, str]  # (rule, model, feature)
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One change of an alert's state, caused by the window ``window_seq`` at time ``at``."""
-
-    alert_id: str
-    rule: str
-    model: str
-    feature: str
-    severity: str
-    from_state: str
-    to_state: str
-    at: float
-    window_seq: int
-    value: float | None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["detail"] = dict(self.detail)
-        return out
 
 
 @dataclass(frozen=True)
@@ -122,16 +100,15 @@ class AlertEngine:
 
     # -- input ------------------------------------------------------------------------------
     def observe(
-        self, model: str, reference_version: str, result: Evaluation | PerformanceResult, now: float
+        self, model: str, reference_version: str, result: Result, now: float
     ) -> list[Transition]:
         """Apply one published result at time ``now``; the transitions it caused, in rule
         order then result order (features as the result lists them)."""
         now = _check_now(now)
-        seq = result.seq if isinstance(result, PerformanceResult) else result.window_seq
         out: list[Transition] = []
         for rule in self.rules:
             for signal in signals(rule, model, result):
-                transition = self._step(rule, signal, now, int(seq), str(reference_version))
+                transition = self._step(rule, signal, now, int(result.window_seq), str(reference_version))
                 if transition is not None:
                     out.append(transition)
         return out
@@ -246,4 +223,4 @@ class AlertEngine:
         return engine
 
 
-__all__ = ["STATES", "AlertEngine", "AlertState", "Transition"]
+__all__ = ["STATES", "AlertEngine", "AlertState"]

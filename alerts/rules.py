@@ -22,11 +22,11 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from alerts.selection import ALL, plain_name, selection
-from alerts.webhooks import WebhookConfig, validate_webhooks
 from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
 from detectors.performance import METRICS, PerformanceResult
 from detectors.quality import CHECKS
+from detectors.results import Result
 
 RuleKind = Literal[
     "feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo", "performance_drop"
@@ -163,22 +163,6 @@ class AlertRuleConfig(BaseModel):
         return self.models == [ALL] or model in self.models
 
 
-class AlertsConfig(BaseModel):
-    """The ``alerts:`` section of the config: the rules and the retraining webhooks
-    (:mod:`alerts.webhooks`), names unique; webhooks name existing rules."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rules: list[AlertRuleConfig] = []
-    webhooks: list[WebhookConfig] = []
-
-    @model_validator(mode="after")
-    def _unique(self) -> AlertsConfig:
-        validate_rules(self.rules)
-        validate_webhooks(self.webhooks, {r.name for r in self.rules})
-        return self
-
-
 def validate_rules(rules: Iterable[AlertRuleConfig | Mapping[str, Any]]) -> list[AlertRuleConfig]:
     """Rules parsed (mappings are validated) and checked for duplicate names."""
     parsed = [r if isinstance(r, AlertRuleConfig) else AlertRuleConfig.model_validate(r) for r in rules]
@@ -207,7 +191,7 @@ def _wanted(selection: list[str], name: str) -> bool:
     return selection == [ALL] or name in selection
 
 
-def signals(rule: AlertRuleConfig, model: str, result: Evaluation | PerformanceResult) -> list[Signal]:
+def signals(rule: AlertRuleConfig, model: str, result: Result) -> list[Signal]:
     """The signals of ``rule`` for one result of ``model`` (see the module docstring)."""
     if not rule.covers_model(model):
         return []
@@ -303,7 +287,6 @@ __all__ = [
     "KINDS",
     "SEVERITIES",
     "AlertRuleConfig",
-    "AlertsConfig",
     "Signal",
     "signals",
     "validate_rules",

@@ -12,13 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from alerts.engine import AlertEngine, AlertState, Transition
+from prometheus_client import Gauge
+
+from alerts.engine import AlertEngine, AlertState
 from alerts.rules import AlertRuleConfig
-from detectors.evaluation import Evaluation
-from detectors.performance import PerformanceResult
-from monitor.metrics import Metrics
+from alerts.transition import Transition
+from detectors.results import Result
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,17 @@ log = logging.getLogger(__name__)
 Persist = Callable[[Sequence[Transition], Mapping[str, Any]], None]
 
 
+class AlertMetrics(Protocol):
+    """The family the sink sets (:class:`monitor.metrics.Metrics` has it)."""
+
+    alerts_firing: Gauge  # labels: model, severity
+
+
 class AlertSink:
     def __init__(
         self,
         rules: Sequence[AlertRuleConfig],
-        metrics: Metrics,
+        metrics: AlertMetrics,
         persist: Persist,
         saved_state: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
@@ -43,7 +50,7 @@ class AlertSink:
         self._firing_series: set[tuple[str, str]] = set()
         self._update_gauge()
 
-    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
+    def publish(self, model: str, reference_version: str, result: Result) -> None:
         with self._lock:
             before = self.engine.to_dict()
             transitions = self.engine.observe(model, reference_version, result, self._clock())

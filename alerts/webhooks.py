@@ -28,15 +28,13 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from alerts.selection import ALL, plain_name, selection
-
-if TYPE_CHECKING:  # alerts.engine imports alerts.rules, which imports this module
-    from alerts.engine import Transition
+from alerts.transition import Transition
 
 Template = Literal["generic", "airflow", "github"]
 Event = Literal["firing", "resolved"]

@@ -1,9 +1,8 @@
-"""Reading and decoding request bodies within the ingestion limits.
+"""Decoding ingestion bodies (JSON, NDJSON) into items.
 
-Shared by the HTTP collectors: the size limit is enforced while streaming (a client
-cannot make us buffer more than ``max_body_bytes`` by lying in Content-Length), JSON
-errors carry their position, and NDJSON is split so that one broken line rejects only
-that line.
+JSON errors carry their position, and NDJSON is split so that one broken line rejects
+only that line. What makes a whole body unusable raises :class:`BodyError` with the HTTP
+status it deserves; the routes (:mod:`monitor.api.ingest`) answer with it.
 """
 
 from __future__ import annotations
@@ -11,32 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import HTTPException, Request
 
 from monitor.records import Reason, Rejection
 
-JSON_TYPES = frozenset({"application/json"})
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"})
 
+class BodyError(ValueError):
+    """The body as a whole cannot be used: ``status`` 400 (empty, not JSON) or 413 (too many items)."""
 
-def media_type(request: Request) -> str:
-    """The request's media type, lower case, without parameters such as charset."""
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, or 413 as soon as it exceeds ``max_bytes``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(413, f"request body is {declared} bytes; the limit is {max_bytes} (limits.max_body_bytes)")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise HTTPException(413, f"request body exceeds {max_bytes} bytes (limits.max_body_bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def json_error(exc: orjson.JSONDecodeError, what: str = "request body") -> str:
@@ -45,13 +29,25 @@ def json_error(exc: orjson.JSONDecodeError, what: str = "request body") -> str:
 
 
 def decode_json(body: bytes) -> Any:
-    """A JSON document, or 400 with the position of the first error."""
+    """A JSON document; BodyError 400 with the position of the first error."""
     if not body.strip():
-        raise HTTPException(400, "request body is empty")
+        raise BodyError(400, "request body is empty")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, json_error(exc)) from None
+        raise BodyError(400, json_error(exc)) from None
+
+
+def decode_json_items(body: bytes, max_items: int) -> list[Any]:
+    """A JSON object as one item, a JSON array as its items; BodyError 413 beyond ``max_items``."""
+    document = decode_json(body)
+    if not isinstance(document, list):
+        return [document]
+    if len(document) > max_items:
+        raise BodyError(
+            413, f"{len(document)} items in one request; the limit is {max_items} (limits.max_items_per_request)"
+        )
+    return document
 
 
 def decode_ndjson(body: bytes, max_items: int) -> tuple[list[Any], list[int] | None, list[Rejection]]:
@@ -79,7 +75,7 @@ def decode_ndjson(body: bytes, max_items: int) -> tuple[list[Any], list[int] | N
         if not line.strip():
             continue
         if index >= max_items:
-            raise HTTPException(413, f"more than {max_items} items in one request (limits.max_items_per_request)")
+            raise BodyError(413, f"more than {max_items} items in one request (limits.max_items_per_request)")
         try:
             items.append(orjson.loads(line))
             indices.append(index)
@@ -88,5 +84,5 @@ def decode_ndjson(body: bytes, max_items: int) -> tuple[list[Any], list[int] | N
             rejections.append(Rejection(index, "", Reason.INVALID_JSON, json_error(exc, f"line {line_number}"), raw))
         index += 1
     if index == 0:
-        raise HTTPException(400, "request body is empty")
+        raise BodyError(400, "request body is empty")
     return items, (indices if rejections else None), rejections

@@ -213,7 +213,7 @@ class PerformanceResult:
     max_drop: Mapping[str, float]
     degraded: bool
     degraded_metrics: tuple[str, ...]
-    seq: int
+    window_seq: int
     start: float | None
     end: float | None
 
@@ -432,7 +432,7 @@ class PerformanceWindow:
             max_drop=s.max_drop or MappingProxyType({}),
             degraded=bool(degraded),
             degraded_metrics=degraded,
-            seq=self.seq,
+            window_seq=self.seq,
             start=self.min_ts if has_ts else None,
             end=self.max_ts if has_ts else None,
         )

@@ -131,7 +131,7 @@ class QualityReport:
 
     checks: tuple[QualityCheck, ...]
     n: int
-    seq: int
+    window_seq: int
 
     @property
     def breached(self) -> list[QualityCheck]:
@@ -147,7 +147,7 @@ class QualityReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
-            "seq": self.seq,
+            "window_seq": self.window_seq,
             "checks": [c.to_dict() for c in self.checks],
             "breached": [[c.channel, c.check] for c in self.breached],
         }
@@ -180,7 +180,7 @@ def check_quality(
     out: list[QualityCheck] = []
     for ch in names:
         out.extend(_channel_checks(window, ch, overrides.get(ch, settings)))
-    return QualityReport(checks=tuple(out), n=window.n, seq=window.seq)
+    return QualityReport(checks=tuple(out), n=window.n, window_seq=window.seq)
 
 
 def _channel_checks(window: WindowState, ch: str, s: QualitySettings) -> list[QualityCheck]:

@@ -37,12 +37,9 @@ from typing import Any
 import numpy as np
 
 from detectors.columns import LATENCY, PREDICTION, Batch
-from detectors.evaluation import Evaluation
 from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
-from detectors.performance import PerformanceResult, PerformanceSettings, PerformanceWindows
+from detectors.performance import PerformanceSettings, PerformanceWindows
 from detectors.reference import CategoricalProfile, NumericProfile, ReferenceProfile
-
-Result = Evaluation | PerformanceResult
 
 
 @dataclass(frozen=True)

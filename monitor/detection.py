@@ -199,7 +199,7 @@ def performance_rows(model: str, result: PerformanceResult, reference_version: s
     return [
         {
             "model": model,
-            "window_seq": result.seq,
+            "window_seq": result.window_seq,
             "window_start": result.start,
             "window_end": result.end,
             "reference_version": reference_version,

@@ -12,11 +12,15 @@ builds a fresh ``CollectorRegistry()`` and reads values with ``get_sample_value`
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from monitor.cardinality import CardinalityGuard
 
 UNKNOWN_MODEL = "_unknown"
+# The writes that wait in a retry buffer while the store is unreachable (monitor.store.retry_buffer).
+STORE_WRITE_KINDS = ("dead_letters", "results", "alerts")
 
 # Request latency buckets in seconds: ingestion calls take ~0.2 ms (one record) to tens
 # of ms (a 10,000-record batch).
@@ -280,3 +284,32 @@ class Metrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
+
+
+class StoreAvailability(Protocol):
+    @property
+    def available(self) -> bool: ...
+
+
+class StoreMetrics:
+    """``monitor_store_up``, ``monitor_store_writes_pending{kind}``, ``monitor_store_writes_dropped_total{kind}``."""
+
+    def __init__(self, registry: CollectorRegistry, store: StoreAvailability):
+        self.up = Gauge("monitor_store_up", "1 while the store answers, 0 while it is marked unreachable.",
+                        registry=registry)  # fmt: skip
+        self.up.set_function(lambda: 1.0 if store.available else 0.0)
+        self.pending = Gauge(
+            "monitor_store_writes_pending",
+            "Writes waiting in memory for the store to answer again (dead letters, result rows, alert updates).",
+            ["kind"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "monitor_store_writes_dropped_total",
+            "Writes lost: the retry buffer was full while the store was unreachable, or the store refused them.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in STORE_WRITE_KINDS:
+            self.pending.labels(kind)
+            self.dropped.labels(kind)

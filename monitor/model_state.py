@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation
 from detectors.model import ModelDetector
-from detectors.performance import PerformanceResult
 from detectors.reference import ReferenceProfile
+from detectors.results import Result, ResultSink
 from monitor.detection import (
     batch_from_columns,
     batch_from_records,
@@ -33,12 +33,6 @@ from monitor.records import Record, RecordColumns
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
-
-
-class ResultSink(Protocol):
-    """Something that acts on results: the store, the metrics, the alert engine."""
-
-    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None: ...
 
 
 # Records are handed to the detector in batches of at least this many (or at the next
@@ -188,7 +182,7 @@ class ModelState:
         self._publish(evaluation)
         self.windows_evaluated += 1  # counted once published: readers then find the results
 
-    def _publish(self, result: Evaluation | PerformanceResult) -> None:
+    def _publish(self, result: Result) -> None:
         for sink in self.sinks:
             try:
                 sink.publish(self.name, self.reference_version or "", result)

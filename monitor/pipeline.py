@@ -21,11 +21,12 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 from detectors.reference import ReferenceProfile
+from detectors.results import ResultSink
 from monitor.evaluator import Evaluator
 from monitor.joins import JoinBuffer, LabelBuffer
 from monitor.metrics import UNKNOWN_MODEL, Metrics
 from monitor.model_snapshots import dump_model, load_model, reset_model, scoped_sinks
-from monitor.model_state import ModelState, ReferenceSaver, ResultSink
+from monitor.model_state import ModelState, ReferenceSaver
 from monitor.records import Record, RecordColumns, Rejection, ValidatedItems, Validator
 from monitor.settings import ModelConfig, Settings
 

@@ -18,20 +18,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from collectors.body import NDJSON_TYPES
 from detectors.columns import Batch, Schema
 from detectors.performance import performance_from_arrays
 from detectors.reference import NumericProfile, ReferenceProfile
 from monitor.detection import performance_settings, schema_for
 from monitor.settings import ModelConfig
 
-CONTENT_TYPES = {
-    "text/csv": "csv",
-    "application/csv": "csv",
-    "application/vnd.apache.parquet": "parquet",
-    "application/x-parquet": "parquet",
-    **dict.fromkeys(NDJSON_TYPES, "jsonl"),
-}
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TOP_CATEGORIES = 10  # categories listed per channel in a summary
 _SHOWN_COLUMNS = 20  # columns named in a "missing column" message

@@ -7,8 +7,8 @@ import math
 from prometheus_client import Gauge
 
 from detectors.columns import channel_name
-from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
+from detectors.results import Result
 from monitor.metrics import Metrics
 
 
@@ -23,7 +23,7 @@ class MetricsSink:
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
 
-    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
+    def publish(self, model: str, reference_version: str, result: Result) -> None:
         m = self.metrics
         if reference_version.isdigit():
             m.reference_version.labels(model).set(int(reference_version))

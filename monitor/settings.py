@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from alerts.rules import AlertsConfig
+from alerts.config import AlertsConfig
 
 FEATURE_TYPES = ("numeric", "categorical")
 PREDICTION_KINDS = ("binary", "multiclass", "regression")

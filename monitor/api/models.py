@@ -1,5 +1,6 @@
-"""Model routes: reference profiles and detector results.
+"""Model routes: the models, their reference profiles and detector results.
 
+GET /v1/models                     (read)  models known to this instance, with their record counts
 PUT /v1/models/{model}/reference   (admin) upload reference rows (CSV, Parquet or JSONL); 201
 GET /v1/models/{model}/reference   (read)  the active reference's version and summary
 GET /v1/models/{model}/references  (read)  every version, newest first
@@ -20,13 +21,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from collectors.body import media_type
 from detectors.reference import ReferenceProfile
 from monitor.api.auth import require
 from monitor.api.availability import require_store
+from monitor.api.body import NDJSON_TYPES, media_type
 from monitor.api.responses import JSONResponse
 from monitor.detection import with_version
-from monitor.reference_files import CONTENT_TYPES, build_reference
+from monitor.pipeline import Pipeline
+from monitor.reference_files import build_reference
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,14 @@ router = APIRouter(tags=["models"])
 # Reference files are whole training sets, far bigger than ingestion batches.
 REFERENCE_MAX_BYTES = 256 * 1024 * 1024
 MAX_NAME = 256
+# An upload's format, by its Content-Type.
+CONTENT_TYPES = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    **dict.fromkeys(NDJSON_TYPES, "jsonl"),
+}
 
 
 def _config(request: Request, model: str) -> ModelConfig:
@@ -79,6 +89,27 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 ModelName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+
+
+@router.get("/v1/models", dependencies=[Depends(require("read"))])
+async def list_models(request: Request) -> dict[str, Any]:
+    """Models known to this instance, with their record counts since start-up."""
+    pipeline: Pipeline = request.app.state.pipeline
+    return {
+        "models": [
+            {
+                "name": state.name,
+                "features": state.config.feature_names,
+                "prediction": state.config.prediction.kind,
+                "records": state.records,
+                "incomplete": state.incomplete,
+                "labelled": state.labelled,
+                "windows_evaluated": state.windows_evaluated,
+                "open_window_records": state.detector.open_records if state.detector is not None else 0,
+            }
+            for state in pipeline.models.values()
+        ]
+    }
 
 
 @router.put(

@@ -45,6 +45,12 @@ class DemoError(Exception):
     """A failure with a message for the user (and, optionally, the service log)."""
 
 
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="run the service on the bundled car-loan drift case and show the alerts")
+    add_arguments(demo)
+    demo.set_defaults(func=main)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=10_000,
                         help="records per second (default 10000; 0: as fast as possible)")  # fmt: skip
@@ -315,7 +321,3 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if not isinstance(args, argparse.Namespace):
         args = _parse(args)
     return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,8 @@ is the model's active one in the configured store if it has one, else the config
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from collectors.files import TableColumns, table_chunks
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from detectors.reference import ReferenceProfile
+from detectors.results import Result
+from monitor.cli.config import load_or_exit
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
 from monitor.records import Record, Validator
@@ -39,7 +43,7 @@ class Collected:
     evaluations: list[Evaluation] = field(default_factory=list)
     performance: list[PerformanceResult] = field(default_factory=list)
 
-    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
+    def publish(self, model: str, reference_version: str, result: Result) -> None:
         (self.performance if isinstance(result, PerformanceResult) else self.evaluations).append(result)  # type: ignore[arg-type]
 
 
@@ -152,7 +156,7 @@ def print_table(collected: Collected, out: TextIO, window_size: int | None) -> N
     for result in collected.performance:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if v is not None)
         print(
-            f"performance window {result.seq} ({result.n} labels): {metrics}"
+            f"performance window {result.window_seq} ({result.n} labels): {metrics}"
             + (" DEGRADED" if result.degraded else ""),
             file=out,
         )
@@ -164,3 +168,52 @@ def print_json(collected: Collected, out: TextIO) -> None:
         "performance": [p.to_dict() for p in collected.performance],
     }
     out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    rep = commands.add_parser("replay", help="evaluate a file against a model's reference, offline")
+    rep.add_argument("file", help="CSV, Parquet or JSONL (optionally .gz) with one row per prediction")
+    rep.add_argument("--model", required=True)
+    rep.add_argument("--config", required=True)
+    rep.add_argument("--labels", help="a file of delayed labels (id and label columns) for performance windows")
+    rep.add_argument("--prediction-column", default="prediction")
+    rep.add_argument("--latency-column")
+    rep.add_argument("--id-column", default="id")
+    rep.add_argument("--timestamp-column", default="timestamp")
+    rep.add_argument("--label-column", default="label", help="the label column of --labels")
+    rep.add_argument("--json", action="store_true", help="print the results as JSON")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = load_or_exit(args.config)
+    logging.basicConfig(level=logging.WARNING)
+    columns = TableColumns(
+        prediction=args.prediction_column,
+        latency_ms=args.latency_column,
+        id=args.id_column,
+        timestamp=args.timestamp_column,
+    )
+    try:
+        collected, rejected = replay(
+            settings,
+            args.model,
+            Path(args.file),
+            columns,
+            labels=Path(args.labels) if args.labels else None,
+            label_id_column=args.id_column,
+            label_column=args.label_column,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except (ValueError, OSError) as exc:
+        print(f"monitor replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print_json(collected, sys.stdout)
+    else:
+        window = settings.models[args.model].window
+        print_table(collected, sys.stdout, window.size if window.kind == "count" else None)
+    if rejected:
+        print(f"{rejected} row(s) rejected by validation", file=sys.stderr)
+    return 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from alerts.engine import Transition
+from alerts.transition import Transition
 from alerts.webhooks import WebhookConfig
 from monitor.store import tables as t
 from monitor.store.outbox import enqueue

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from monitor.store import tables as t
 from monitor.store.alerts import AlertsStore
 from monitor.store.counts import CountDeltas, add_count_rows, count_rows
+from monitor.store.dead_letters import DeadLettersStore
 from monitor.store.engine import (
     CONFLICT_ATTEMPTS,
     TRANSIENT_ATTEMPTS,
@@ -39,7 +40,6 @@ from monitor.store.kafka_checkpoints import CheckpointStore
 from monitor.store.migrate import upgrade
 from monitor.store.outbox import OutboxStore
 from monitor.store.results import ResultsStore
-from monitor.store.tables import DeadLetter, dead_letter_filters, dead_letter_row, parse_raw
 
 if TYPE_CHECKING:
     from monitor.settings import StorageConfig
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Store(ResultsStore, AlertsStore, OutboxStore, CheckpointStore):
+class Store(ResultsStore, AlertsStore, OutboxStore, CheckpointStore, DeadLettersStore):
     """Typed access to the service's tables. Create one per process and share it between threads.
 
     References and detector results: see :class:`monitor.store.results.ResultsStore`; alerts:
@@ -128,55 +128,6 @@ class Store(ResultsStore, AlertsStore, OutboxStore, CheckpointStore):
             since, self._down_since = self._down_since, None
         if since is not None:
             log.warning("database %s is reachable again after %.1f s", self.url, time.monotonic() - since)
-
-    # -- dead letters ---------------------------------------------------------------
-
-    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Insert ``letters`` in one transaction (one executemany)."""
-        if not letters:
-            return
-        rows = [dead_letter_row(letter) for letter in letters]
-
-        def work(conn: Connection) -> None:
-            conn.execute(t.dead_letters.insert(), rows)
-
-        # Called on the ingestion path: one attempt, no sleeping; on StoreUnavailable the
-        # caller keeps the letters and tries again later (monitor.api.availability.RetryBuffer).
-        self._write_retrying(work, f"adding {len(rows)} dead letters", transient_attempts=1)
-
-    def dead_letters(
-        self, model: str | None = None, reason: str | None = None, limit: int = 100, before_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Newest first; page on with ``before_id`` = the smallest ``id`` of the previous page."""
-        if limit < 1:
-            raise ValueError(f"dead_letters: limit must be at least 1, got {limit}")
-        c = t.dead_letters.c
-        query = sa.select(t.dead_letters).where(*dead_letter_filters(model, reason)).order_by(c.id.desc()).limit(limit)
-        if before_id is not None:
-            query = query.where(c.id < before_id)
-        with self._engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [{**row, "raw": parse_raw(row["raw"])} for row in rows]
-
-    def count_dead_letters(self, model: str | None = None, reason: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(t.dead_letters).where(*dead_letter_filters(model, reason))
-        with self._engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
-    def trim_dead_letters(self, max_rows: int) -> int:
-        """Delete all but the ``max_rows`` newest dead letters; returns how many went."""
-        if max_rows < 0:
-            raise ValueError(f"trim_dead_letters: max_rows must not be negative, got {max_rows}")
-        c = t.dead_letters.c
-        # The id of the newest row that must go (NULL when there are few enough rows).
-        cutoff = sa.select(c.id).order_by(c.id.desc()).offset(max_rows).limit(1).scalar_subquery()
-        deleted: list[int] = []
-
-        def work(conn: Connection) -> None:
-            deleted[:] = [int(conn.execute(sa.delete(t.dead_letters).where(c.id <= cutoff)).rowcount)]
-
-        self._write_retrying(work, "trimming dead letters")
-        return deleted[0]
 
     # -- models ---------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from monitor.store import tables as t
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from alerts.engine import Transition
+    from alerts.transition import Transition
 
 # Deliveries that start a cooldown: a suppressed one did not call the webhook, and a dead
 # one never reached it, so neither stops the next alert from retraining.

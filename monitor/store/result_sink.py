@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
+from detectors.results import Result
 from monitor.detection import evaluation_rows, performance_rows
 from monitor.store.database import Store
 
 if TYPE_CHECKING:
-    from monitor.api.availability import RetryBuffer
+    from monitor.store.retry_buffer import RetryBuffer
 
 
 class StoreSink:
@@ -21,7 +21,7 @@ class StoreSink:
         self.store = store
         self.buffer = buffer
 
-    def publish(self, model: str, reference_version: str, result: Evaluation | PerformanceResult) -> None:
+    def publish(self, model: str, reference_version: str, result: Result) -> None:
         if isinstance(result, PerformanceResult):
             rows = performance_rows(model, result, reference_version)
         else:

@@ -9,19 +9,15 @@ Portability rules (the same migrations run on SQLite and PostgreSQL): timestamps
 epoch seconds in a double column, counters are 64-bit, JSON goes in ``sa.JSON``, and
 every constraint and index has an explicit name so later migrations can drop it.
 
-It also holds how values become rows (:class:`DeadLetter` and its encoding), so that
-:mod:`monitor.store` is only about transactions.
+How a dead letter becomes a row is in :mod:`monitor.store.dead_letters`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 MODEL_SOURCES = ("config", "registered")
@@ -239,23 +235,6 @@ model_checkpoints = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A rejected item kept for inspection. ``raw`` is the decoded item (any JSON-able value
-    or a string); ``raw_bytes`` keeps a payload that was not valid UTF-8 or JSON."""
-
-    received_at: float  # epoch seconds
-    source: str  # "http", "cloudevents", "kafka", "file"
-    model: str | None
-    item_index: int
-    path: str
-    reason: str  # a monitor.records.Reason code
-    message: str
-    raw: Any
-    raw_bytes: bytes | None = None
-    headers: dict[str, Any] | None = None
-
-
 # One statement for any deltas (zeros add nothing), built once: SQLAlchemy caches its SQL.
 ADD_COUNTS = (
     sa.update(record_counts)
@@ -308,80 +287,3 @@ def add_to_counts(excluded: Any) -> dict[str, Any]:
     return {name: record_counts.c[name] + excluded[name] for name in COUNT_COLUMNS} | {
         "updated_at": excluded.updated_at
     }
-
-
-def dead_letter_filters(model: str | None, reason: str | None) -> list[sa.ColumnElement[bool]]:
-    """WHERE clauses for the optional filters of the inspection API."""
-    c = dead_letters.c
-    filters = []
-    if model is not None:
-        filters.append(c.model == model)
-    if reason is not None:
-        filters.append(c.reason == reason)
-    return filters
-
-
-def dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
-    """The ``dead_letters`` row for ``letter``; never raises for odd values (see _json_text)."""
-    raw, raw_bytes = letter.raw, letter.raw_bytes
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        raw_bytes = bytes(raw) if raw_bytes is None else raw_bytes
-        raw = bytes(raw).decode("utf-8", errors="replace")
-    elif raw is None and raw_bytes is not None:
-        raw = raw_bytes.decode("utf-8", errors="replace")
-    headers = letter.headers
-    if headers is not None:
-        headers = json.loads(_json_text(headers))  # e.g. Kafka header values are bytes
-    return {
-        "received_at": float(letter.received_at),
-        "source": _clean(letter.source, SOURCE_LENGTH),
-        "model": None if letter.model is None else _clean(letter.model, MODEL_NAME_LENGTH),
-        "item_index": int(letter.item_index),
-        "path": _clean(letter.path, MAX_TEXT),
-        "reason": _clean(letter.reason, REASON_LENGTH),
-        "message": _clean(letter.message, MAX_TEXT),
-        "raw": _json_text(raw),
-        "raw_bytes": raw_bytes,
-        "headers": headers,
-    }
-
-
-def _clean(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` and storable anywhere: PostgreSQL refuses NUL characters
-    and lone surrogates (which a JSON ``"\\ud800"`` escape can produce)."""
-    text = str(text)[:limit]
-    if text.isascii():
-        return text.replace("\x00", "\ufffd") if "\x00" in text else text
-    return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def _json_text(value: Any) -> str:
-    """``value`` as JSON text, whatever it is (orjson: ten times faster than json here).
-    Unserialisable parts become their repr; if the structure itself cannot be JSON
-    (lone surrogates, cycles, huge ints), the whole value becomes its repr, as a string.
-    orjson escapes NUL and writes NaN as null, so the text is storable anywhere."""
-    try:
-        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (TypeError, ValueError, RecursionError):  # orjson.JSONEncodeError is a TypeError
-        pass
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not lose the other letters of the batch
-        text = f"<unrepresentable {type(value).__name__}>"
-    return json.dumps(text)
-
-
-def parse_raw(text: str) -> Any:
-    """The ``raw`` column back as a value."""
-    try:
-        return json.loads(text)
-    except ValueError:  # written by hand or by an older version: show it as it is
-        return text

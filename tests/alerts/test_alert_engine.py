@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from alerts.engine import AlertEngine, AlertState, Transition
-from alerts.rules import AlertRuleConfig, AlertsConfig, signals, validate_rules
+from alerts.config import AlertsConfig
+from alerts.engine import AlertEngine, AlertState
+from alerts.rules import AlertRuleConfig, signals, validate_rules
+from alerts.transition import Transition
 from detectors.columns import LATENCY, PREDICTION
 from detectors.decision import DatasetDecision, FeatureDrift
 from detectors.evaluation import Evaluation

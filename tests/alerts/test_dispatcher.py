@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from support import Receiver, client, metric, settings, wait_for
 
 from alerts.dispatcher import WebhookDispatcher, backoff_seconds
-from alerts.engine import Transition
+from alerts.transition import Transition
 from alerts.webhooks import WebhookConfig
 from monitor.metrics import Metrics
 from monitor.store.database import Store

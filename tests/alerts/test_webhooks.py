@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from support import metric
 
-from alerts.engine import Transition
-from alerts.rules import AlertsConfig
+from alerts.config import AlertsConfig
+from alerts.transition import Transition
 from alerts.webhooks import WebhookConfig, expand_headers, render_body, signature
-from monitor.api.app import _persist_alerts
 from monitor.metrics import Metrics
+from monitor.store.alert_persister import AlertPersister
 from monitor.store.database import Store
 from monitor.store.engine import StoreError
 from monitor.store.tables import webhook_deliveries
@@ -151,11 +151,11 @@ def test_cooldown_suppresses_a_second_firing_of_the_same_model(store: Store) -> 
     registry = CollectorRegistry()
     metrics = Metrics(registry)
 
-    class Cfg:  # what _persist_alerts reads of the settings
+    class Cfg:  # what AlertPersister reads of the settings
         class alerts:
             webhooks = [hook(cooldown_seconds=6 * 3600)]
 
-    persist = _persist_alerts(store, Cfg, metrics)  # type: ignore[arg-type]
+    persist = AlertPersister(store, Cfg, metrics)  # type: ignore[arg-type]
     persist([firing(n=1)], STATE)
     persist([firing(n=1, rule="feature-drift"), firing(model="iris")], STATE)
     rows = {r["alert_id"]: r["state"] for r in store.webhook_deliveries()}

@@ -23,8 +23,9 @@ import pytest
 import yaml
 from support import client, metric, wait_for
 
-from monitor.cli import build_parser, cmd_serve
+from monitor.cli import build_parser
 from monitor.cli import main as monitor_main
+from monitor.cli.serve import cmd_serve
 from monitor.settings import ServerConfig, Settings, settings_from_mapping
 
 ROOT = Path(__file__).resolve().parents[2]

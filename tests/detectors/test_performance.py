@@ -198,7 +198,7 @@ def test_tumbling_windows_split_batches_exactly_at_used_pair_boundaries() -> Non
         closed += wins.update(scores[i : i + 37], labels[i : i + 37], ts[i : i + 37])
     used = np.flatnonzero(~np.isnan(labels))
     cuts = [0] + [int(used[k * 200 - 1]) + 1 for k in range(1, len(closed) + 1)]
-    assert len(closed) == used.size // 200 and [r.seq for r in closed] == list(range(len(closed)))
+    assert len(closed) == used.size // 200 and [r.window_seq for r in closed] == list(range(len(closed)))
     for k, r in enumerate(closed):
         lo, hi = cuts[k], cuts[k + 1]
         whole = performance_from_arrays(s, scores[lo:hi], labels[lo:hi], ts[lo:hi])

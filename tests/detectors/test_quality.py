@@ -67,7 +67,7 @@ HAND_ROWS = [
 
 def test_rates_and_counts_match_a_hand_count() -> None:
     rep = check_quality(_window(HAND_ROWS), QualitySettings(null_alpha=None))
-    assert rep.n == 10 and rep.seq == 0
+    assert rep.n == 10 and rep.window_seq == 0
     got = {(c.channel, c.check): (c.count, c.rate) for c in rep.checks}
     assert got == {
         ("x", "out_of_range"): (2, 0.2),

@@ -6,8 +6,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from support import metric
 
-from monitor.api.availability import RetryBuffer, StoreMetrics
+from monitor.metrics import StoreMetrics
 from monitor.store.engine import StoreUnavailable
+from monitor.store.retry_buffer import RetryBuffer
 
 
 class FakeStore:

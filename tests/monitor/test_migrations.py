@@ -11,9 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from monitor.store.database import Store
+from monitor.store.dead_letters import DeadLetter
 from monitor.store.engine import StoreError, make_engine
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
-from monitor.store.tables import COUNT_COLUMNS, DeadLetter, metadata
+from monitor.store.tables import COUNT_COLUMNS, metadata
 
 HEAD = "0006_kafka_checkpoints"
 ALL_TABLES = [

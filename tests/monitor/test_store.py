@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from monitor.settings import StorageConfig
 from monitor.store import tables as t
 from monitor.store.database import Store
+from monitor.store.dead_letters import DeadLetter
 from monitor.store.engine import StoreError, StoreUnavailable, is_transient
 from monitor.store.migrate import current_revision, head_revision
-from monitor.store.tables import COUNT_COLUMNS, DeadLetter
+from monitor.store.tables import COUNT_COLUMNS
 
 T0 = 1_700_000_000.0
 

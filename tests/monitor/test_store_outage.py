@@ -21,11 +21,11 @@ from postgres_server import Databases, PostgresServer
 from prometheus_client import CollectorRegistry
 from support import car_loan_record, client, metric, settings, wait_for
 
-from alerts.engine import Transition
-from monitor.api.app import _persist_alerts
-from monitor.api.availability import RetryBuffer, StoreMetrics
-from monitor.metrics import Metrics
+from alerts.transition import Transition
+from monitor.metrics import Metrics, StoreMetrics
+from monitor.store.alert_persister import AlertPersister
 from monitor.store.database import Store
+from monitor.store.retry_buffer import RetryBuffer
 
 NDJSON = {"content-type": "application/x-ndjson"}
 STATE = {"format_version": 1, "rules": [], "states": []}
@@ -167,7 +167,7 @@ def test_results_and_alert_transitions_made_while_postgres_is_down_are_written_w
     metrics = Metrics(registry)
     with Store(url) as store:
         store_metrics = StoreMetrics(registry, store)
-        persist = _persist_alerts(store, cfg, metrics, store_metrics)
+        persist = AlertPersister(store, cfg, metrics, store_metrics)
         results: RetryBuffer[dict[str, Any]] = RetryBuffer("results", store.add_results, store, store_metrics,
                                                            max_items=100)  # fmt: skip
         row = {"model": "car_loan", "window_seq": 5, "kind": "dataset_drift", "feature": "", "method": "share",

@@ -1,4 +1,6 @@
-"""``POST /v1/records``: our JSON records over HTTP.
+"""The ingestion routes: ``POST /v1/records`` (our JSON records) and ``POST /v1/cloudevents``
+(model servers' payload loggers). The collectors turn the bodies into records
+(:mod:`collectors.body`, :mod:`collectors.cloudevents`); these routes add the HTTP side.
 
 The body is one JSON object, a JSON array of objects, or NDJSON (one object per line).
 Each item is validated on its own, so the valid items of a mixed batch are accepted and
@@ -15,9 +17,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from collectors import cloudevents
-from collectors.body import JSON_TYPES, NDJSON_TYPES, decode_json, decode_ndjson, media_type, read_body
+from collectors.body import BodyError, decode_json_items, decode_ndjson
 from monitor.api.auth import require
 from monitor.api.availability import require_store
+from monitor.api.body import JSON_TYPES, NDJSON_TYPES, media_type, read_body
 from monitor.api.responses import JSONResponse
 from monitor.pipeline import IngestResult
 from monitor.records import Rejection
@@ -109,19 +112,13 @@ async def post_records(request: Request) -> JSONResponse:
     body = await read_body(request, limits.max_body_bytes)
     rejections: list[Rejection] = []
     indices: list[int] | None = None
-    if kind in NDJSON_TYPES:
-        items, indices, rejections = decode_ndjson(body, limits.max_items_per_request)
-    else:
-        document = decode_json(body)
-        if isinstance(document, list):
-            if len(document) > limits.max_items_per_request:
-                raise HTTPException(
-                    413,
-                    f"{len(document)} items in one request; the limit is {limits.max_items_per_request} (limits.max_items_per_request)",
-                )
-            items = document
+    try:
+        if kind in NDJSON_TYPES:
+            items, indices, rejections = decode_ndjson(body, limits.max_items_per_request)
         else:
-            items = [document]
+            items = decode_json_items(body, limits.max_items_per_request)
+    except BodyError as exc:
+        raise HTTPException(exc.status, exc.message) from None
     result = state.pipeline.ingest_items(items, "http", time.time(), indices=indices, rejections=rejections)
     return ingest_response(result)
 

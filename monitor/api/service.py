@@ -1,0 +1,149 @@
+"""The composition root: what the app runs besides its routes.
+
+:class:`Service` wires the store, the metrics and the pipeline with its result sinks (the
+store, the metrics, the alert engine) and its dead-letter sink, each write going through
+a retry buffer while the database is unreachable. :meth:`Service.start` and
+:meth:`Service.stop` run in the app's lifespan: the Kafka collector, the webhook
+dispatcher and the housekeeping loop. ``monitor consume`` runs the same lifespan
+without serving HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from alerts.dispatcher import WebhookDispatcher
+from alerts.sink import AlertSink
+from collectors.kafka import SOURCE as KAFKA_SOURCE
+from collectors.kafka import KafkaCollector
+from monitor.metrics import Metrics, StoreMetrics
+from monitor.pipeline import Pipeline
+from monitor.reference_startup import load_references, reference_saver
+from monitor.result_gauges import MetricsSink
+from monitor.settings import Settings
+from monitor.store.alert_persister import AlertPersister
+from monitor.store.database import Store
+from monitor.store.dead_letters import DeadLetter, dead_letter_sink
+from monitor.store.engine import is_transient
+from monitor.store.result_sink import StoreSink
+from monitor.store.retry_buffer import RetryBuffer
+
+log = logging.getLogger(__name__)
+
+
+def flush_counts(pipeline: Pipeline, store: Store, *, besides: str | None = None) -> None:
+    """Write the pipeline's count deltas (of every source but ``besides``) to the store; on
+    failure keep them for next time."""
+    deltas = pipeline.take_count_deltas(besides=besides)
+    if not deltas:
+        return
+    try:
+        store.add_counts(deltas)
+    except Exception as exc:
+        if is_transient(exc):
+            log.warning("could not write record counts, the store is unreachable; will retry: %s", exc)
+        else:
+            log.exception("could not write record counts; will retry")
+        pipeline.restore_count_deltas(deltas)
+
+
+class Service:
+    """The pipeline and everything around it, for one process."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, store: Store):
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        store_metrics = StoreMetrics(metrics.registry, store)
+        size = settings.storage.retry_buffer_size
+        dead_letter_buffer: RetryBuffer[DeadLetter] = RetryBuffer(
+            "dead_letters", store.add_dead_letters, store, store_metrics, max_items=size,
+            on_drop=metrics.dead_letters_dropped.labels("store_error").inc,
+        )  # fmt: skip
+        results_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer("results", store.add_results, store, store_metrics, max_items=size)
+        persist_alerts = AlertPersister(store, settings, metrics, store_metrics)
+        assert persist_alerts.buffer is not None  # made from store_metrics
+        self.retry_buffers: tuple[RetryBuffer[Any], ...] = (dead_letter_buffer, results_buffer, persist_alerts.buffer)
+        self.pipeline = Pipeline(
+            settings,
+            metrics,
+            dead_letters=dead_letter_sink(dead_letter_buffer, metrics),
+            sinks=[
+                StoreSink(store, results_buffer),
+                MetricsSink(metrics),
+                AlertSink(settings.alerts.rules, metrics, persist_alerts, store.alert_engine_state()),
+            ],
+            save_reference=reference_saver(store),
+        )
+        self.kafka: KafkaCollector | None = None
+        self._dispatcher: WebhookDispatcher | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings, store = self.settings, self.store
+        for name, config in settings.models.items():
+            store.upsert_model(name, config.model_dump(), "config")
+        await asyncio.to_thread(load_references, self.pipeline, store)
+        if settings.kafka.topics:
+            self.kafka = KafkaCollector(settings.kafka, self.pipeline, store, self.metrics)
+            self.kafka.start()
+        self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+        if settings.alerts.webhooks:
+            self._dispatcher = WebhookDispatcher(store, settings.alerts.webhooks, self.metrics)
+            self._dispatcher.start()
+
+    async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if self._dispatcher is not None:  # after the attempt in flight; the outbox keeps the rest
+            await asyncio.to_thread(self._dispatcher.stop)
+        if self.kafka is not None:  # the batch in hand is applied, checkpointed and committed
+            await asyncio.to_thread(self.kafka.stop)
+        # Uvicorn has finished the requests in flight: hand every buffered part on and
+        # persist the counts, so no accepted record is lost.
+        pipeline = self.pipeline
+        pipeline.drain()
+        await asyncio.to_thread(pipeline.close)  # windows already closed are evaluated and stored
+        await self.flush_waiting_writes()
+        waiting = {buffer.kind: buffer.pending for buffer in self.retry_buffers if buffer.pending}
+        counts = pipeline.take_count_deltas()  # flush_counts put them back: not written
+        if waiting or counts:
+            log.error("shutting down with the store unreachable: lost the waiting writes %s and the counts %s",
+                      waiting, counts)  # fmt: skip
+        self.store.close()
+        log.info("shut down cleanly")
+
+    async def flush_waiting_writes(self) -> None:
+        """Writes kept while the store was unreachable, then the count deltas."""
+        for buffer in self.retry_buffers:
+            await asyncio.to_thread(buffer.flush)
+        # The Kafka collector writes its counts with its checkpoints: see collectors/kafka.py.
+        besides = None if self.kafka is None else KAFKA_SOURCE
+        await asyncio.to_thread(lambda: flush_counts(self.pipeline, self.store, besides=besides))
+
+    async def _housekeeping_loop(self) -> None:
+        """Periodically release expired partial records, check that the store answers (marking
+        it up or down), write what waited for it, persist counts and trim dead letters."""
+        interval = self.settings.storage.flush_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.pipeline.expire()
+                if not await asyncio.to_thread(self.store.ping):
+                    continue  # counts stay in the pipeline, other writes in the retry buffers
+                await self.flush_waiting_writes()
+                dropped = await asyncio.to_thread(
+                    self.store.trim_dead_letters, self.settings.storage.dead_letter_max_rows
+                )
+                if dropped:
+                    self.metrics.dead_letters_dropped.labels("row_limit").inc(dropped)
+            except Exception as exc:  # keep the loop alive whatever one round hit
+                if is_transient(exc):
+                    log.warning("housekeeping round: the store is unreachable: %s", exc)
+                else:
+                    log.exception("housekeeping round failed")
