@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from monitor.records import Record, Rejection, Validator
+from monitor.records import Record, Rejection
 from monitor.settings import ModelConfig
+from monitor.validation import Validator
 
 
 @dataclass(frozen=True)

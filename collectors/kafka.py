@@ -1,12 +1,10 @@
 """Kafka collector: records and model-server CloudEvents from Kafka topics, each counted
 exactly once across crashes, restarts and consumer-group rebalances.
 
-Messages: our JSON record format (one record or a JSON array of records per message), or
-CloudEvents through the Kafka protocol binding: binary mode (``ce_*`` headers, the data as
-the value, its type in ``content-type``) or structured mode (``content-type:
-application/cloudevents+json``), including KServe's request/response pairs, which join as
-they do over HTTP. Producers should key messages by model, so that each model lives on one
-partition and so on one instance of the group.
+Messages: our JSON record format or CloudEvents through the Kafka protocol binding,
+including KServe's request/response pairs, which join as they do over HTTP (decoding:
+:mod:`collectors.kafka_messages`). Producers should key messages by model, so that each
+model lives on one partition and so on one instance of the group.
 
 The guarantee, and how it is kept: a poll batch is applied to the window state, then the
 state of the models it touched is checkpointed *together with* the next offset of each
@@ -45,193 +43,30 @@ import logging
 import queue
 import threading
 import time
-from bisect import bisect_right
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
 from kafka import KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
-from collectors import cloudevents
-from collectors.body import json_error
 from collectors.kafka_consumer import ConsumerProcess, Fetched, Message
+from collectors.kafka_messages import ORIGIN_HEADER, decode_batch, message_origin
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
-from monitor.records import Reason, Record, Rejection, Validator
-from monitor.settings import KafkaConfig, LimitsConfig
+from monitor.records import Rejection
+from monitor.settings import KafkaConfig
 from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
 
 SOURCE = "kafka"
-CLOUDEVENTS_JSON = "application/cloudevents"
 BATCHES_AHEAD = 1  # poll batches waiting to be applied, besides the one being applied
 # Headers added to a message copied to the dead-letter topic.
-REASON_HEADER, ERROR_HEADER, ORIGIN_HEADER = "monitor-reason", "monitor-error", "monitor-origin"
-
-
-# -- decoding ---------------------------------------------------------------------------------
-def message_headers(raw: Any) -> dict[str, str]:
-    """Kafka headers (a list of ``(name, bytes)``) as text with lower-case names, for
-    CloudEvents and dead letters."""
-    return {name.lower(): (value or b"").decode("utf-8", "replace") for name, value in raw or ()}
-
-
-@dataclass(slots=True)
-class Decoded:
-    """One message, decoded: our JSON records as decoded items (validated later, in bulk,
-    with the rest of the poll batch), or CloudEvents' records; and what was refused."""
-
-    items: list[Any] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-
-
-def decode_value(value: bytes | None, headers: dict[str, str], received_at: float, validator: Validator) -> Decoded:
-    """One message's value, decoded but not validated. Never raises on bad input.
-
-    A record without a ``timestamp`` gets ``received_at`` (the message's timestamp), written
-    into the item, so a record read again after a crash falls in the same time window."""
-    content_type = headers.get("content-type", "")
-    if headers and (content_type.startswith(CLOUDEVENTS_JSON) or any(name.startswith("ce_") for name in headers)):
-        records, rejections = _decode_cloudevent(value or b"", headers, content_type, received_at, validator)
-        return Decoded(records=records, rejections=rejections)
-    if not value:
-        return Decoded(rejections=[Rejection(0, "", Reason.INVALID_JSON, "message value is empty", None)])
-    try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return Decoded(
-            rejections=[Rejection(0, "", Reason.INVALID_JSON, json_error(exc, "message value"), _text(value))]
-        )
-    return decode_document(document, value, received_at, validator.limits)
-
-
-def decode_document(document: Any, value: bytes, received_at: float, limits: LimitsConfig) -> Decoded:
-    """A message's parsed value: one record of ours or an array of them (``value`` is kept
-    in a rejection); records without a ``timestamp`` get ``received_at``."""
-    items = document if type(document) is list else [document]
-    if len(items) > limits.max_items_per_request:
-        limit = limits.max_items_per_request
-        message = f"{len(items)} records in one message; at most {limit} (limits.max_items_per_request)"
-        return Decoded(rejections=[Rejection(0, "", Reason.TOO_MANY, message, _text(value))])
-    if not _objects_with_timestamps(items):
-        for item in items:
-            if type(item) is dict and "timestamp" not in item:
-                item["timestamp"] = received_at
-    return Decoded(items=items)
-
-
-def decode_message(
-    value: bytes | None, headers: dict[str, str], received_at: float, validator: Validator
-) -> tuple[list[Record], list[Rejection]]:
-    """One message -> (records, rejections), validated on its own (the collector validates
-    a whole poll batch at once instead)."""
-    decoded = decode_value(value, headers, received_at, validator)
-    records, rejections = decoded.records, decoded.rejections
-    validate = validator.validate
-    for index, item in enumerate(decoded.items):
-        outcome = validate(item, index, received_at)
-        if type(outcome) is Record:
-            records.append(outcome)
-        else:
-            rejections.append(outcome)  # type: ignore[arg-type]
-    return records, rejections
-
-
-def _decode_cloudevent(
-    value: bytes, headers: dict[str, str], content_type: str, received_at: float, validator: Validator
-) -> tuple[list[Record], list[Rejection]]:
-    # The Kafka binding names attributes ce_<name>; the HTTP parser reads ce-<name>.
-    http_headers = {("ce-" + name[3:] if name.startswith("ce_") else name): text for name, text in headers.items()}
-    try:
-        return cloudevents.parse_http(
-            http_headers, value, models=validator.known_models, limits=validator.limits,
-            received_at=received_at, accept_unknown=validator.accept_unknown,
-        )  # fmt: skip
-    except cloudevents.EventEnvelopeError as exc:
-        reason = Reason.TOO_MANY if exc.status == 413 else Reason.INVALID_EVENT
-        return [], [Rejection(0, "", reason, exc.message, _text(value))]
-
-
-def _epoch_seconds(timestamp: int | None) -> float:
-    """A message's own timestamp (epoch ms) in seconds, so that a record read again gets the
-    same time; now when the producer set none."""
-    return timestamp / 1000 if timestamp and timestamp > 0 else time.time()
-
-
-def _origin(message: Message) -> str:
-    return f"{message.topic}/{message.partition}/{message.offset}"
-
-
-def _text(value: bytes) -> str:
-    return value[:4096].decode("utf-8", "replace")
-
-
-def _decode_all(values: list[bytes | None]) -> list[Any] | None:
-    """Every value parsed as JSON, or None if one is not JSON (or empty)."""
-    try:
-        return list(map(orjson.loads, values))
-    except (orjson.JSONDecodeError, TypeError):
-        return None
-
-
-def _objects_with_timestamps(documents: list[Any]) -> bool:
-    """Every one a JSON object with a ``timestamp``: records of ours to take as they are."""
-    return set(map(type, documents)) == {dict} and all(map(dict.__contains__, documents, repeat("timestamp")))
-
-
-def _stamp(records: list[dict[str, Any]], timestamps: list[int]) -> None:
-    """One record per message: those without a ``timestamp`` get their message's, as
-    :func:`decode_document` gives them."""
-    if not all(map(dict.__contains__, records, repeat("timestamp"))):
-        for record, timestamp in zip(records, timestamps, strict=True):
-            if "timestamp" not in record:
-                record["timestamp"] = _epoch_seconds(timestamp)
-
-
-def _models(items: list[Any]) -> Iterable[Any]:
-    """The ``model`` of each decoded item that is an object."""
-    if set(map(type, items)) == {dict}:
-        return map(dict.get, items, repeat("model"))
-    return (item.get("model") for item in items if type(item) is dict)
-
-
-# -- the consumer -------------------------------------------------------------------------------
-class _Shared(NamedTuple):
-    """Where the items of a message that was not one plain record came from."""
-
-    message: Message
-    headers: dict[str, str]
-    items: int
-
-
-class _Origins:
-    """Where each item of a poll batch came from, one entry per run of items: a run of
-    one-record messages of a partition (the item after ``first`` is the message after
-    ``position``), or the items of one message that was not a plain record (_Shared)."""
-
-    def __init__(self) -> None:
-        self._firsts: list[int] = []
-        self._runs: list[tuple[Fetched | _Shared, int]] = []
-
-    def add(self, first: int, source: Fetched | _Shared, position: int = 0) -> None:
-        self._firsts.append(first)
-        self._runs.append((source, position))
-
-    def of(self, item: int) -> Message | _Shared:
-        run = bisect_right(self._firsts, item) - 1
-        source, position = self._runs[run]
-        if type(source) is _Shared:
-            return source
-        return source.message(position + item - self._firsts[run])  # type: ignore[union-attr]
+REASON_HEADER, ERROR_HEADER = "monitor-reason", "monitor-error"
 
 
 class _AssignmentFailed(RuntimeError):
@@ -418,95 +253,34 @@ class KafkaCollector:
 
     # -- applying messages ---------------------------------------------------------------------
     def _apply(self, batch: Mapping[TopicPartition, Fetched]) -> None:
-        items: list[Any] = []  # our records from every message of the batch, validated in one call
-        origins = _Origins()
-        events: list[Record] = []  # records from CloudEvents
-        bad: list[tuple[Message, dict[str, str], list[Rejection]]] = []
-        sources: dict[str, set[TopicPartition]] = defaultdict(set)
-        positions: dict[TopicPartition, int] = {}
+        decoded = decode_batch(batch, self.pipeline.validator)
         for tp, part in batch.items():
-            # Every value decoded in one C-level pass, unless one is not JSON or has headers.
-            documents = None if part.headers else _decode_all(part.values)
-            if documents is not None and set(map(type, documents)) == {dict}:  # the usual partition
-                _stamp(documents, part.timestamps)
-                origins.add(len(items), part)
-                items.extend(documents)
-                fed = set(map(dict.get, documents, repeat("model")))
-            else:
-                fed = self._decode_each(part, documents, items, origins, events, bad)
-            for model in fed:
-                if type(model) is str:
-                    sources[model].add(tp)
-            positions[tp] = part.offsets[-1] + 1
             self.metrics.kafka_messages.labels(tp.topic).inc(len(part.offsets))
-        for model in sources:  # restore before the first record: a failure aborts the batch unapplied
+        for model in decoded.sources:  # restore before the first record: a failure aborts the batch unapplied
             if model not in self._owned and self._may_own(model):
                 self._acquire(model)
-        for model, tps in sources.items():
+        for model, tps in decoded.sources.items():
             if model in self._owned:
                 self._owned[model].update(tps)
                 self._dirty.add(model)
-
-        def origin(rejection: Rejection) -> tuple[bytes | None, dict[str, str] | None]:
-            owner = origins.of(rejection.index)
-            if type(owner) is _Shared:  # the message's bytes when it held this one item (the item is kept anyway)
-                value = owner.message.value if owner.items == 1 else None
-                return value, {**owner.headers, ORIGIN_HEADER: _origin(owner.message)}
-            return owner.value, {ORIGIN_HEADER: _origin(owner)}
-
-        if items:
-            result = self.pipeline.ingest_items(items, SOURCE, time.time(), origin=origin)
+        origins = decoded.origins
+        if decoded.items:
+            result = self.pipeline.ingest_items(decoded.items, SOURCE, time.time(), origin=origins.dead_letter_origin)
             first_rejection: dict[str, tuple[Message, Rejection]] = {}  # one copy per message
             for rejection in result.rejected:
-                owner = origins.of(rejection.index)
-                message = owner.message if type(owner) is _Shared else owner
-                first_rejection.setdefault(_origin(message), (message, rejection))
+                message = origins.message_of(rejection.index)
+                first_rejection.setdefault(message_origin(message), (message, rejection))
             for message, rejection in first_rejection.values():
                 self._copy_to_dead_letter_topic(message, rejection)
-        if events:
-            self.pipeline.ingest(events, [], SOURCE)
-        for message, headers, rejected in bad:
+        if decoded.events:
+            self.pipeline.ingest(decoded.events, [], SOURCE)
+        for message, headers, rejected in decoded.bad:
             self.pipeline.ingest(
-                [], rejected, SOURCE, raw_bytes=message.value, headers={**headers, ORIGIN_HEADER: _origin(message)}
-            )
+                [], rejected, SOURCE, raw_bytes=message.value,
+                headers={**headers, ORIGIN_HEADER: message_origin(message)},
+            )  # fmt: skip
             self._copy_to_dead_letter_topic(message, rejected[0])
-        self._positions.update(positions)
-
-    def _decode_each(
-        self,
-        part: Fetched,
-        documents: list[Any] | None,
-        items: list[Any],
-        origins: _Origins,
-        events: list[Record],
-        bad: list[tuple[Message, dict[str, str], list[Rejection]]],
-    ) -> set[Any]:
-        """A partition's messages one by one (``documents``: their values decoded, if that
-        is done), when they are not all one plain record each: our records go to ``items``
-        (their origins to ``origins``), CloudEvents' records to ``events``, what cannot be
-        decoded to ``bad``. Returns the models they name."""
-        validator = self.pipeline.validator
-        fed: set[Any] = set()
-        for i, value in enumerate(part.values):
-            message = part.message(i)
-            headers = message_headers(message.headers)
-            received_at = _epoch_seconds(message.timestamp)
-            if documents is None:
-                decoded = decode_value(value, headers, received_at, validator)
-            else:
-                decoded = decode_document(documents[i], value or b"", received_at, validator.limits)
-            if decoded.rejections:
-                bad.append((message, headers, decoded.rejections))
-            fed.update(record.model for record in decoded.records)
-            events.extend(decoded.records)
-            if decoded.items:
-                if len(decoded.items) == 1 and not headers:
-                    origins.add(len(items), part, i)
-                else:
-                    origins.add(len(items), _Shared(message, headers, len(decoded.items)))
-                fed.update(_models(decoded.items))
-                items.extend(decoded.items)
-        return fed
+        self._positions.update(decoded.positions)
 
     def _may_own(self, model: str) -> bool:
         """A configured model, or one the pipeline may still register: names from bad
@@ -531,7 +305,7 @@ class KafkaCollector:
         extra = [
             (REASON_HEADER, rejection.reason.encode()),
             (ERROR_HEADER, f"{rejection.path}: {rejection.message}"[:1000].encode()),
-            (ORIGIN_HEADER, _origin(message).encode()),
+            (ORIGIN_HEADER, message_origin(message).encode()),
         ]
         try:
             self._dead_letter_producer().send(
@@ -539,7 +313,7 @@ class KafkaCollector:
             )
             self.metrics.kafka_dead_letters_published.labels("published").inc()
         except Exception:
-            log.exception("could not copy a bad message (%s) to dead-letter topic %s", _origin(message), topic)
+            log.exception("could not copy a bad message (%s) to dead-letter topic %s", message_origin(message), topic)
             self.metrics.kafka_dead_letters_published.labels("failed").inc()
 
     def _dead_letter_producer(self) -> KafkaProducer:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from bisect import bisect_left
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import repeat
-from operator import itemgetter
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from detectors.reference import ReferenceProfile
@@ -27,14 +24,13 @@ from monitor.joins import JoinBuffer, LabelBuffer
 from monitor.metrics import UNKNOWN_MODEL, Metrics
 from monitor.model_snapshots import dump_model, load_model, reset_model, scoped_sinks
 from monitor.model_state import ModelState, ReferenceSaver
-from monitor.records import Record, RecordColumns, Rejection, ValidatedItems, Validator
+from monitor.records import Record, Rejection
+from monitor.routing import PIPELINE_SOURCE, Routed, Router
 from monitor.settings import ModelConfig, Settings
+from monitor.validation import Validator
 
 log = logging.getLogger(__name__)
 
-# Join-level counts are kept per model under this source name: a joined record can mix
-# sources (a KServe request event and a label posted later), so it belongs to none of them.
-PIPELINE_SOURCE = "pipeline"
 COUNT_FIELDS = (
     "received", "accepted", "rejected", "duplicates", "joined",
     "incomplete", "evicted", "labels_joined", "labels_unmatched",
@@ -77,22 +73,6 @@ class IngestResult:
         }
 
 
-@dataclass
-class _Routed:
-    """Records of one ingest call, grouped by model before they reach model state."""
-
-    # In arrival order: Records, and (columns, rows or None for all) runs of records
-    # validated column-wise.
-    complete: dict[str, list[Record | tuple[RecordColumns, Sequence[int] | None]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
-    # Predictions pushed out of the label buffer unlabelled, per model (counted once per call).
-    labels_lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    incomplete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
-    labels: dict[str, list[tuple[Any, Any, float]]] = field(default_factory=lambda: defaultdict(list))
-
-
 class Pipeline:
     """Counts, joins and routes records. Build one per process with the settings."""
 
@@ -125,6 +105,7 @@ class Pipeline:
         # Validation for ingest_items (it reads self.configs, so registered models count).
         self.validator = Validator(settings.limits, self.configs, accept_unknown=settings.unknown_models == "register")
         self._deltas: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_FIELDS, 0))
+        self._router = Router(self._joins, self._labels, metrics, self._delta)
 
     # -- the one entry point for collectors -------------------------------------------
     def ingest(
@@ -145,15 +126,15 @@ class Pipeline:
         if rejections:
             self._reject(rejections, source, now, raw_bytes, headers)
         with self._lock:
-            routed = _Routed()
+            routed = Routed()
             duplicates = 0
             models = self.models
             for record in records:
                 if record.model not in models:
                     self._register(record.model)
-                duplicates += self._route(record, now, routed)
+                duplicates += self._router.route(record, now, routed)
             self._count_accepted(records, source)
-            self._expire(now, routed)
+            self._router.expire(now, routed)
             self._deliver(routed)
         return IngestResult(len(records), list(rejections), duplicates)
 
@@ -191,7 +172,7 @@ class Pipeline:
         if rejected:
             self._reject(rejected, source, now, raw_bytes, headers, origin)
         with self._lock:
-            routed = _Routed()
+            routed = Routed()
             models = self.models
             per_model: dict[str, int] = defaultdict(int)
             for record in valid.records:
@@ -200,9 +181,9 @@ class Pipeline:
                 per_model[record.model] += 1
             for chunk in valid.columns:
                 per_model[chunk.model] += len(chunk)
-            duplicates = self._route_valid(valid, now, routed)
+            duplicates = self._router.route_valid(valid, now, routed)
             self._count(per_model, source)
-            self._expire(now, routed)
+            self._router.expire(now, routed)
             self._deliver(routed)
         return IngestResult(valid.accepted, rejected, duplicates)
 
@@ -211,8 +192,8 @@ class Pipeline:
         """Release partial records past their time-to-live and hand every model's pending
         records to its detector (called periodically)."""
         with self._lock:
-            routed = _Routed()
-            self._expire(self._clock(), routed)
+            routed = Routed()
+            self._router.expire(self._clock(), routed)
             self._deliver(routed)
             for state in self.models.values():
                 state.feed()
@@ -221,9 +202,9 @@ class Pipeline:
         """Shutdown: hand every buffered partial record on as incomplete, so no accepted
         record is lost."""
         with self._lock:
-            routed = _Routed()
+            routed = Routed()
             for record in self._joins.drain():
-                self._release(record, routed)
+                self._router.release(record, routed)
             self._deliver(routed)
             for state in self.models.values():
                 state.feed()
@@ -310,12 +291,12 @@ class Pipeline:
                 self._register(model)
             self._joins.remove_model(model)
             self._labels.remove_model(model)  # the checkpoint's own, if any, replace them
-            routed = _Routed()
+            routed = Routed()
             partials, awaiting = load_model(self.models[model], data, scoped_sinks(self._sinks))
             for old in self._joins.put_back(partials):
                 self.metrics.join_evicted.labels(old.model).inc()
                 self._delta(old.model, PIPELINE_SOURCE, "evicted")
-                self._release(old, routed)
+                self._router.release(old, routed)
             for lost in self._labels.put_back(model, awaiting):
                 routed.labels_lost[lost[0]] += 1
             self._deliver(routed)
@@ -342,154 +323,7 @@ class Pipeline:
         state = self.models.get(model)
         return None if state is None else state.schema.features
 
-    def _route_valid(self, valid: ValidatedItems, now: float, routed: _Routed) -> int:
-        """Route a call's records and record columns in item order; returns the duplicates."""
-        streams: list[tuple[list[int], RecordColumns | None]] = [(c.positions, c) for c in valid.columns]
-        if valid.records:
-            streams.append((valid.record_positions, None))
-        heads = [0] * len(streams)
-        duplicates = 0
-        while True:
-            # The stream whose next item comes first runs up to the next item of another.
-            best, first, second = -1, -1, -1
-            for s, (positions, _) in enumerate(streams):
-                if heads[s] < len(positions):
-                    p = positions[heads[s]]
-                    if best < 0 or p < first:
-                        second = first
-                        best, first = s, p
-                    elif second < 0 or p < second:
-                        second = p
-            if best < 0:
-                return duplicates
-            positions, chunk = streams[best]
-            start = heads[best]
-            stop = len(positions) if second < 0 else bisect_left(positions, second, start)
-            heads[best] = stop
-            if chunk is None:
-                for record in valid.records[start:stop]:
-                    duplicates += self._route(record, now, routed)
-            else:
-                duplicates += self._route_columns(chunk, start, stop, now, routed)
-
-    def _route_columns(self, chunk: RecordColumns, start: int, stop: int, now: float, routed: _Routed) -> int:
-        """What :meth:`_route` does to each of rows ``start:stop`` of ``chunk`` (complete
-        records), for all of them at once when their ids are new; returns the duplicates."""
-        model = chunk.model
-        whole = start == 0 and stop == len(chunk)
-        ids = chunk.ids if whole else chunk.ids[start:stop]
-        segments = routed.complete[model]
-        if None not in ids:
-            keys = list(zip(repeat(model), ids))
-            if self._labels.all_new(keys) and not self._joins.holds_any(keys):
-                labels = None if chunk.labels is None else chunk.labels[start:stop]
-                lost = self._labels.remember_all(
-                    keys,
-                    chunk.predictions[start:stop],
-                    chunk.timestamps[start:stop],
-                    None if labels is None else [label is not None for label in labels],
-                    now,
-                )
-                if lost:
-                    for name, n in Counter(map(itemgetter(0), lost)).items():
-                        routed.labels_lost[name] += n
-                rows = None if whole else range(start, stop)
-                segments.append((chunk, rows))
-                self._column_labels(chunk, range(start, stop), routed)
-                return 0
-        # One row at a time: an id seen before (a duplicate, or the other part of a
-        # buffered partial record) goes the record way, in its place.
-        duplicates = 0
-        run: list[int] = []
-        for j in range(start, stop):
-            record_id = chunk.ids[j]
-            if record_id is not None:
-                key = (model, record_id)
-                if key in self._labels or key in self._joins:
-                    if run:
-                        segments.append((chunk, run))
-                        self._column_labels(chunk, run, routed)
-                        run = []
-                    duplicates += self._route(chunk.record(j), now, routed)
-                    continue
-                labelled = chunk.labels is not None and chunk.labels[j] is not None
-                for lost_key in self._labels.remember_values(
-                    key, chunk.predictions[j], chunk.timestamps[j], labelled, now
-                ):
-                    routed.labels_lost[lost_key[0]] += 1
-            run.append(j)
-        if run:
-            segments.append((chunk, run))
-            self._column_labels(chunk, run, routed)
-        return duplicates
-
-    @staticmethod
-    def _column_labels(chunk: RecordColumns, rows: Sequence[int], routed: _Routed) -> None:
-        """Labels that came with complete records, for the performance windows."""
-        if chunk.labels is None:
-            return
-        pairs = routed.labels[chunk.model]
-        for j in rows:
-            label = chunk.labels[j]
-            if label is not None:
-                pairs.append((chunk.predictions[j], label, chunk.timestamps[j]))
-
-    def _route(self, record: Record, now: float, routed: _Routed) -> int:
-        """Join or forward one record; returns 1 if it was a duplicate."""
-        model = record.model
-        if record.id is None:  # complete by validation: nothing to join, nothing to dedupe
-            self._complete(record, now, routed, None)
-            return 0
-        key = (model, record.id)
-        awaiting = self._labels.get(key)
-        if awaiting is not None:  # this id was completed before
-            if record.has_label and not awaiting.labelled and record.inputs is None and not record.has_prediction:
-                self._labels.mark_labelled(key)
-                routed.labels[model].append((awaiting.prediction, record.label, awaiting.timestamp))
-                return 0
-            routed.duplicates[model] += 1
-            return 1
-        if record.inputs is not None and record.has_prediction and key not in self._joins:
-            self._complete(record, now, routed, key)
-            return 0
-        completed, repeated, evicted = self._joins.offer(record, now)
-        for old in evicted:
-            self.metrics.join_evicted.labels(old.model).inc()
-            self._delta(old.model, PIPELINE_SOURCE, "evicted")
-            self._release(old, routed)
-        if completed is not None:
-            self._complete(completed, now, routed, key)
-        if repeated:
-            routed.duplicates[model] += 1
-            return 1
-        return 0
-
-    def _complete(self, record: Record, now: float, routed: _Routed, key: tuple[str, str] | None) -> None:
-        routed.complete[record.model].append(record)
-        if record.has_label:
-            routed.labels[record.model].append((record.prediction, record.label, record.timestamp))
-        if key is not None:
-            for lost in self._labels.remember(key, record, now):
-                routed.labels_lost[lost[0]] += 1
-
-    def _release(self, record: Record, routed: _Routed) -> None:
-        """A partial record leaves the join buffer without its counterpart."""
-        if record.inputs is None and not record.has_prediction:
-            self.metrics.labels_unmatched.labels(record.model).inc()
-            self._delta(record.model, PIPELINE_SOURCE, "labels_unmatched")
-            return
-        missing = "prediction" if record.inputs is not None else "inputs"
-        self.metrics.join_incomplete.labels(record.model, missing).inc()
-        self._delta(record.model, PIPELINE_SOURCE, "incomplete")
-        routed.incomplete[record.model].append(record)
-
-    def _expire(self, now: float, routed: _Routed) -> None:
-        for record in self._joins.expire(now):
-            self._release(record, routed)
-        for key in self._labels.expire(now):
-            routed.labels_lost[key[0]] += 1
-
-    def _deliver(self, routed: _Routed) -> None:
+    def _deliver(self, routed: Routed) -> None:
         m = self.metrics
         for model, segments in routed.complete.items():
             state = self.models[model]

@@ -29,11 +29,12 @@ from detectors.results import Result
 from monitor.cli.config import load_or_exit
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
-from monitor.records import Record, Validator
+from monitor.records import Record
 from monitor.reference_files import read_table
 from monitor.reference_startup import active_summary, load_references
 from monitor.settings import Settings
 from monitor.store.database import Store
+from monitor.validation import Validator
 
 
 @dataclass

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import orjson
 
-from collectors.kafka import decode_message, message_headers
-from monitor.records import Reason, Record, Validator
+from collectors.kafka_messages import decode_message, message_headers
+from monitor.records import Reason, Record
 from monitor.settings import LimitsConfig, ModelConfig
+from monitor.validation import Validator
 
 DATA = Path(__file__).parent / "data"
 NOW = 1_700_000_000.0

@@ -19,12 +19,13 @@ from support import CAR_LOAN_FEATURES, ROOT
 from collectors.files import TableColumns, table_chunks
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
-from monitor.records import Record, Validator
+from monitor.records import Record
 from monitor.reference_startup import load_references
 from monitor.result_gauges import MetricsSink
 from monitor.settings import settings_from_mapping
 from monitor.store.database import Store
 from monitor.store.result_sink import StoreSink
+from monitor.validation import Validator
 
 DATA = ROOT / "tests" / "data" / "car_loan"
 DRIFTING = {"car_value", "salary_range", "loan_length", "repaid_loan_on_prev_car"}

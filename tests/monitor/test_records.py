@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.records import Reason, Record, Rejection, Validator
+from monitor.records import Reason, Record, Rejection
 from monitor.settings import LimitsConfig
+from monitor.validation import Validator
 
 NOW = 1_700_000_000.0
 
@@ -279,7 +280,8 @@ def test_iso_timestamps_column_wise_are_those_of_fromisoformat() -> None:
     import math
     import random
 
-    from monitor.records import _iso_array, _timestamps, parse_timestamp
+    from monitor.timestamps import _iso_array, parse_timestamp
+    from monitor.timestamps import timestamps_column as _timestamps
 
     rng = random.Random(5)
     for low, high in ((-8_000_000_000, 9_000_000_000), (-62_000_000_000, 250_000_000_000)):

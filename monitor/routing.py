@@ -1,0 +1,202 @@
+"""Routing one call's records through the join and label buffers.
+
+A complete record goes to its model at once (and is remembered in the label buffer, so a
+late label meets its prediction); a partial record waits in the join buffer for its other
+part; a repeated part is a duplicate; a label joins the prediction it names. What a call
+routes is gathered per model in a :class:`Routed`, which the pipeline then delivers to
+model state in one go.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
+
+from monitor.joins import JoinBuffer, LabelBuffer
+from monitor.metrics import Metrics
+from monitor.records import Record, RecordColumns, ValidatedItems
+
+# Join-level counts are kept per model under this source name: a joined record can mix
+# sources (a KServe request event and a label posted later), so it belongs to none of them.
+PIPELINE_SOURCE = "pipeline"
+
+
+@dataclass
+class Routed:
+    """Records of one ingest call, grouped by model before they reach model state."""
+
+    # In arrival order: Records, and (columns, rows or None for all) runs of records
+    # validated column-wise.
+    complete: dict[str, list[Record | tuple[RecordColumns, Sequence[int] | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # Predictions pushed out of the label buffer unlabelled, per model (counted once per call).
+    labels_lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    incomplete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
+    labels: dict[str, list[tuple[Any, Any, float]]] = field(default_factory=lambda: defaultdict(list))
+
+
+class Router:
+    """Joins and dedupes records with the pipeline's buffers; ``count(model, source, name, n)``
+    adds to the pipeline's persisted counts. Not thread-safe: the pipeline's lock guards it."""
+
+    def __init__(
+        self, joins: JoinBuffer, labels: LabelBuffer, metrics: Metrics, count: Callable[[str, str, str, int], None]
+    ):
+        self.joins = joins
+        self.labels = labels
+        self.metrics = metrics
+        self._count = count
+
+    def route_valid(self, valid: ValidatedItems, now: float, routed: Routed) -> int:
+        """Route a call's records and record columns in item order; returns the duplicates."""
+        streams: list[tuple[list[int], RecordColumns | None]] = [(c.positions, c) for c in valid.columns]
+        if valid.records:
+            streams.append((valid.record_positions, None))
+        heads = [0] * len(streams)
+        duplicates = 0
+        while True:
+            # The stream whose next item comes first runs up to the next item of another.
+            best, first, second = -1, -1, -1
+            for s, (positions, _) in enumerate(streams):
+                if heads[s] < len(positions):
+                    p = positions[heads[s]]
+                    if best < 0 or p < first:
+                        second = first
+                        best, first = s, p
+                    elif second < 0 or p < second:
+                        second = p
+            if best < 0:
+                return duplicates
+            positions, chunk = streams[best]
+            start = heads[best]
+            stop = len(positions) if second < 0 else bisect_left(positions, second, start)
+            heads[best] = stop
+            if chunk is None:
+                for record in valid.records[start:stop]:
+                    duplicates += self.route(record, now, routed)
+            else:
+                duplicates += self._route_columns(chunk, start, stop, now, routed)
+
+    def _route_columns(self, chunk: RecordColumns, start: int, stop: int, now: float, routed: Routed) -> int:
+        """What :meth:`route` does to each of rows ``start:stop`` of ``chunk`` (complete
+        records), for all of them at once when their ids are new; returns the duplicates."""
+        model = chunk.model
+        whole = start == 0 and stop == len(chunk)
+        ids = chunk.ids if whole else chunk.ids[start:stop]
+        segments = routed.complete[model]
+        if None not in ids:
+            keys = list(zip(repeat(model), ids))
+            if self.labels.all_new(keys) and not self.joins.holds_any(keys):
+                labels = None if chunk.labels is None else chunk.labels[start:stop]
+                lost = self.labels.remember_all(
+                    keys,
+                    chunk.predictions[start:stop],
+                    chunk.timestamps[start:stop],
+                    None if labels is None else [label is not None for label in labels],
+                    now,
+                )
+                if lost:
+                    for name, n in Counter(map(itemgetter(0), lost)).items():
+                        routed.labels_lost[name] += n
+                rows = None if whole else range(start, stop)
+                segments.append((chunk, rows))
+                self._column_labels(chunk, range(start, stop), routed)
+                return 0
+        # One row at a time: an id seen before (a duplicate, or the other part of a
+        # buffered partial record) goes the record way, in its place.
+        duplicates = 0
+        run: list[int] = []
+        for j in range(start, stop):
+            record_id = chunk.ids[j]
+            if record_id is not None:
+                key = (model, record_id)
+                if key in self.labels or key in self.joins:
+                    if run:
+                        segments.append((chunk, run))
+                        self._column_labels(chunk, run, routed)
+                        run = []
+                    duplicates += self.route(chunk.record(j), now, routed)
+                    continue
+                labelled = chunk.labels is not None and chunk.labels[j] is not None
+                for lost_key in self.labels.remember_values(
+                    key, chunk.predictions[j], chunk.timestamps[j], labelled, now
+                ):
+                    routed.labels_lost[lost_key[0]] += 1
+            run.append(j)
+        if run:
+            segments.append((chunk, run))
+            self._column_labels(chunk, run, routed)
+        return duplicates
+
+    @staticmethod
+    def _column_labels(chunk: RecordColumns, rows: Sequence[int], routed: Routed) -> None:
+        """Labels that came with complete records, for the performance windows."""
+        if chunk.labels is None:
+            return
+        pairs = routed.labels[chunk.model]
+        for j in rows:
+            label = chunk.labels[j]
+            if label is not None:
+                pairs.append((chunk.predictions[j], label, chunk.timestamps[j]))
+
+    def route(self, record: Record, now: float, routed: Routed) -> int:
+        """Join or forward one record; returns 1 if it was a duplicate."""
+        model = record.model
+        if record.id is None:  # complete by validation: nothing to join, nothing to dedupe
+            self._complete(record, now, routed, None)
+            return 0
+        key = (model, record.id)
+        awaiting = self.labels.get(key)
+        if awaiting is not None:  # this id was completed before
+            if record.has_label and not awaiting.labelled and record.inputs is None and not record.has_prediction:
+                self.labels.mark_labelled(key)
+                routed.labels[model].append((awaiting.prediction, record.label, awaiting.timestamp))
+                return 0
+            routed.duplicates[model] += 1
+            return 1
+        if record.inputs is not None and record.has_prediction and key not in self.joins:
+            self._complete(record, now, routed, key)
+            return 0
+        completed, repeated, evicted = self.joins.offer(record, now)
+        for old in evicted:
+            self.metrics.join_evicted.labels(old.model).inc()
+            self._count(old.model, PIPELINE_SOURCE, "evicted", 1)
+            self.release(old, routed)
+        if completed is not None:
+            self._complete(completed, now, routed, key)
+        if repeated:
+            routed.duplicates[model] += 1
+            return 1
+        return 0
+
+    def _complete(self, record: Record, now: float, routed: Routed, key: tuple[str, str] | None) -> None:
+        routed.complete[record.model].append(record)
+        if record.has_label:
+            routed.labels[record.model].append((record.prediction, record.label, record.timestamp))
+        if key is not None:
+            for lost in self.labels.remember(key, record, now):
+                routed.labels_lost[lost[0]] += 1
+
+    def release(self, record: Record, routed: Routed) -> None:
+        """A partial record leaves the join buffer without its counterpart."""
+        if record.inputs is None and not record.has_prediction:
+            self.metrics.labels_unmatched.labels(record.model).inc()
+            self._count(record.model, PIPELINE_SOURCE, "labels_unmatched", 1)
+            return
+        missing = "prediction" if record.inputs is not None else "inputs"
+        self.metrics.join_incomplete.labels(record.model, missing).inc()
+        self._count(record.model, PIPELINE_SOURCE, "incomplete", 1)
+        routed.incomplete[record.model].append(record)
+
+    def expire(self, now: float, routed: Routed) -> None:
+        for record in self.joins.expire(now):
+            self.release(record, routed)
+        for key in self.labels.expire(now):
+            routed.labels_lost[key[0]] += 1
