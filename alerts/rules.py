@@ -22,11 +22,11 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from alerts.selection import ALL, plain_name, selection
-from detectors.columns import channel_name
 from detectors.evaluation import Evaluation
 from detectors.performance import METRICS, PerformanceResult
 from detectors.quality import CHECKS
 from detectors.results import Result
+from detectors.schema import channel_name
 
 RuleKind = Literal[
     "feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo", "performance_drop"

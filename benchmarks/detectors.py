@@ -70,12 +70,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 if str(_CHECKOUT) not in sys.path:
     sys.path.insert(0, str(_CHECKOUT))
 
-from detectors.columns import Batch, Schema  # noqa: E402
+from detectors.columns import Batch  # noqa: E402
 from detectors.evaluation import evaluate_window  # noqa: E402
-from detectors.model import DetectorSettings, ModelDetector, WindowPolicy  # noqa: E402
+from detectors.model import DetectorSettings, ModelDetector  # noqa: E402
 from detectors.reference import ReferenceProfile  # noqa: E402
+from detectors.schema import Schema  # noqa: E402
 from detectors.stats import adjust_pvalues  # noqa: E402
-from detectors.windows.policies import TumblingCountWindows  # noqa: E402
+from detectors.windows.policies import TumblingCountWindows, WindowPolicy  # noqa: E402
 from detectors.windows.state import WindowLayout, WindowState  # noqa: E402
 
 NUMERIC = [f"x{i:02d}" for i in range(20)]

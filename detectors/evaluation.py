@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from detectors.columns import PREDICTION
 from detectors.decision import (
     CategoricalEvidence,
     DatasetDecision,
@@ -28,6 +27,7 @@ from detectors.decision import (
 from detectors.latency import LatencyResult, LatencySettings, check_latency
 from detectors.quality import QualityReport, QualitySettings, check_quality
 from detectors.reference import NumericProfile
+from detectors.schema import PREDICTION
 from detectors.stats.result import json_float
 from detectors.windows.state import WindowState
 

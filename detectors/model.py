@@ -12,56 +12,20 @@ restored detector continues exactly as the original would have.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
-from detectors.performance import PerformanceResult, PerformanceSettings, PerformanceWindows
+from detectors.performance import PerformanceResult, PerformanceSettings
 from detectors.reference import ReferenceProfile
-from detectors.sketches import check_positive_int, pack, unpack
-from detectors.windows.policies import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
+from detectors.sketches import pack, unpack
+from detectors.windows.performance import PerformanceWindows
+from detectors.windows.policies import Windower, WindowPolicy
 from detectors.windows.state import WindowLayout, WindowState
 
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class WindowPolicy:
-    """How traffic is cut into windows (see :mod:`detectors.windows.state` for the semantics).
-
-    ``count``: tumbling windows of ``size`` records. ``time``: tumbling windows of
-    ``seconds`` of event time, extended until they hold ``min_records``. ``sliding``:
-    ``panes`` panes of ``size / panes`` records, or of ``seconds / panes`` when
-    ``seconds`` is given.
-    """
-
-    kind: Literal["count", "time", "sliding"] = "count"
-    size: int = 10_000
-    seconds: float | None = None
-    min_records: int = 1_000
-    panes: int = 5
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("count", "time", "sliding"):
-            raise ValueError(f"kind must be 'count', 'time' or 'sliding', got {self.kind!r}")
-        check_positive_int("size", self.size)
-        check_positive_int("min_records", self.min_records)
-        check_positive_int("panes", self.panes)
-        if self.kind == "time" and self.seconds is None:
-            raise ValueError("a time window policy needs seconds")
-
-    def windower(self, layout: WindowLayout, seed: int) -> Windower:
-        if self.kind == "count":
-            return TumblingCountWindows(layout, self.size, seed=seed)
-        if self.kind == "time":
-            return TumblingTimeWindows(layout, float(self.seconds or 0), self.min_records, seed=seed)
-        if self.seconds is not None:
-            return SlidingWindows(
-                layout, self.seconds, self.panes, unit="seconds", min_records=self.min_records, seed=seed
-            )
-        return SlidingWindows(layout, self.size, self.panes, unit="records", seed=seed)
 
 
 @dataclass(frozen=True)

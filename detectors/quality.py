@@ -61,8 +61,8 @@ from typing import Any
 
 from scipy import stats
 
-from detectors.columns import LATENCY
 from detectors.reference import NumericProfile
+from detectors.schema import LATENCY
 from detectors.windows.state import WindowState
 
 CHECKS = ("out_of_range", "null_increase", "non_finite", "wrong_type", "unseen")

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.columns import NULL, NUMERIC, WRONG_TYPE, Batch, Schema
+from detectors.columns import NULL, WRONG_TYPE, Batch
+from detectors.schema import NUMERIC, Schema
 from detectors.sketches import pack, unpack
 
 FORMAT_VERSION = 1

@@ -36,10 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors.columns import LATENCY, PREDICTION, Batch
-from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
-from detectors.performance import PerformanceSettings, PerformanceWindows
+from detectors.columns import Batch
+from detectors.model import DetectorSettings, ModelDetector
+from detectors.performance import PerformanceSettings
 from detectors.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from detectors.schema import LATENCY, PREDICTION
+from detectors.windows.performance import PerformanceWindows
+from detectors.windows.policies import WindowPolicy
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from detectors.columns import Batch, Schema, channel_name
+from detectors.columns import Batch
 from detectors.decision import DriftSettings
 from detectors.evaluation import Evaluation, EvaluationSettings
 from detectors.latency import LatencySettings
-from detectors.model import DetectorSettings, WindowPolicy
+from detectors.model import DetectorSettings
 from detectors.performance import PerformanceResult, PerformanceSettings
 from detectors.quality import QualitySettings
 from detectors.reference import ReferenceProfile
+from detectors.schema import Schema, channel_name
+from detectors.windows.policies import WindowPolicy
 from monitor.records import Record, RecordColumns
 from monitor.settings import ModelConfig
 

@@ -18,9 +18,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from detectors.columns import Batch, Schema
-from detectors.performance import performance_from_arrays
+from detectors.columns import Batch
 from detectors.reference import NumericProfile, ReferenceProfile
+from detectors.schema import Schema
+from detectors.windows.performance import performance_from_arrays
 from monitor.detection import performance_settings, schema_for
 from monitor.settings import ModelConfig
 

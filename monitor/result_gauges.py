@@ -6,9 +6,9 @@ import math
 
 from prometheus_client import Gauge
 
-from detectors.columns import channel_name
 from detectors.performance import PerformanceResult
 from detectors.results import Result
+from detectors.schema import channel_name
 from monitor.metrics import Metrics
 
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -313,3 +314,40 @@ class SlidingWindows(Windower):
         self._next_seq += 1
         self._panes.clear()
         return merged
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """How traffic is cut into windows (the classes above).
+
+    ``count``: tumbling windows of ``size`` records. ``time``: tumbling windows of
+    ``seconds`` of event time, extended until they hold ``min_records``. ``sliding``:
+    ``panes`` panes of ``size / panes`` records, or of ``seconds / panes`` when
+    ``seconds`` is given.
+    """
+
+    kind: Literal["count", "time", "sliding"] = "count"
+    size: int = 10_000
+    seconds: float | None = None
+    min_records: int = 1_000
+    panes: int = 5
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("count", "time", "sliding"):
+            raise ValueError(f"kind must be 'count', 'time' or 'sliding', got {self.kind!r}")
+        check_positive_int("size", self.size)
+        check_positive_int("min_records", self.min_records)
+        check_positive_int("panes", self.panes)
+        if self.kind == "time" and self.seconds is None:
+            raise ValueError("a time window policy needs seconds")
+
+    def windower(self, layout: WindowLayout, seed: int) -> Windower:
+        if self.kind == "count":
+            return TumblingCountWindows(layout, self.size, seed=seed)
+        if self.kind == "time":
+            return TumblingTimeWindows(layout, float(self.seconds or 0), self.min_records, seed=seed)
+        if self.seconds is not None:
+            return SlidingWindows(
+                layout, self.seconds, self.panes, unit="seconds", min_records=self.min_records, seed=seed
+            )
+        return SlidingWindows(layout, self.size, self.panes, unit="records", seed=seed)

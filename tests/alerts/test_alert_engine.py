@@ -14,13 +14,14 @@ from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine, AlertState
 from alerts.rules import AlertRuleConfig, signals, validate_rules
 from alerts.transition import Transition
-from detectors.columns import LATENCY, PREDICTION
 from detectors.decision import DatasetDecision, FeatureDrift
 from detectors.evaluation import Evaluation
 from detectors.latency import LatencyResult
-from detectors.performance import PerformanceResult, PerformanceSettings, performance_from_arrays
+from detectors.performance import PerformanceResult, PerformanceSettings
 from detectors.quality import QualityCheck, QualityReport
+from detectors.schema import LATENCY, PREDICTION
 from detectors.stats.result import TestResult
+from detectors.windows.performance import performance_from_arrays
 
 B, C, X = True, False, None  # a feature breaching, clean, insufficient (no verdict)
 

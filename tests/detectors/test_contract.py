@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.columns import Schema
 from detectors.evaluation import Evaluation
 from detectors.reference import ReferenceProfile
 from detectors.registry import DETECTORS, DetectorSpec
+from detectors.schema import Schema
 
 NAMES = sorted(DETECTORS)
 SCHEMA = Schema(

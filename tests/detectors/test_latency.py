@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.columns import LATENCY, Batch, Schema
+from detectors.columns import Batch
 from detectors.evaluation import EvaluationSettings
 from detectors.latency import LatencySettings, check_latency, latency_from_sketch
-from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
+from detectors.model import DetectorSettings, ModelDetector
 from detectors.reference import ReferenceProfile
+from detectors.schema import LATENCY, Schema
 from detectors.sketches import QuantileSketch, pack, unpack
+from detectors.windows.policies import WindowPolicy
 from detectors.windows.state import WindowLayout, WindowState
 
 SCHEMA = Schema({"x": "numeric"}, latency_column="latency_ms")

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors.performance import (
-    PerformanceSettings,
-    PerformanceWindow,
-    PerformanceWindows,
-    binary_label,
-    performance_from_arrays,
-)
+from detectors.performance import PerformanceSettings, binary_label
+from detectors.windows.performance import PerformanceWindow, PerformanceWindows, performance_from_arrays
 
 BIN1 = PerformanceSettings("binary", min_labels=1)
 

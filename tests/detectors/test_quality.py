@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors.columns import NULL, PREDICTION, VALID, Batch, Schema
+from detectors.columns import NULL, VALID, Batch
 from detectors.quality import QualitySettings, check_quality
 from detectors.reference import ReferenceProfile
+from detectors.schema import PREDICTION, Schema
 from detectors.windows.state import WindowLayout, WindowState
 
 SCHEMA = Schema({"x": "numeric", "c": "categorical"}, prediction_kind="binary", latency_column="latency_ms")

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.columns import LATENCY, NULL, PREDICTION, VALID, WRONG_TYPE, Batch, Schema
+from detectors.columns import NULL, VALID, WRONG_TYPE, Batch
 from detectors.reference import ReferenceProfile, categorical_profile, numeric_profile
+from detectors.schema import LATENCY, PREDICTION, Schema
 
 
 def _hand_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.columns import Batch, Schema
-from detectors.model import DetectorSettings, ModelDetector, WindowPolicy
+from detectors.columns import Batch
+from detectors.model import DetectorSettings, ModelDetector
 from detectors.reference import ReferenceProfile
+from detectors.schema import Schema
+from detectors.windows.policies import WindowPolicy
 from detectors.windows.state import WindowState
 from monitor.detection import with_version
 from monitor.evaluator import _CHILD, Evaluator

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from support import car_loan_record, client, metric, settings, wait_for
 
-from detectors.columns import LATENCY
+from detectors.schema import LATENCY
 
 # The numpy lower quantiles of 1..1000 ms, and the sketch's documented relative error.
 EXACT_MS = {"0.5": 500.0, "0.95": 950.0, "0.99": 990.0}

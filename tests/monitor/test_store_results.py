@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.columns import Schema
 from detectors.reference import ReferenceProfile
+from detectors.schema import Schema
 from monitor.store.database import Store
 from monitor.store.results import _STORED_RESULT_KEYS
 
