@@ -99,9 +99,7 @@ class AlertEngine:
         self._states: dict[Key, AlertState] = {}
 
     # -- input ------------------------------------------------------------------------------
-    def observe(
-        self, model: str, reference_version: str, result: Result, now: float
-    ) -> list[Transition]:
+    def observe(self, model: str, reference_version: str, result: Result, now: float) -> list[Transition]:
         """Apply one published result at time ``now``; the transitions it caused, in rule
         order then result order (features as the result lists them)."""
         now = _check_now(now)

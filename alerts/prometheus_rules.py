@@ -107,6 +107,11 @@ def _share(part: str, rest: str, range_: str) -> str:
 
 def alerts() -> list[Alert]:
     """Every shipped alert, in file order."""
+    return [*_result_alerts(), *_ingestion_alerts()]
+
+
+def _result_alerts() -> list[Alert]:
+    """On the detectors' verdicts: drift, data quality, latency, performance."""
     return [
         Alert(
             "ModelFeatureDrift",
@@ -169,6 +174,12 @@ def alerts() -> list[Alert]:
             f"performance.max_drop below the reference's, for {PERFORMANCE_FOR}. "
             f"Figures: GET /v1/models/{MODEL}/results?kind=performance",
         ),
+    ]
+
+
+def _ingestion_alerts() -> list[Alert]:
+    """On the traffic itself: rejects, silence, joins, labels, lost dead letters."""
+    return [
         Alert(
             "ModelIngestRejectsHigh",
             f"{_rate_by_model('monitor_records_rejected_total', REJECTS_RANGE)}\n/\n"

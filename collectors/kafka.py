@@ -120,7 +120,7 @@ class KafkaCollector:
         # Poll batches are applied, and the periodic checkpoints written, on this thread in
         # order, while the consumer thread polls for the next batch: kafka-python sends the
         # next fetch request only when poll() is called, so work done on the consumer thread
-        # left every fetch's round trip unused (~20% of the time at 100 records per message).
+        # left every fetch's round trip unused (benchmarks/RESULTS.md, figures from code comments).
         # Up to BATCHES_AHEAD batches wait behind the one being applied, so that the applying
         # thread has work while the consumer waits out a fetch round trip (kafka-python sends
         # the next fetch only once the last one's records are all polled); rebalances and
@@ -458,4 +458,3 @@ class KafkaCollector:
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
-

@@ -1,8 +1,8 @@
 """The Kafka consumer of the collector, run in a child process.
 
-kafka-python fetches, checks and parses records in Python: ~5 µs of interpreter time per
-message, as much as the monitor's own decoding, validation and counting of a one-record
-message. In the monitor's process the two took turns on one interpreter lock and one core.
+kafka-python fetches, checks and parses records in Python: as much interpreter time per
+message as the monitor's own decoding, validation and counting of a one-record message
+(benchmarks/RESULTS.md). In the monitor's process the two took turns on one interpreter lock and one core.
 Here the consumer runs in a child process (``python -m collectors.kafka_consumer``, over
 its stdin/stdout, :mod:`monitor.pipes`) and fetches the next batch on the other core while
 the monitor applies the last one.

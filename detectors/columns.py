@@ -249,8 +249,8 @@ class Batch:
         names = list(schema.features)
         cols: list[Sequence[Any]]
         try:
-            # one C-level itemgetter per row, transposed by zip, is ~2x cheaper than
-            # a dict.get comprehension per feature; rows lacking a key fall back.
+            # one C-level itemgetter per row, transposed by zip, is cheaper than a
+            # dict.get comprehension per feature; rows lacking a key fall back.
             if len(names) > 1 and inputs_rows:
                 cols = list(zip(*map(operator.itemgetter(*names), inputs_rows), strict=True))
             else:

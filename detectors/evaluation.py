@@ -112,4 +112,3 @@ def evaluate_window(window: WindowState, settings: EvaluationSettings | None = N
         quality=quality,
         latency=latency,
     )
-

@@ -607,11 +607,17 @@ def detail() -> dict[str, Any]:
             "timeseries",
             "Kafka records per second",
             [
-                target(f'rate(monitor_records_accepted_total{{{m}, source="kafka"}}[$__rate_interval])', "accepted",
-                       ref="A"),
+                target(
+                    f'rate(monitor_records_accepted_total{{{m}, source="kafka"}}[$__rate_interval])',
+                    "accepted",
+                    ref="A",
+                ),
                 # Every model: a message too broken to name its model counts under _unknown.
-                target('sum by (reason) (rate(monitor_records_rejected_total{source="kafka"}[$__rate_interval]))',
-                       "rejected {{reason}}", ref="B"),
+                target(
+                    'sum by (reason) (rate(monitor_records_rejected_total{source="kafka"}[$__rate_interval]))',
+                    "rejected {{reason}}",
+                    ref="B",
+                ),
                 target("rate(monitor_kafka_messages_total[$__rate_interval])", "messages {{topic}}", ref="C"),
             ],  # fmt: skip
             w=8,
@@ -623,8 +629,11 @@ def detail() -> dict[str, Any]:
             "Kafka broker and checkpoints",
             [
                 target("monitor_kafka_connected", "connected", ref="A"),
-                target('rate(monitor_kafka_checkpoints_total{outcome="written"}[$__rate_interval])', "checkpoints/s",
-                       ref="B"),
+                target(
+                    'rate(monitor_kafka_checkpoints_total{outcome="written"}[$__rate_interval])',
+                    "checkpoints/s",
+                    ref="B",
+                ),
             ],  # fmt: skip
             w=8,
         ),

@@ -36,7 +36,17 @@ class Metrics:
         disable_created_metrics()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        # Ingestion: items in, by how they ended.
+        self._ingestion(r)
+        self._joins(r)
+        self._detector_results(r)
+        self._quality_latency_performance(r)
+        self._series_cap(r, max_series_per_model)
+        self._alerts(r)
+        self._kafka(r)
+        self._http(r)
+
+    def _ingestion(self, r: CollectorRegistry) -> None:
+        """Ingestion: items in, by how they ended; dead letters."""
         self.records_received = Counter(
             "monitor_records_received_total",
             "Items received by a collector, valid or not.",
@@ -64,7 +74,9 @@ class Metrics:
         for cause in ("row_limit", "store_error"):
             # Present from the start at 0, so rate()/increase() see the first drop.
             self.dead_letters_dropped.labels(cause)
-        # Joining partial records.
+
+    def _joins(self, r: CollectorRegistry) -> None:
+        """Joining partial records, and the label buffer."""
         self.records_duplicate = Counter(
             "monitor_records_duplicate_total",
             "Accepted items that repeated a part already joined for the same (model, id); dropped.",
@@ -110,7 +122,9 @@ class Metrics:
         self.label_buffer_records = Gauge(
             "monitor_label_buffer_records", "Predictions waiting for their label.", registry=r
         )
-        # Detector results: the latest evaluated window of each model.
+
+    def _detector_results(self, r: CollectorRegistry) -> None:
+        """Detector results: the latest evaluated window of each model, and its drift."""
         self.windows_evaluated = Counter(
             "monitor_windows_evaluated_total",
             "Windows closed and evaluated, by kind (drift, performance).",
@@ -183,6 +197,9 @@ class Metrics:
             ["model"],
             registry=r,
         )
+
+    def _quality_latency_performance(self, r: CollectorRegistry) -> None:
+        """Data quality, latency and performance of the latest evaluated window."""
         self.quality_ratio = Gauge(
             "monitor_quality_ratio",
             "Share of the latest window's records failing a data-quality check (out_of_range, null_increase, non_finite, wrong_type, unseen).",
@@ -219,22 +236,26 @@ class Metrics:
             ["model"],
             registry=r,
         )
+
+    def _series_cap(self, r: CollectorRegistry, max_series_per_model: int) -> None:
+        """The cap on each model's result series (see monitor/cardinality.py)."""
         self.series_dropped = Counter(
             "monitor_metric_series_dropped_total",
             "Per-model result series not created because the model reached its series cap (limits.max_series_per_model).",
             ["model"],
             registry=r,
         )
-        # Caps the per-feature result families above (see monitor/cardinality.py).
+        # Caps the per-feature result families (see monitor/cardinality.py).
         self.guard = CardinalityGuard(max_series_per_model, self.series_dropped)
-        # Alerts.
+
+    def _alerts(self, r: CollectorRegistry) -> None:
+        """Alerts and retraining webhooks (alerts.dispatcher)."""
         self.alerts_firing = Gauge(
             "monitor_alerts_firing",
             "Alerts currently firing, by model and severity.",
             ["model", "severity"],
             registry=r,
         )
-        # Retraining webhooks (alerts.dispatcher).
         self.webhook_deliveries = Counter(
             "monitor_webhook_deliveries_total",
             "Webhook delivery outcomes: delivered, failed_attempt (will retry), dead (gave up), suppressed (cooldown).",
@@ -244,11 +265,13 @@ class Metrics:
         self.webhook_outbox_pending = Gauge(
             "monitor_webhook_outbox_pending", "Webhook deliveries waiting to be sent or retried.", registry=r
         )
+
+    def _kafka(self, r: CollectorRegistry) -> None:
         # Kafka collector (collectors/kafka.py). Topic and partition label values come
         # from the configured topics, so they stay bounded.
         self.kafka_messages = Counter(
             "monitor_kafka_messages_total",
-            "Kafka messages consumed and applied (records/s: rate of monitor_records_accepted_total{source=\"kafka\"}).",
+            'Kafka messages consumed and applied (records/s: rate of monitor_records_accepted_total{source="kafka"}).',
             ["topic"],
             registry=r,
         )
@@ -276,7 +299,9 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        # HTTP.
+
+    def _http(self, r: CollectorRegistry) -> None:
+        """HTTP requests."""
         self.request_duration = Histogram(
             "monitor_http_request_duration_seconds",
             "HTTP request handling time, by route template and status code.",

@@ -278,7 +278,9 @@ class Pipeline:
         with self._lock:
             return {
                 name: dump_model(
-                    self.models[name], self._joins.of_model(name), sinks,
+                    self.models[name],
+                    self._joins.of_model(name),
+                    sinks,
                     self._labels.entries_of(name) if handover else None,
                 )  # fmt: skip
                 for name in names

@@ -178,7 +178,6 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-
 def json_type(value: Any) -> str:
     """The JSON name of a decoded value's type, for messages."""
     if value is None:

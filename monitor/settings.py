@@ -318,7 +318,9 @@ class KafkaConfig(Strict):
     def _known_security_options(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - KAFKA_SECURITY_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(KAFKA_SECURITY_OPTIONS))}")
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(KAFKA_SECURITY_OPTIONS))}"
+            )
         return value
 
     @model_validator(mode="after")

@@ -151,4 +151,3 @@ class Databases:
 
     def close(self) -> None:
         self.admin.dispose()
-

@@ -63,7 +63,9 @@ class Service:
             "dead_letters", store.add_dead_letters, store, store_metrics, max_items=size,
             on_drop=metrics.dead_letters_dropped.labels("store_error").inc,
         )  # fmt: skip
-        results_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer("results", store.add_results, store, store_metrics, max_items=size)
+        results_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer(
+            "results", store.add_results, store, store_metrics, max_items=size
+        )
         persist_alerts = AlertPersister(store, settings, metrics, store_metrics)
         assert persist_alerts.buffer is not None  # made from store_metrics
         self.retry_buffers: tuple[RetryBuffer[Any], ...] = (dead_letter_buffer, results_buffer, persist_alerts.buffer)

@@ -41,6 +41,8 @@ def add_count_rows(conn: Connection, rows: list[dict[str, Any]], now: float) -> 
         if t.upsert(conn, t.record_counts, {**row, "updated_at": now}, ("model", "source"), t.add_to_counts):
             continue
         params = {f"add_{name}": row[name] for name in t.COUNT_COLUMNS}
-        updated = conn.execute(t.ADD_COUNTS, {**params, "key_model": row["model"], "key_source": row["source"], "now": now})
+        updated = conn.execute(
+            t.ADD_COUNTS, {**params, "key_model": row["model"], "key_source": row["source"], "now": now}
+        )
         if updated.rowcount == 0:
             conn.execute(sa.insert(t.record_counts), {**row, "updated_at": now})

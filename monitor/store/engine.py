@@ -34,7 +34,6 @@ POOL_RECYCLE_SECONDS = 1800.0
 WRITE_OPTION = "monitor_write"  # execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)
 
 
-
 class StoreError(RuntimeError):
     """The database could not be migrated or a write kept conflicting; the message names the URL."""
 
@@ -170,5 +169,3 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(**{WRITE_OPTION: True})
         with conn.begin():
             yield conn
-
-

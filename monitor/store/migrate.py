@@ -66,5 +66,3 @@ def head_revision() -> str:
     if head is None:
         raise StoreError(f"no migrations found in {MIGRATIONS_DIR}")
     return head
-
-

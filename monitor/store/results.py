@@ -61,7 +61,7 @@ _result_key = operator.itemgetter(*_RESULT_KEY)
 # The keys stored already among those of a batch, given each column's values. Every column
 # of the index ix_results_model_kind_feature_seq is constrained, so the look-up is a few
 # index probes however many results a model has (on model and window_seq alone, SQLite
-# read all of the model's rows: ~15 ms a window once it had 1,000 windows).
+# read all of the model's rows, a cost growing with every window).
 _INDEXED = ("model", "kind", "feature", "window_seq")
 _STORED_RESULT_KEYS = sa.select(*(t.results.c[name] for name in _RESULT_KEY)).where(
     *(t.results.c[name].in_(sa.bindparam(name, expanding=True)) for name in _INDEXED)

@@ -30,7 +30,11 @@ def test_single_object_array_and_ndjson(tmp_path: Path) -> None:
         assert metric(registry, "monitor_records_joined_total", model="car_loan") == 9
         assert http.get("/v1/models").json()["models"][0]["records"] == 9
         # charset parameters and case do not matter
-        ok = http.post("/v1/records", content=orjson.dumps(car_loan_record(9)), headers={"content-type": "Application/JSON; charset=utf-8"})
+        ok = http.post(
+            "/v1/records",
+            content=orjson.dumps(car_loan_record(9)),
+            headers={"content-type": "Application/JSON; charset=utf-8"},
+        )
         assert ok.status_code == 200
 
 
@@ -83,9 +87,21 @@ def test_mixed_batch_of_1000_with_37_broken(tmp_path: Path) -> None:
     [
         (b"", 400, "request body is empty"),
         (b"   ", 400, "request body is empty"),
-        (b'{"model": "car_loan",', 400, "request body is not valid JSON at line 1, column 22 (char 21): unexpected end of data"),
-        (b'[{"model": "car_loan", "inputs": {"a": NaN}}]', 400, "request body is not valid JSON at line 1, column 40 (char 39): unexpected character"),
-        (b'{"model": "car_loan", "inputs": {"a": 1e999}}', 400, "at line 1, column 39 (char 38): number is infinity when parsed as double"),
+        (
+            b'{"model": "car_loan",',
+            400,
+            "request body is not valid JSON at line 1, column 22 (char 21): unexpected end of data",
+        ),
+        (
+            b'[{"model": "car_loan", "inputs": {"a": NaN}}]',
+            400,
+            "request body is not valid JSON at line 1, column 40 (char 39): unexpected character",
+        ),
+        (
+            b'{"model": "car_loan", "inputs": {"a": 1e999}}',
+            400,
+            "at line 1, column 39 (char 38): number is infinity when parsed as double",
+        ),
         (b"[" * 5000 + b"]" * 5000, 400, "column 1026 (char 1025): depth limit exceeded"),
     ],
 )
@@ -104,7 +120,12 @@ def test_malformed_ndjson_line_rejects_only_that_line(tmp_path: Path) -> None:
         body = response.json()
         assert body["accepted"] == 2
         assert body["errors"] == [
-            {"index": 1, "path": "", "reason": "invalid_json", "message": "line 2 is not valid JSON at line 1, column 2 (char 1): unexpected character, expected a string key"}
+            {
+                "index": 1,
+                "path": "",
+                "reason": "invalid_json",
+                "message": "line 2 is not valid JSON at line 1, column 2 (char 1): unexpected character, expected a string key",
+            }
         ]
 
 
@@ -113,7 +134,12 @@ def test_all_rejected_is_422(tmp_path: Path) -> None:
         response = http.post("/v1/records", json={"model": "car_loan", "inputs": {"car_value": [1]}, "prediction": 1})
         assert response.status_code == 422
         assert response.json()["errors"] == [
-            {"index": 0, "path": "inputs.car_value", "reason": "wrong_type", "message": "must be a number, string, boolean or null, got array"}
+            {
+                "index": 0,
+                "path": "inputs.car_value",
+                "reason": "wrong_type",
+                "message": "must be a number, string, boolean or null, got array",
+            }
         ]
 
 
@@ -122,7 +148,10 @@ def test_content_type_size_and_count_limits(tmp_path: Path) -> None:
     with client(cfg) as (http, _):
         r = http.post("/v1/records", content=b"model=x", headers={"content-type": "application/x-www-form-urlencoded"})
         assert r.status_code == 415
-        assert r.json()["detail"] == "content type 'application/x-www-form-urlencoded' is not accepted; send application/json or application/x-ndjson"
+        assert (
+            r.json()["detail"]
+            == "content type 'application/x-www-form-urlencoded' is not accepted; send application/json or application/x-ndjson"
+        )
         assert http.post("/v1/records", content=b"{}", headers={"content-type": ""}).status_code == 415
         big = orjson.dumps({"model": "car_loan", "id": "x", "label": "y" * 3000})
         r = http.post("/v1/records", content=big, headers={"content-type": "application/json"})
@@ -138,9 +167,15 @@ def test_content_type_size_and_count_limits(tmp_path: Path) -> None:
         for i in four:
             i["inputs"] = {"car_value": 1}
         r = http.post("/v1/records", json=four)
-        assert r.status_code == 413 and r.json()["detail"] == "4 items in one request; the limit is 3 (limits.max_items_per_request)"
+        assert (
+            r.status_code == 413
+            and r.json()["detail"] == "4 items in one request; the limit is 3 (limits.max_items_per_request)"
+        )
         r = http.post("/v1/records", content=ndjson(four), headers=NDJSON)
-        assert r.status_code == 413 and r.json()["detail"] == "more than 3 items in one request (limits.max_items_per_request)"
+        assert (
+            r.status_code == 413
+            and r.json()["detail"] == "more than 3 items in one request (limits.max_items_per_request)"
+        )
         long_string = {"model": "car_loan", "id": "a", "inputs": {"salary_range": "x" * 33}}
         r = http.post("/v1/records", json=long_string)
         assert r.status_code == 422 and r.json()["errors"][0]["reason"] == "too_long"
@@ -160,7 +195,9 @@ def test_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
         assert http.post("/v1/records", json=record, headers={"authorization": "Bearer wrong"}).status_code == 401
         assert http.post("/v1/records", json=record, headers={"authorization": "Basic aW5nZXN0"}).status_code == 401
-        assert http.post("/v1/records", json=record, headers={"authorization": "Bearer ingest-secret"}).status_code == 200
+        assert (
+            http.post("/v1/records", json=record, headers={"authorization": "Bearer ingest-secret"}).status_code == 200
+        )
         r = http.get("/v1/dead-letters", headers={"authorization": "Bearer ingest-secret"})
         assert r.status_code == 403 and r.json()["detail"] == "this token may not admin: its scopes are ingest"
         assert http.get("/v1/dead-letters", headers={"authorization": "bearer admin-secret"}).status_code == 200

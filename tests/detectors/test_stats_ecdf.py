@@ -13,7 +13,10 @@ from detectors.stats import ecdf_statistics, ks_and_wasserstein, ks_test, wasser
     ("reference", "current"),
     [
         (np.random.default_rng(1).normal(size=5000), np.random.default_rng(2).normal(0.2, 1.1, size=3000)),
-        (np.random.default_rng(3).integers(0, 5, 2000).astype(float), np.random.default_rng(4).integers(1, 6, 700).astype(float)),
+        (
+            np.random.default_rng(3).integers(0, 5, 2000).astype(float),
+            np.random.default_rng(4).integers(1, 6, 700).astype(float),
+        ),
         (np.array([1.0, 1.0, 1.0]), np.array([1.0, 1.0])),
         (np.array([0.0]), np.array([5.0, 6.0])),
     ],

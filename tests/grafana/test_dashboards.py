@@ -455,6 +455,7 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
 
         wait_for(produced, 30, "windows, a performance window, a delivered webhook, joins, a quality breach")
         data_at = time.time()
+
         # A few scrapes after the last change, so rate() over 1m has its samples. Counted,
         # not timed: under load Prometheus's first scrape can come seconds after the data.
         def scrapes_after_data() -> int:

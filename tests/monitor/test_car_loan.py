@@ -65,7 +65,10 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
         assert not rejections
         pipeline.ingest(records, [], "file")
     targets = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv.gz")
-    labels = [Record(model="car_loan", id=str(i), label=int(y), has_label=True) for i, y in zip(targets.id, targets.repaid, strict=True)]
+    labels = [
+        Record(model="car_loan", id=str(i), label=int(y), has_label=True)
+        for i, y in zip(targets.id, targets.repaid, strict=True)
+    ]
     for start in range(0, len(labels), 1000):
         pipeline.ingest(labels[start : start + 1000], [], "file")
     pipeline.settle()
@@ -116,7 +119,9 @@ def test_delayed_labels_give_per_window_performance(replayed) -> None:
         assert by_metric[(window, "roc_auc")]["statistic"] == pytest.approx(auc, abs=1e-9)
         assert by_metric[(window, "accuracy")]["n_current"] == 5000
     last = by_metric[(9, "roc_auc")]["statistic"]
-    assert registry.get_sample_value("monitor_performance", {"model": "car_loan", "metric": "roc_auc"}) == pytest.approx(last)
+    assert registry.get_sample_value(
+        "monitor_performance", {"model": "car_loan", "metric": "roc_auc"}
+    ) == pytest.approx(last)
 
 
 def test_metrics_show_the_latest_window(replayed) -> None:

@@ -25,7 +25,9 @@ scalars = st.one_of(
     st.text(max_size=40), st.sampled_from(["car_loan", "iris", "", "x" * 5000, "2024-01-01T00:00:00Z", "\x00"]),
 )  # fmt: skip
 json_values = st.recursive(
-    scalars, lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6), max_leaves=30
+    scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=30,
 )
 record_keys = st.sampled_from(
     ["model", "version", "id", "timestamp", "inputs", "prediction", "latency_ms", "label", "segment", "extra"]
@@ -63,7 +65,9 @@ bodies = st.one_of(
     st.lists(mutated_records(), max_size=5).map(dump),
     st.lists(mutated_records(), max_size=5).map(lambda items: b"\n".join(dump(i) for i in items)),
     st.integers(1, 3000).map(nested),
-    st.just(b'{"specversion": "1.0", "id": "x", "type": "org.kubeflow.serving.inference.request", "source": "s", "data": {"instances": [[1, 2]]}}'),
+    st.just(
+        b'{"specversion": "1.0", "id": "x", "type": "org.kubeflow.serving.inference.request", "source": "s", "data": {"instances": [[1, 2]]}}'
+    ),
 )
 content_types = st.sampled_from(
     [
@@ -72,10 +76,14 @@ content_types = st.sampled_from(
     ]
 )  # fmt: skip
 ce_headers = st.dictionaries(
-    st.sampled_from(["ce-id", "ce-type", "ce-source", "ce-specversion", "ce-inferenceservicename", "ce-time", "ce-modelid"]),
+    st.sampled_from(
+        ["ce-id", "ce-type", "ce-source", "ce-specversion", "ce-inferenceservicename", "ce-time", "ce-modelid"]
+    ),
     st.one_of(
         st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
-        st.sampled_from(["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response", "iris", "1.0"]),
+        st.sampled_from(
+            ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response", "iris", "1.0"]
+        ),
     ),
     max_size=7,
 )
@@ -105,8 +113,14 @@ def test_no_5xx_on_hostile_requests(app_client, method: str, path: str) -> None:
         body=bodies if method in ("POST", "PUT") else st.none(),
         content_type=content_types,
         headers=ce_headers,
-        query=st.dictionaries(st.sampled_from(["model", "reason", "limit", "before_id", "x"]), query_values, max_size=3),
-        path_value=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#%"), min_size=1, max_size=40),
+        query=st.dictionaries(
+            st.sampled_from(["model", "reason", "limit", "before_id", "x"]), query_values, max_size=3
+        ),
+        path_value=st.text(
+            alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#%"),
+            min_size=1,
+            max_size=40,
+        ),
         auth=st.sampled_from(["Bearer secret", "Bearer wrong", "", "Basic x", "Bearer " + "s" * 5000]),
     )
     def run(body, content_type, headers, query, path_value, auth) -> None:

@@ -41,7 +41,9 @@ def test_first_records_become_the_reference_and_later_ones_are_windowed(tmp_path
         }
     )
     store = Store(settings.storage.url)
-    pipeline = Pipeline(settings, Metrics(CollectorRegistry()), sinks=[StoreSink(store)], save_reference=reference_saver(store))
+    pipeline = Pipeline(
+        settings, Metrics(CollectorRegistry()), sinks=[StoreSink(store)], save_reference=reference_saver(store)
+    )
     rng = np.random.default_rng(5)
     state = pipeline.models["m"]
     pipeline.ingest(records(rng, 0, 1500), [], "http")

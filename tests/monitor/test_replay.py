@@ -22,14 +22,37 @@ def config_file(tmp_path: Path) -> Path:
         "reference": {"file": str(DATA / "synthetic_car_loan_reference.csv.gz"), "prediction_column": "y_pred_proba"},
         "window": {"size": 5000},
     }
-    path.write_text(yaml.safe_dump({"storage": {"url": f"sqlite:///{tmp_path / 'live.db'}"}, "models": {"car_loan": model}}))
+    path.write_text(
+        yaml.safe_dump({"storage": {"url": f"sqlite:///{tmp_path / 'live.db'}"}, "models": {"car_loan": model}})
+    )
     return path
 
 
 def test_replay_table_and_json(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     analysis = str(DATA / "synthetic_car_loan_analysis.csv.gz")
-    args = ["replay", analysis, "--model", "car_loan", "--config", str(config_file), "--prediction-column", "y_pred_proba"]
-    assert main([*args, "--json", "--labels", str(DATA / "synthetic_car_loan_analysis_target.csv.gz"), "--label-column", "repaid"]) == 0
+    args = [
+        "replay",
+        analysis,
+        "--model",
+        "car_loan",
+        "--config",
+        str(config_file),
+        "--prediction-column",
+        "y_pred_proba",
+    ]
+    assert (
+        main(
+            [
+                *args,
+                "--json",
+                "--labels",
+                str(DATA / "synthetic_car_loan_analysis_target.csv.gz"),
+                "--label-column",
+                "repaid",
+            ]
+        )
+        == 0
+    )
     document = orjson.loads(capsys.readouterr().out)
     assert [w["n"] for w in document["windows"]] == [5000] * 10
     drifted = [sorted(f["feature"] for f in w["drift"]["features"] if f["drift"]) for w in document["windows"]]
@@ -47,5 +70,17 @@ def test_replay_table_and_json(config_file: Path, capsys: pytest.CaptureFixture[
 def test_replay_errors(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "nope.csv", "--model", "car_loan", "--config", str(config_file)]) == 2
     assert "nope.csv" in capsys.readouterr().err
-    assert main(["replay", str(DATA / "synthetic_car_loan_analysis.csv.gz"), "--model", "other", "--config", str(config_file)]) == 2
+    assert (
+        main(
+            [
+                "replay",
+                str(DATA / "synthetic_car_loan_analysis.csv.gz"),
+                "--model",
+                "other",
+                "--config",
+                str(config_file),
+            ]
+        )
+        == 2
+    )
     assert "model 'other' is not in the config (models: car_loan)" in capsys.readouterr().err

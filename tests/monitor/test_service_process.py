@@ -45,7 +45,10 @@ def test_serve_ingest_metrics_and_clean_shutdown(tmp_path: Path, store_url: str)
         # A KServe V1 request + response pair (binary mode) joins into one record.
         request = {**KSERVE_HEADERS, "ce-id": "req-1", "ce-type": "org.kubeflow.serving.inference.request"}
         response = {**KSERVE_HEADERS, "ce-id": "req-1", "ce-type": "org.kubeflow.serving.inference.response"}
-        assert httpx.post(f"{url}/v1/cloudevents", json={"instances": [[6.8, 2.8, 4.8, 1.4]]}, headers=request).status_code == 200
+        assert (
+            httpx.post(f"{url}/v1/cloudevents", json={"instances": [[6.8, 2.8, 4.8, 1.4]]}, headers=request).status_code
+            == 200
+        )
         metrics = scrape(url)
         assert metrics.get('monitor_records_joined_total{model="iris"}', 0) == 0  # waiting for the response
         assert httpx.post(f"{url}/v1/cloudevents", json={"predictions": [1]}, headers=response).status_code == 200
