@@ -131,8 +131,8 @@ class WebhookDispatcher:
             return
         started = row["retried_at"] or row["created_at"]
         if now - started >= webhook.max_age_seconds:
-            error = f"older than max_age_seconds={webhook.max_age_seconds:g}; last error: {row['last_error']}"
-            self._finish(row, webhook, "dead", row["last_status"], error, now, count_attempt=False)
+            reason = f"older than max_age_seconds={webhook.max_age_seconds:g}; last error: {row['last_error']}"
+            self._finish(row, webhook, "dead", row["last_status"], reason, now, count_attempt=False)
             return
         status, error = self._post(webhook, row)
         now = self._clock()

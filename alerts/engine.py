@@ -114,7 +114,8 @@ class AlertEngine:
     def _step(self, rule: AlertRuleConfig, sig: Signal, now: float, seq: int, version: str) -> Transition | None:
         key = (rule.name, sig.model, sig.feature)
         old = self._states.get(key) or AlertState(rule.name, sig.model, sig.feature, rule.severity)
-        latest = dict(
+        # Any: the union of these values would match no single field in replace(**latest).
+        latest: dict[str, Any] = dict(
             severity=rule.severity, last_value=sig.value, last_seq=seq, last_at=now, last_detail=dict(sig.detail)
         )
         if sig.breaching:

@@ -111,6 +111,7 @@ class AlertRuleConfig(BaseModel):
     @field_validator("models", "features", mode="before")
     @classmethod
     def _names(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None  # set for every field validator
         return selection(info.field_name, value)
 
     @field_validator("checks", mode="before")
@@ -126,6 +127,7 @@ class AlertRuleConfig(BaseModel):
     @field_validator("for_windows", "resolve_windows", mode="before")
     @classmethod
     def _windows(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None  # set for every field validator
         return _positive_int(info.field_name, value)
 
     @field_validator("cooldown_seconds", mode="before")

@@ -251,11 +251,11 @@ def secret(webhook: WebhookConfig) -> str | None:
 
 def expand_headers(webhook: WebhookConfig) -> dict[str, str]:
     """The configured headers with ``${ENV}`` replaced by the variables' values."""
-    out: dict[str, str] = {}
-    for name, text in webhook.headers.items():
-        what = f"header {name} of webhook {webhook.name}"
-        out[name] = _ENV_REF.sub(lambda m, what=what: _env(m.group(1), what), text)
-    return out
+    return {name: _expand(text, f"header {name} of webhook {webhook.name}") for name, text in webhook.headers.items()}
+
+
+def _expand(text: str, what: str) -> str:
+    return _ENV_REF.sub(lambda m: _env(m.group(1), what), text)
 
 
 def validate_webhooks(webhooks: list[WebhookConfig], rule_names: set[str]) -> None:

@@ -58,6 +58,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, from_binary
 from cloudevents.core.exceptions import (
     CloudEventValidationError,
@@ -247,7 +248,14 @@ class _Parser:
         self._convert(index, event, data, "", item, "time" in item, None)
 
     def _convert(
-        self, index: int, event: CloudEvent, data: Any, prefix: str, raw: Any, has_time: bool, body_problem: str | None
+        self,
+        index: int,
+        event: BaseCloudEvent,
+        data: Any,
+        prefix: str,
+        raw: Any,
+        has_time: bool,
+        body_problem: str | None,
     ) -> None:
         model = None
         try:
@@ -289,7 +297,7 @@ class _Parser:
             self.records.append(record)
 
     @staticmethod
-    def _model_name(event: CloudEvent, data: dict[str, Any], prefix: str) -> tuple[str, str]:
+    def _model_name(event: BaseCloudEvent, data: dict[str, Any], prefix: str) -> tuple[str, str]:
         """The model's name, checked, and the path it was read from."""
         for name in ("inferenceservicename", "modelid"):
             value, path = event.get_extension(name), f"{prefix}{name}"
@@ -310,7 +318,7 @@ class _Parser:
         return value, path
 
     @staticmethod
-    def _base_id(event: CloudEvent, kind: str, prefix: str) -> tuple[str, str]:
+    def _base_id(event: BaseCloudEvent, kind: str, prefix: str) -> tuple[str, str]:
         if kind in (SELDON_REQUEST, SELDON_RESPONSE):
             # Seldon's ce-id differs between request and response; the puid is what they share.
             request_id = event.get_extension("requestid")

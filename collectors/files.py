@@ -69,5 +69,8 @@ def table_chunks(
                 if value is not None:
                     item[key] = value
             outcome = validator.validate(item, start + offset, received_at)
-            (records if isinstance(outcome, Record) else rejections).append(outcome)  # type: ignore[arg-type]
+            if isinstance(outcome, Record):
+                records.append(outcome)
+            else:
+                rejections.append(outcome)
         yield records, rejections

@@ -41,6 +41,23 @@ V2_DATATYPES = frozenset(
 Locate = Callable[[int], str]  # index -> path of that item; called only to report a problem
 
 
+# Locate factories (rather than lambdas binding loop variables as defaults, which mypy
+# cannot type): each call gets its own binding.
+def _item_at(path: str, offset: int = 0) -> Locate:
+    """Item c of the array at ``path``: ``path[offset + c]`` (offset: a row's start in a flat array)."""
+    return lambda c: f"{path}[{offset + c}]"
+
+
+def _whole(path: str) -> Locate:
+    """Every item is the value at ``path`` itself (a bare value taken as a one-column row)."""
+    return lambda c: path
+
+
+def _in_row(cell: Callable[[int, int], str], r: int) -> Locate:
+    """Column c of row ``r``."""
+    return lambda c: cell(r, c)
+
+
 def request_rows(body: dict[str, Any], features: Sequence[str], limits: LimitsConfig) -> list[dict[str, Any]]:
     """The inputs of each row of an inference request body."""
     if "instances" in body:
@@ -155,9 +172,9 @@ def _v1_rows(rows: Any, path: str, features: Sequence[str], limits: LimitsConfig
         if isinstance(row, dict):
             out.append(_named(row, row_path, None, limits))
         elif isinstance(row, list):
-            out.append(_positional(row, row_path, lambda c, p=row_path: f"{p}[{c}]", features, limits))
+            out.append(_positional(row, row_path, _item_at(row_path), features, limits))
         else:  # a bare value is a one-column row
-            out.append(_positional([row], row_path, lambda c, p=row_path: p, features, limits))
+            out.append(_positional([row], row_path, _whole(row_path), features, limits))
     return out
 
 
@@ -262,7 +279,7 @@ def _v2_predictions(outputs: list[Any], config: PredictionConfig, limits: Limits
         return [_prediction(v, f"{path}.data[{r}]", config, limits) for r, v in enumerate(values)]
     w = shape[1]
     return [
-        _probabilities(values[r * w : (r + 1) * w], lambda c, r=r: f"{path}.data[{r * w + c}]", config, None)
+        _probabilities(values[r * w : (r + 1) * w], _item_at(f"{path}.data", r * w), config, None)
         for r in range(shape[0])
     ]
 
@@ -302,7 +319,7 @@ def _seldon_rows(message: Any, features: Sequence[str], limits: LimitsConfig) ->
     out = []
     for r, row in enumerate(rows):
         values = row if isinstance(row, list) else [row]
-        at: Locate = lambda c, r=r: cell(r, c)  # noqa: E731
+        at = _in_row(cell, r)
         if not names:
             out.append(_positional(values, cell(r, 0), at, features, limits))
             continue
@@ -316,9 +333,7 @@ def _seldon_rows(message: Any, features: Sequence[str], limits: LimitsConfig) ->
 
 def _seldon_predictions(message: Any, config: PredictionConfig, limits: LimitsConfig) -> list[Any]:
     rows, names, cell = _seldon_matrix(message, limits)
-    return [
-        _prediction(row, cell(r, 0), config, limits, names, lambda c, r=r: cell(r, c)) for r, row in enumerate(rows)
-    ]
+    return [_prediction(row, cell(r, 0), config, limits, names, _in_row(cell, r)) for r, row in enumerate(rows)]
 
 
 # -- predictions ------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def decode_message(
         if type(outcome) is Record:
             records.append(outcome)
         else:
-            rejections.append(outcome)  # type: ignore[arg-type]
+            rejections.append(outcome)
     return records, rejections
 
 
@@ -134,7 +134,7 @@ def _text(value: bytes) -> str:
 def _decode_all(values: list[bytes | None]) -> list[Any] | None:
     """Every value parsed as JSON, or None if one is not JSON (or empty)."""
     try:
-        return list(map(orjson.loads, values))
+        return list(map(orjson.loads, values))  # type: ignore[arg-type]  # a None value raises JSONDecodeError: caught
     except (orjson.JSONDecodeError, TypeError):
         return None
 

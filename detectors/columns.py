@@ -94,17 +94,17 @@ def coerce_numeric(values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.n
     types = set(map(type, vals))
     if types <= _NUM_FAST:
         try:
-            arr = np.array(vals, dtype=np.float64)  # None -> NaN
+            floats: np.ndarray | None = np.array(vals, dtype=np.float64)  # None -> NaN
         except OverflowError:
-            arr = None
-        if arr is not None:
+            floats = None
+        if floats is not None:
             if _NONE not in types:
-                return arr, None
+                return floats, None
             status = np.zeros(len(vals), dtype=np.int8)
             # only NaN positions can be None: look at those alone
-            nulls = [i for i in np.flatnonzero(np.isnan(arr)).tolist() if vals[i] is None]
+            nulls = [i for i in np.flatnonzero(np.isnan(floats)).tolist() if vals[i] is None]
             status[nulls] = NULL
-            return arr, status
+            return floats, status
     arr = np.empty(len(vals), dtype=np.float64)
     status = np.zeros(len(vals), dtype=np.int8)
     for i, v in enumerate(vals):

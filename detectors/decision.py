@@ -62,6 +62,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from detectors import stats as st
 from detectors.stats._validation import as_counts, check_alpha, check_threshold
+from detectors.stats.ks import KsMethod
 from detectors.stats.multiple_testing import CORRECTIONS, Correction
 from detectors.stats.result import TestResult
 
@@ -144,7 +145,7 @@ class NumericEvidence:
             object.__setattr__(self, name, arr)
         if (self.reference_counts is None) != (self.current_counts is None):
             raise ValueError("reference_counts and current_counts must be given together")
-        if self.reference_counts is not None:
+        if self.reference_counts is not None and self.current_counts is not None:  # both or neither (above)
             object.__setattr__(self, "reference_counts", _counts(self.reference_counts, "reference_counts"))
             object.__setattr__(self, "current_counts", _counts(self.current_counts, "current_counts"))
             if self.reference_counts.size != self.current_counts.size:
@@ -239,11 +240,12 @@ def decide(
         raise ValueError(f"overrides name unknown features: {unknown}")
     staged = [_evaluate(name, ev, overrides.get(name, settings)) for name, ev in features.items()]
     tested = [i for i, f in enumerate(staged) if not f.insufficient]
-    adjusted = st.adjust_pvalues([staged[i].test.pvalue for i in tested], settings.correction)  # type: ignore[union-attr]
+    outcomes = [_outcome(staged[i]) for i in tested]
+    adjusted = st.adjust_pvalues([pvalue for pvalue, _ in outcomes], settings.correction)
     results = list(staged)
-    for i, p_adj in zip(tested, adjusted, strict=True):
+    for i, (_, effect_drift), p_adj in zip(tested, outcomes, adjusted, strict=True):
         f, s = staged[i], overrides.get(staged[i].feature, settings)
-        drift = bool(p_adj < s.alpha) and f.effect.drift  # type: ignore[union-attr]
+        drift = bool(p_adj < s.alpha) and effect_drift
         results[i] = replace(f, adjusted_pvalue=float(p_adj), drift=drift)
     n_drifted = sum(f.drift for f in results)
     share = n_drifted / len(tested) if tested else 0.0
@@ -257,6 +259,13 @@ def decide(
         dataset_drift=bool(tested) and share >= settings.dataset_drift_share,
         correction=settings.correction,
     )
+
+
+def _outcome(f: FeatureDrift) -> tuple[float, bool]:
+    """(p-value, effect's verdict) of a feature :func:`_evaluate` did not find insufficient:
+    it then has both results, and its test is a p-value test."""
+    assert f.test is not None and f.test.pvalue is not None and f.effect is not None
+    return f.test.pvalue, f.effect.drift
 
 
 def decide_prediction(
@@ -275,7 +284,8 @@ def _evaluate(name: str, ev: FeatureEvidence, s: DriftSettings) -> FeatureDrift:
         if needs_counts and ev.reference_counts is None:
             raise ValueError(f"feature {name!r}: {test_name}/{s.numeric_effect} needs bin counts")
         if test_name == "chi2":
-            sizes = (ev.reference_counts.sum(), ev.current_counts.sum())  # type: ignore[union-attr]
+            ref_counts, cur_counts = _bin_counts(ev)
+            sizes = (ref_counts.sum(), cur_counts.sum())
         else:
             sizes = (ev.reference_sample.size, ev.current_sample.size)
     elif isinstance(ev, CategoricalEvidence):
@@ -287,10 +297,10 @@ def _evaluate(name: str, ev: FeatureEvidence, s: DriftSettings) -> FeatureDrift:
         side = "reference" if sizes[0] < s.min_samples else "current"
         detail = f"{side} has {int(min(sizes))} observations, min_samples is {s.min_samples}"
         return FeatureDrift(name, kind, None, None, None, False, True, detail)
-    if kind == "numeric":
-        test, effect = _numeric(ev, test_name, s)  # type: ignore[arg-type]
+    if isinstance(ev, NumericEvidence):
+        test, effect = _numeric(ev, test_name, s)
     else:
-        test, effect = _categorical(name, ev, s)  # type: ignore[arg-type]
+        test, effect = _categorical(name, ev, s)
     return FeatureDrift(name, kind, test, effect, None, False, False, "")
 
 
@@ -298,7 +308,7 @@ def _numeric(ev: NumericEvidence, test_name: str, s: DriftSettings) -> tuple[Tes
     ref, cur = ev.reference_sample, ev.current_sample
     # A profile that stores its sample sorted saves a sort per window (O(n) check).
     ref_sorted = bool(np.all(ref[1:] >= ref[:-1]))
-    method = "auto" if ref.size * cur.size <= MAX_EXACT_KS_PAIRS else "asymp"
+    method: KsMethod = "auto" if ref.size * cur.size <= MAX_EXACT_KS_PAIRS else "asymp"
     if test_name == "ks" and s.numeric_effect == "wasserstein" and np.isfinite(ref).all() and np.isfinite(cur).all():
         # The default pair, from one pass over the two ECDFs (same numbers, half the work).
         spread = ev.reference_spread if ev.reference_spread and ev.reference_spread > 0 else None
@@ -317,9 +327,9 @@ def _numeric(ev: NumericEvidence, test_name: str, s: DriftSettings) -> tuple[Tes
     elif test_name == "cramervonmises":
         test = st.cramer_von_mises_test(ref, cur, alpha=s.alpha)
     else:
-        test = st.chi_square_test(ev.reference_counts, ev.current_counts, alpha=s.alpha)  # type: ignore[arg-type]
+        test = st.chi_square_test(*_bin_counts(ev), alpha=s.alpha)
     if s.numeric_effect != "wasserstein":
-        effect = _count_effect(s.numeric_effect, ev.reference_counts, ev.current_counts, s.min_effect_numeric, s)
+        effect = _count_effect(s.numeric_effect, *_bin_counts(ev), s.min_effect_numeric, s)
         return test, effect
     # Wasserstein is undefined with infinite values: use the finite part; a side
     # that is entirely infinite is as far as it gets (the test still decides).
@@ -352,6 +362,13 @@ def _categorical(name: str, ev: CategoricalEvidence, s: DriftSettings) -> tuple[
     else:
         test = st.chi_square_test(ref, cur, alpha=s.alpha)
     return test, _count_effect(s.categorical_effect, ref, cur, s.min_effect_categorical, s)
+
+
+def _bin_counts(ev: NumericEvidence) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The bin counts of evidence whose test or effect needs them: :func:`_evaluate` checked
+    that they were given (and :class:`NumericEvidence` takes both or neither)."""
+    assert ev.reference_counts is not None and ev.current_counts is not None
+    return ev.reference_counts, ev.current_counts
 
 
 def _count_effect(effect: str, ref: ArrayLike, cur: ArrayLike, threshold: float, s: DriftSettings) -> TestResult:

@@ -70,7 +70,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from detectors.columns import category_string
 from detectors.sketches import check_positive_int
@@ -171,7 +171,8 @@ class PerformanceSettings:
 
 
 def as_settings(settings: PerformanceSettings | str) -> PerformanceSettings:
-    return PerformanceSettings(settings) if isinstance(settings, str) else settings
+    # A kind given as text (e.g. from config): cast, since __post_init__ rejects any other string.
+    return PerformanceSettings(cast(Kind, settings)) if isinstance(settings, str) else settings
 
 
 def reference_metrics(reference: Mapping[str, Any] | PerformanceResult | None) -> dict[str, float | None] | None:

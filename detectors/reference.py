@@ -47,6 +47,8 @@ from detectors.schema import NUMERIC, Schema
 from detectors.sketches import pack, unpack
 
 FORMAT_VERSION = 1
+# None as the 0-d object array np.equal(x, None) makes of it; numpy's stubs reject a bare None.
+_NONE_SCALAR = np.array(None, dtype=object)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -115,10 +117,10 @@ Profile = NumericProfile | CategoricalProfile
 def _status_masks(x: np.ndarray, status: np.ndarray | None, numeric: bool) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[0]
     if status is None:
-        null = np.isnan(x) if numeric else np.equal(x, None)
+        null = np.isnan(x) if numeric else np.equal(x, _NONE_SCALAR)
         return null, np.zeros(n, dtype=bool)
     wrong = status == WRONG_TYPE
-    null = (status == NULL) if numeric else (np.equal(x, None) & ~wrong)
+    null = (status == NULL) if numeric else (np.equal(x, _NONE_SCALAR) & ~wrong)
     return null, wrong
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -292,7 +292,7 @@ class QuantileSketch:
         idx[v > self.max_value] = nb + 1
         self.counts += np.bincount(idx, minlength=nb + 2)
 
-    def quantiles(self, qs: np.ndarray | list[float]) -> np.ndarray:
+    def quantiles(self, qs: np.ndarray | Sequence[float]) -> np.ndarray:
         """Estimates of the lower quantiles at probabilities ``qs``; NaN when empty."""
         q = np.asarray(qs, dtype=np.float64)
         if np.any((q < 0) | (q > 1)):

@@ -6,11 +6,11 @@ item-by-item validation, which words the rejection."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,8 +53,8 @@ class ColumnarValidation:
             present = fields
             positions = [p for p, x in enumerate(items) if type(x) is dict and fields.issuperset(x)]
             rows = [items[p] for p in positions]
-        models = list(map(dict.get, rows, repeat("model")))
-        groups: list[tuple[str, list[int], list[dict[str, Any]]]]
+        models: list[Any] = list(map(dict.get, rows, repeat("model")))  # any JSON value, or None
+        groups: list[tuple[Any, list[int], list[dict[str, Any]]]]  # a model is a str only if valid
         if not rows:
             groups = []
         elif models.count(models[0]) == len(models):
@@ -81,7 +81,7 @@ class ColumnarValidation:
             done.update(chunk.positions)
         return columns, [p for p in range(n) if p not in done]
 
-    def _names_ok(self, names: Sequence[str]) -> bool:
+    def _names_ok(self, names: Collection[str]) -> bool:
         limit = self.limits.max_string_length
         return len(names) <= self.limits.max_inputs_per_record and all(len(name) <= limit for name in names)
 
@@ -100,7 +100,7 @@ class ColumnarValidation:
         names = tuple(kinds)
         width = len(names)
         # Inputs first: they must be dicts with exactly the model's features to be transposed.
-        inputs = list(map(get, rows, repeat("inputs")))
+        inputs: list[Any] = list(map(get, rows, repeat("inputs")))  # any JSON value, or None
         if set(map(type, inputs)) != {dict} or set(map(len, inputs)) != {width}:
             keep = [j for j, d in enumerate(inputs) if type(d) is dict and len(d) == width]
             positions, rows, inputs = _pick(positions, keep), _pick(rows, keep), _pick(inputs, keep)
@@ -128,7 +128,9 @@ class ColumnarValidation:
             if kinds[name] == "numeric":
                 numbers = _number_array(col)
                 if numbers is not None:
-                    cols[k] = numbers  # valid, and already what the detector's column needs
+                    # Valid, and already what the detector's column needs. cast: RecordColumns.inputs
+                    # (and Batch.from_columns) take a 1-D array where they say Sequence.
+                    cols[k] = cast(Sequence[Any], numbers)
                     continue
             self._check_values(col, bad)
         ids = list(map(get, rows, repeat("id")))

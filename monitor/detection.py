@@ -5,7 +5,7 @@ settings from a model's config, records to columnar batches, results to storage 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from detectors.decision import DriftSettings
 from detectors.evaluation import Evaluation, EvaluationSettings
 from detectors.latency import LatencySettings
 from detectors.model import DetectorSettings
-from detectors.performance import PerformanceResult, PerformanceSettings
+from detectors.performance import Kind, PerformanceResult, PerformanceSettings
 from detectors.quality import QualitySettings
 from detectors.reference import ReferenceProfile
 from detectors.schema import Schema, channel_name
@@ -40,7 +40,8 @@ def schema_for(
 
 def performance_settings(config: ModelConfig) -> PerformanceSettings:
     p = config.performance
-    kind = config.prediction.kind
+    # cast: a str field, but PredictionConfig's validator admits only PREDICTION_KINDS.
+    kind = cast(Kind, config.prediction.kind)
     return PerformanceSettings(
         kind,
         threshold=p.threshold,

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
+import numpy as np
+
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.windows.state import WindowLayout, WindowState
 from monitor import pipes
@@ -99,6 +101,11 @@ class Evaluator:
 # -- the child process ---------------------------------------------------------------------------
 _NEED_LAYOUT = "need-layout"
 _LAYOUTS_KEPT = 32  # in the child; a layout is the reference's samples and bins, a few MB
+# A request to the child: (layout key, the layout or None, a window's WindowState.state()
+# or None, its settings or None).
+_Request = tuple[
+    str, WindowLayout | None, tuple[dict[str, Any], dict[str, np.ndarray]] | None, EvaluationSettings | None
+]
 
 
 class _EvaluationChild:
@@ -140,7 +147,7 @@ class _EvaluationChild:
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
 
-    def _ask(self, request: tuple[Any, ...]) -> Any:
+    def _ask(self, request: _Request) -> Any:
         process = self._process
         if process is None or process.poll() is not None:
             process = self._process = pipes.start_child("monitor.evaluator")
@@ -174,9 +181,10 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
     layouts: OrderedDict[str, WindowLayout] = OrderedDict()
     while True:
         try:
-            key, layout, state, settings = pipes.read(requests)
+            request: _Request = pipes.read(requests)
         except EOFError:
             return
+        key, layout, state, settings = request
         try:
             if layout is not None:
                 layouts[key] = layout

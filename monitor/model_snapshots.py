@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 
@@ -56,8 +56,13 @@ class ModelScopedSink(Protocol):
     def restore_model(self, model: str, state: Any) -> None: ...
 
 
+def _is_scoped(sink: object) -> TypeGuard[ModelScopedSink]:
+    # model_state marks such a sink; restore_model comes with it.
+    return hasattr(sink, "model_state")
+
+
 def scoped_sinks(sinks: Iterable[object]) -> dict[str, ModelScopedSink]:
-    return {type(sink).__name__: sink for sink in sinks if hasattr(sink, "model_state")}  # type: ignore[misc]
+    return {type(sink).__name__: sink for sink in sinks if _is_scoped(sink)}
 
 
 def dump_model(

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from detectors.reference import ReferenceProfile
 from detectors.results import ResultSink
@@ -53,7 +53,8 @@ Origin = Callable[[Rejection], tuple[bytes | None, dict[str, str] | None]]
 
 
 class DeadLetterSink(Protocol):
-    def __call__(self, items: Sequence[DeadLetterItem]) -> None: ...
+    # Positional-only, so any one-argument callable fits whatever its parameter is named.
+    def __call__(self, items: Sequence[DeadLetterItem], /) -> None: ...
 
 
 @dataclass
@@ -341,7 +342,7 @@ class Pipeline:
                     state.observe_columns(chunk, rows)
                     total += len(chunk) if rows is None else len(rows)
                 else:
-                    records.append(segment)  # type: ignore[arg-type]
+                    records.append(cast(Record, segment))  # cast: a segment not a tuple is a Record
             if records:
                 state.observe(records, complete=True)
                 total += len(records)

@@ -13,13 +13,14 @@ its stdin closes (the monitor exited, even by SIGKILL).
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import pickle
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 _LENGTH = struct.Struct("<Q")
 _HEADER = struct.Struct("<QI")
@@ -46,7 +47,7 @@ def answers_stream() -> BinaryIO:
     return answers
 
 
-def write(stream: BinaryIO, message: Any) -> None:
+def write(stream: IO[bytes], message: Any) -> None:
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     stream.write(_HEADER.pack(len(data), len(buffers)))
@@ -58,7 +59,7 @@ def write(stream: BinaryIO, message: Any) -> None:
     stream.flush()
 
 
-def read(stream: BinaryIO) -> Any:
+def read(stream: IO[bytes]) -> Any:
     """The next message; EOFError when the other end closed the pipe."""
     size, count = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
     data = _read_exactly(stream, size)
@@ -66,7 +67,7 @@ def read(stream: BinaryIO) -> Any:
     return pickle.loads(data, buffers=buffers)
 
 
-def _enlarge(stream: BinaryIO | None) -> None:
+def _enlarge(stream: IO[bytes] | None) -> None:
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
     if stream is None or set_size is None:
         return
@@ -76,10 +77,13 @@ def _enlarge(stream: BinaryIO | None) -> None:
         pass
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytearray:
+def _read_exactly(stream: IO[bytes], size: int) -> bytearray:
     # A bytearray, so that arrays rebuilt on it are writable like the sender's.
     data = bytearray(size)
-    if size and stream.readinto(data) < size:  # a buffered stream fills it unless the pipe closed
+    # A buffered stream fills it unless the pipe closed. cast: typing's IO has no readinto,
+    # but every stream read here is a buffered one (a Popen pipe with the default bufsize,
+    # or sys.stdin.buffer).
+    if size and cast(io.BufferedIOBase, stream).readinto(data) < size:
         raise EOFError("the other end of the pipe closed")
     return data
 

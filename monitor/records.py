@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, final
 
 RECORD_FIELDS = ("model", "version", "id", "timestamp", "inputs", "prediction", "latency_ms", "label", "segment")
 MAX_MODEL_NAME = 128
@@ -32,6 +32,9 @@ class Reason:
     INVALID_EVENT = "invalid_event"
 
 
+# final: the validation loops tell a Record from a Rejection by ``type(x) is Record``,
+# which is right only with no subclasses (and which mypy then narrows both ways).
+@final
 @dataclass(slots=True)
 class Record:
     """A validated (possibly partial) record. ``timestamp`` is epoch seconds (UTC)."""

@@ -9,6 +9,7 @@ start-up. A model with none of these is counted but not evaluated.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,19 @@ def load_references(pipeline: Pipeline, store: Store) -> None:
             summary["file"] = str(path)
             version = store.save_reference(
                 name,
-                lambda v, p=profile: with_version(p, v).to_bytes(),
+                _versioned_bytes(profile),
                 content_hash=profile.content_hash,
                 source="file",
                 summary=summary,
             )
             pipeline.set_reference(name, with_version(profile, version), summary)
             log.info("model %s: reference version %s built from %s (%d rows)", name, version, path, summary["rows"])
+
+
+def _versioned_bytes(profile: ReferenceProfile) -> Callable[[str], bytes]:
+    # A function of its own, not a lambda binding the loop's profile as a default (which
+    # mypy cannot type): the store calls it with the version it picks.
+    return lambda version: with_version(profile, version).to_bytes()
 
 
 def reference_saver(store: Store):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from monitor.joins import JoinBuffer, LabelBuffer
 from monitor.metrics import Metrics
@@ -92,7 +92,8 @@ class Router:
         ids = chunk.ids if whole else chunk.ids[start:stop]
         segments = routed.complete[model]
         if None not in ids:
-            keys = list(zip(repeat(model), ids))
+            # cast: None is not in ids (checked just above), which mypy cannot narrow.
+            keys = list(zip(repeat(model), cast(list[str], ids)))
             if self.labels.all_new(keys) and not self.joins.holds_any(keys):
                 labels = None if chunk.labels is None else chunk.labels[start:stop]
                 lost = self.labels.remember_all(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
@@ -200,6 +201,14 @@ class ModelConfig(Strict):
         return list(self.features)
 
 
+TokenScope = Literal["ingest", "admin", "read"]
+
+
+def _all_scopes() -> list[TokenScope]:
+    # A typed def rather than a lambda, whose list mypy would infer as list[str].
+    return ["ingest", "admin", "read"]
+
+
 class TokenConfig(Strict):
     """A bearer token. Give the secret through ``token_env`` (an environment variable name)
     rather than in the file; ``scopes`` says what it may call."""
@@ -207,7 +216,7 @@ class TokenConfig(Strict):
     name: str
     token: str | None = None
     token_env: str | None = None
-    scopes: list[Literal["ingest", "admin", "read"]] = Field(default_factory=lambda: ["ingest", "admin", "read"])
+    scopes: list[TokenScope] = Field(default_factory=_all_scopes)
 
     @model_validator(mode="after")
     def _one_source(self) -> TokenConfig:
@@ -375,7 +384,7 @@ class ConfigError(Exception):
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     """One pydantic error as ``dotted.path: reason``, with our own wording for the common kinds."""
     path = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind = error["type"]

@@ -92,7 +92,7 @@ class Validator(ColumnarValidation):
                 records.append(outcome)
                 positions.append(pos)
             else:
-                rejections.append(outcome)  # type: ignore[arg-type]
+                rejections.append(outcome)
         return ValidatedItems(records, positions, columns, rejections)
 
     def _record(self, item: Any, received_at: float) -> Record:

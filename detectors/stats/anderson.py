@@ -59,7 +59,7 @@ def anderson_darling_test(reference: ArrayLike, current: ArrayLike, *, alpha: fl
     )
 
 
-def _anderson(ref: np.ndarray, cur: np.ndarray):  # type: ignore[no-untyped-def]
+def _anderson(ref: np.ndarray, cur: np.ndarray):
     try:  # scipy >= 1.17 names the tie handling `variant`
         return stats.anderson_ksamp([ref, cur], variant="midrank")
     except TypeError:  # older scipy: midrank=True is the default

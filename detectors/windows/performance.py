@@ -104,6 +104,7 @@ class PerformanceWindow:
         self.settings = s = as_settings(settings)
         self.seq, self.n, self.skipped = int(seq), 0, 0
         self.min_ts, self.max_ts = math.inf, -math.inf
+        self.arrays: dict[str, np.ndarray]  # int64 counts, or float64 sums for regression
         if s.kind == "binary":
             bins = s.auc_bins + 1 if s.binary_output == "score" else 0
             self.arrays = {"confusion": np.zeros(4, np.int64), "hist": np.zeros((2, bins), np.int64)}
@@ -172,15 +173,16 @@ class PerformanceWindow:
             }
         if s.kind == "multiclass":
             m = a["matrix"][:-1].astype(np.float64)  # configured classes' rows
-            tp = np.diag(m[:, :-1])
-            fp, fn = a["matrix"][:, :-1].sum(axis=0) - tp, m.sum(axis=1) - tp
-            present = (tp + fp + fn) > 0
+            # Per-class vectors: named apart from the binary branch's int counts.
+            tps = np.diag(m[:, :-1])
+            fps, fns = a["matrix"][:, :-1].sum(axis=0) - tps, m.sum(axis=1) - tps
+            present = (tps + fps + fns) > 0
             if not present.any():
                 return {"accuracy": ratio(int(a["correct"][0]), n), **dict.fromkeys(METRICS["multiclass"][1:])}
             with np.errstate(divide="ignore", invalid="ignore"):
-                prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)[present]
-                rec = np.where(tp + fn > 0, tp / (tp + fn), 0.0)[present]
-                f1 = (2 * tp / (2 * tp + fp + fn))[present]
+                prec = np.where(tps + fps > 0, tps / (tps + fps), 0.0)[present]
+                rec = np.where(tps + fns > 0, tps / (tps + fns), 0.0)[present]
+                f1 = (2 * tps / (2 * tps + fps + fns))[present]
             return {
                 "accuracy": ratio(int(a["correct"][0]), n),
                 "precision_macro": float(prec.mean()),
@@ -218,8 +220,8 @@ class PerformanceWindow:
         else:
             confusion = {}
         drop = None if ref is None else _drops(metrics, ref)
-        limits = (s.max_drop or {}).items() if drop is not None else ()
-        degraded = tuple(m for m, lim in limits if (drop.get(m) or 0.0) > lim)  # type: ignore[union-attr]
+        limits = (s.max_drop or {}).items()
+        degraded = () if drop is None else tuple(m for m, lim in limits if (drop.get(m) or 0.0) > lim)
         has_ts = math.isfinite(self.min_ts)
         return PerformanceResult(
             kind=s.kind,

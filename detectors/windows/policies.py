@@ -232,10 +232,11 @@ class SlidingWindows(Windower):
         self.min_records = check_positive_int("min_records", min_records)
         self.unit, self.origin = unit, float(origin)
         if unit == "records":
-            self.size = check_positive_int("size", size)
-            if self.size % self.panes:
+            records = check_positive_int("size", size)
+            self.size: float = records  # an int (records) here, a float (seconds) below
+            if records % self.panes:
                 raise ValueError(f"size must be a multiple of panes for unit='records', got size={size}, panes={panes}")
-            self._inner: Windower = TumblingCountWindows(layout, self.size // self.panes, seed=derive_seed(seed, 1))
+            self._inner: Windower = TumblingCountWindows(layout, records // self.panes, seed=derive_seed(seed, 1))
         elif unit == "seconds":
             if not (isinstance(size, (int, float)) and 0 < size < math.inf):
                 raise ValueError(f"size must be a positive finite number of seconds, got {size!r}")

@@ -79,11 +79,14 @@ class WindowLayout:
         self.latency_accuracy = float(latency_accuracy)
         QuantileSketch(self.latency_accuracy)  # validates the accuracy now, not at the first window
         chans = reference.channels
-        self.numeric = [k for k, p in chans.items() if isinstance(p, NumericProfile)]
-        self.categorical = [k for k, p in chans.items() if isinstance(p, CategoricalProfile)]
+        # Split by type once, so that each side's profiles are typed as such below.
+        num_profiles = {k: p for k, p in chans.items() if isinstance(p, NumericProfile)}
+        cat_profiles = {k: p for k, p in chans.items() if isinstance(p, CategoricalProfile)}
+        self.numeric = list(num_profiles)
+        self.categorical = list(cat_profiles)
         self.num_index = {k: j for j, k in enumerate(self.numeric)}
         self.cat_index = {k: j for j, k in enumerate(self.categorical)}
-        self.edges = [chans[k].edges for k in self.numeric]
+        self.edges = [num_profiles[k].edges for k in self.numeric]
         self.bin_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in self.edges])]).astype(np.int64)
         # All channels' edges padded with +inf to one (d, B) matrix, so that a batch's bins come
         # from B vectorised comparisons and one bincount instead of a searchsorted per channel.
@@ -91,9 +94,9 @@ class WindowLayout:
         self.padded_edges = np.full((len(self.edges), width), np.inf)
         for j, e in enumerate(self.edges):
             self.padded_edges[j, : e.size] = e
-        self.flat_to_padded = np.concatenate(
-            [j * (width + 1) + np.arange(e.size + 1) for j, e in enumerate(self.edges)] or [np.empty(0)]
-        ).astype(np.intp)
+        # Typed wide: the fallback for no numeric channel is a float array (cast to intp anyway).
+        runs: list[np.ndarray] = [j * (width + 1) + np.arange(e.size + 1) for j, e in enumerate(self.edges)]
+        self.flat_to_padded = np.concatenate(runs or [np.empty(0)]).astype(np.intp)
         # A value's slot in that padded matrix is its channel's first slot plus the number of
         # edges below it, the last slot (d * (width + 1)) taking the non-finite values. Slots
         # are counted in the narrowest unsigned type that holds them: adding the B comparisons
@@ -107,24 +110,24 @@ class WindowLayout:
             raise ValueError(f"bounds given for unknown or non-numeric channels: {unknown}")
         lo, hi = [], []
         for k in self.numeric:
-            a, b = given[k] if k in given else self._infer_bounds(k, chans[k], float(range_margin))
+            a, b = given[k] if k in given else self._infer_bounds(k, num_profiles[k], float(range_margin))
             if not a <= b:
                 raise ValueError(f"bounds[{k!r}] must have low <= high, got ({a!r}, {b!r})")
             lo.append(a)
             hi.append(b)
         self.lo, self.hi = np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
         # category code per value: top-K -> 0..K-1, tail -> K (other), unknown -> K+1 (unseen), None -> K+2
-        self.cat_sizes = [len(chans[k].categories) for k in self.categorical]
+        self.cat_sizes = [len(cat_profiles[k].categories) for k in self.categorical]
         self.cat_offsets = np.concatenate([[0], np.cumsum([s + 3 for s in self.cat_sizes])]).astype(np.int64)
         self.cat_maps: list[dict[str | None, int]] = []
         for k, size in zip(self.categorical, self.cat_sizes, strict=True):
-            p = chans[k]
+            p = cat_profiles[k]
             m: dict[str | None, int] = {t: size for t in p.tail}
             m.update({c: i for i, c in enumerate(p.categories)})
             m[None] = size + 2
             self.cat_maps.append(m)
         # Every evaluation compares with the same reference samples: sort their finite part once.
-        self.reference_sorted = {k: np.sort(chans[k].sample[np.isfinite(chans[k].sample)]) for k in self.numeric}
+        self.reference_sorted = {k: np.sort(p.sample[np.isfinite(p.sample)]) for k, p in num_profiles.items()}
         self.has_latency = LATENCY in chans  # a profiled latency channel (bins, range counts)
         ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
         self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]

@@ -45,7 +45,10 @@ class Collected:
     performance: list[PerformanceResult] = field(default_factory=list)
 
     def publish(self, model: str, reference_version: str, result: Result) -> None:
-        (self.performance if isinstance(result, PerformanceResult) else self.evaluations).append(result)  # type: ignore[arg-type]
+        if isinstance(result, PerformanceResult):
+            self.performance.append(result)
+        else:
+            self.evaluations.append(result)
 
 
 def _copy_active_reference(settings: Settings, model: str, into: Store) -> None:

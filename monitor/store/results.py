@@ -295,5 +295,5 @@ def _check_text(value: Any, name: str, width: int, where: str) -> None:
         raise ValueError(f"{where}: {name} must not be empty")
 
 
-def _result_out(row: Mapping[str, Any]) -> dict[str, Any]:
+def _result_out(row: sa.RowMapping) -> dict[str, Any]:
     return {**row, "drift": bool(row["drift"])}

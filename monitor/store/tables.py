@@ -269,11 +269,15 @@ def upsert(
 def _upsert_statement(
     dialect: str, table: sa.Table, key: tuple[str, ...], update: Callable[[Any], dict[str, Any]]
 ) -> sa.Executable:
+    # The two dialects' Insert types differ (with the same upsert API), hence two branches.
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        pg_statement = postgresql.insert(table)
+        return pg_statement.on_conflict_do_update(index_elements=list(key), set_=update(pg_statement.excluded))
+    from sqlalchemy.dialects import sqlite
+
+    statement = sqlite.insert(table)
     return statement.on_conflict_do_update(index_elements=list(key), set_=update(statement.excluded))
 
 
