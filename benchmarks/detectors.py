@@ -73,7 +73,7 @@ if str(_CHECKOUT) not in sys.path:
 from detectors.columns import Batch  # noqa: E402
 from detectors.evaluation import evaluate_window  # noqa: E402
 from detectors.model import DetectorSettings, ModelDetector  # noqa: E402
-from detectors.reference import ReferenceProfile  # noqa: E402
+from detectors.profiles import ReferenceProfile  # noqa: E402
 from detectors.schema import Schema  # noqa: E402
 from detectors.stats import adjust_pvalues  # noqa: E402
 from detectors.windows.policies import TumblingCountWindows, WindowPolicy  # noqa: E402

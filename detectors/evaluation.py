@@ -25,8 +25,8 @@ from detectors.decision import (
     decide_prediction,
 )
 from detectors.latency import LatencyResult, LatencySettings, check_latency
+from detectors.profiles import NumericProfile
 from detectors.quality import QualityReport, QualitySettings, check_quality
-from detectors.reference import NumericProfile
 from detectors.schema import PREDICTION
 from detectors.stats.result import json_float
 from detectors.windows.state import WindowState

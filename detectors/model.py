@@ -19,7 +19,7 @@ import numpy as np
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.performance import PerformanceResult, PerformanceSettings
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.sketches import pack, unpack
 from detectors.windows.performance import PerformanceWindows
 from detectors.windows.policies import Windower, WindowPolicy

@@ -61,7 +61,7 @@ from typing import Any
 
 from scipy import stats
 
-from detectors.reference import NumericProfile
+from detectors.profiles import NumericProfile
 from detectors.schema import LATENCY
 from detectors.windows.state import WindowState
 

@@ -39,7 +39,7 @@ import numpy as np
 from detectors.columns import Batch
 from detectors.model import DetectorSettings, ModelDetector
 from detectors.performance import PerformanceSettings
-from detectors.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from detectors.profiles import CategoricalProfile, NumericProfile, ReferenceProfile
 from detectors.schema import LATENCY, PREDICTION
 from detectors.windows.performance import PerformanceWindows
 from detectors.windows.policies import WindowPolicy

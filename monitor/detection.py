@@ -15,8 +15,8 @@ from detectors.evaluation import Evaluation, EvaluationSettings
 from detectors.latency import LatencySettings
 from detectors.model import DetectorSettings
 from detectors.performance import Kind, PerformanceResult, PerformanceSettings
+from detectors.profiles import ReferenceProfile
 from detectors.quality import QualitySettings
-from detectors.reference import ReferenceProfile
 from detectors.schema import Schema, channel_name
 from detectors.windows.policies import WindowPolicy
 from monitor.records import Record, RecordColumns

@@ -17,7 +17,7 @@ import numpy as np
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation
 from detectors.model import ModelDetector
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.results import Result, ResultSink
 from monitor.detection import (
     batch_from_columns,

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 
 from detectors.columns import Batch
-from detectors.reference import NumericProfile, ReferenceProfile
+from detectors.profiles import NumericProfile, ReferenceProfile
 from detectors.schema import Schema
 from detectors.windows.performance import performance_from_arrays
 from monitor.detection import performance_settings, schema_for

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from monitor.detection import with_version
 from monitor.pipeline import Pipeline
 from monitor.reference_files import reference_from_file

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from detectors.columns import NULL, WRONG_TYPE, Batch
-from detectors.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from detectors.profiles import CategoricalProfile, NumericProfile, ReferenceProfile
 from detectors.schema import LATENCY, PREDICTION
 from detectors.sketches import QuantileSketch, Reservoir, check_positive_int, pack, unpack
 

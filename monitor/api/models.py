@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from monitor.api.auth import require
 from monitor.api.availability import require_store
 from monitor.api.body import NDJSON_TYPES, media_type

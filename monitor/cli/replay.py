@@ -24,7 +24,7 @@ from tqdm import tqdm
 from collectors.files import TableColumns, table_chunks
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.results import Result
 from monitor.cli.config import load_or_exit
 from monitor.metrics import Metrics

@@ -5,7 +5,7 @@ the ``references`` and ``results`` tables (see :mod:`monitor.store.tables`) and 
 Store's engine and its conflict-retrying write transaction. Like the rest of the Store,
 every method is synchronous and short.
 
-The store knows nothing of :class:`detectors.reference.ReferenceProfile`: a profile is
+The store knows nothing of :class:`detectors.profiles.ReferenceProfile`: a profile is
 stored as the bytes of ``to_bytes()``, with the caller's content hash and display summary.
 """
 

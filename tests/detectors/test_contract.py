@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from detectors.evaluation import Evaluation
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.registry import DETECTORS, DetectorSpec
 from detectors.schema import Schema
 

@@ -12,7 +12,7 @@ from detectors.columns import Batch
 from detectors.evaluation import EvaluationSettings
 from detectors.latency import LatencySettings, check_latency, latency_from_sketch
 from detectors.model import DetectorSettings, ModelDetector
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.schema import LATENCY, Schema
 from detectors.sketches import QuantileSketch, pack, unpack
 from detectors.windows.policies import WindowPolicy

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from detectors.columns import NULL, VALID, Batch
+from detectors.profiles import ReferenceProfile
 from detectors.quality import QualitySettings, check_quality
-from detectors.reference import ReferenceProfile
 from detectors.schema import PREDICTION, Schema
 from detectors.windows.state import WindowLayout, WindowState
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from detectors.columns import NULL, VALID, WRONG_TYPE, Batch
-from detectors.reference import ReferenceProfile, categorical_profile, numeric_profile
+from detectors.profiles import ReferenceProfile, categorical_profile, numeric_profile
 from detectors.schema import LATENCY, PREDICTION, Schema
 
 

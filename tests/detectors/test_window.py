@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from detectors.columns import Batch
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.schema import LATENCY, PREDICTION, Schema
 from detectors.windows.policies import SlidingWindows, TumblingCountWindows, TumblingTimeWindows, Windower
 from detectors.windows.state import WindowLayout, WindowState

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from support import config, settings
 
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from monitor.api.app import create_app
 from monitor.cli import main
 from monitor.detection import schema_for

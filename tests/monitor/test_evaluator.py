@@ -13,7 +13,7 @@ import pytest
 
 from detectors.columns import Batch
 from detectors.model import DetectorSettings, ModelDetector
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.schema import Schema
 from detectors.windows.policies import WindowPolicy
 from detectors.windows.state import WindowState

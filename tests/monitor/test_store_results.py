@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.schema import Schema
 from monitor.store.database import Store
 from monitor.store.results import _STORED_RESULT_KEYS
