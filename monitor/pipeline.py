@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from detectors.reference import ReferenceProfile
+from detectors.profiles import ReferenceProfile
 from detectors.results import ResultSink
 from monitor.evaluator import Evaluator
 from monitor.joins import JoinBuffer, LabelBuffer
@@ -289,6 +289,7 @@ class Pipeline:
 
     def restore(self, model: str, data: bytes) -> None:
         """Replace ``model``'s state with a checkpoint (taken here or by another instance)."""
+        self.evaluator.settle()  # see release
         with self._lock:
             if model not in self.models:
                 self._register(model)
@@ -307,6 +308,11 @@ class Pipeline:
     def release(self, model: str) -> None:
         """Forget ``model``'s state: another instance now owns it and restores it from the
         checkpoint just written."""
+        # Windows of the state being forgotten may still be in evaluation (publishing can wait
+        # out a store that does not answer): they must land before the reset, or their count
+        # and alert signals go to the state a checkpoint restores next, and count twice when
+        # the records are read again.
+        self.evaluator.settle()
         with self._lock:
             if model in self.models:
                 reset_model(self.models[model], scoped_sinks(self._sinks))

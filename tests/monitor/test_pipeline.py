@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
+import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.profiles import ReferenceProfile
 from monitor.metrics import Metrics
 from monitor.pipeline import PIPELINE_SOURCE, DeadLetterItem, Pipeline
 from monitor.records import Reason, Record, Rejection
@@ -394,3 +399,33 @@ def test_label_buffer_puts_a_models_entries_back_before_the_others() -> None:
     # Over capacity, the entries put back are the oldest: the first to go.
     assert buffer.put_back("z", [["1", 0, 1.0, 1.0, False], ["2", 0, 2.0, 2.0, True]]) == [("z", "1")]
     assert len(buffer) == 5 and ("z", "2") in buffer
+
+
+def test_releasing_a_model_waits_for_the_windows_in_evaluation(clock: Clock) -> None:
+    """A window still in evaluation when its model is released (the Kafka collector gives the
+    state up after a failed checkpoint) is published before the reset, not onto the state
+    restored next: otherwise that window counts twice once its records are read again."""
+    settings = settings_from_mapping(
+        {"models": {"m": {"features": {"x": {}}, "window": {"size": 100}}}, "server": {"evaluation": "thread"}}
+    )
+    publishing, go_on = threading.Event(), threading.Event()
+
+    class SlowSink:  # a store that takes its time to answer
+        def publish(self, model: str, reference_version: str, result: object) -> None:
+            publishing.set()
+            go_on.wait()
+
+    pipeline = Pipeline(settings, Metrics(CollectorRegistry()), sinks=[SlowSink()], clock=clock)
+    rows = pd.DataFrame({"x": np.linspace(0.0, 2.0, 500), "prediction": np.tile([0, 1], 250)})
+    pipeline.set_reference("m", ReferenceProfile.from_frame(rows, pipeline.models["m"].schema, version="1"))
+    pipeline.ingest([complete(i) for i in range(100)], [], "kafka")
+    pipeline.expire()  # hands the records to the detector: the window closes
+    assert publishing.wait(60)  # the window is being published
+    release = threading.Thread(target=pipeline.release, args=("m",))
+    release.start()
+    release.join(2)  # without the wait, the release is over by now
+    go_on.set()
+    release.join()
+    pipeline.evaluator.settle()
+    assert pipeline.models["m"].windows_evaluated == 0
+    pipeline.close()
