@@ -111,7 +111,7 @@ class RecordColumns:
     raw values per feature of ``features`` (exactly the features each row's ``inputs``
     had): a tuple, or for a numeric feature whose values are all numbers (none NaN)
     ``np.array`` of them; the other fields are lists with one validated value per row,
-    or None when no row had the field. Values are those :meth:`Validator.validate` would have put in a
+    or None when no row had the field. Values are those :meth:`~monitor.validation.Validator.validate` would have put in a
     :class:`Record` (:meth:`record` builds that Record when one is needed).
     """
 
@@ -152,7 +152,7 @@ class RecordColumns:
 
 @dataclass(slots=True, eq=False)
 class ValidatedItems:
-    """The outcome of :meth:`Validator.validate_items` for one call's items.
+    """The outcome of :meth:`~monitor.validation.Validator.validate_items` for one call's items.
 
     ``records`` were validated item by item (partial records, odd values) and
     ``record_positions`` gives each one's position among the items; ``columns`` hold
@@ -170,7 +170,7 @@ class ValidatedItems:
 
 
 class Invalid(Exception):
-    """Raised inside validation; turned into a Rejection by :func:`validate_item`."""
+    """Raised inside validation; :meth:`~monitor.validation.Validator.validate` turns it into a Rejection."""
 
     def __init__(self, path: str, reason: str, message: str):
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""Alert methods of :class:`monitor.store.Store`: transitions, current alerts, engine state.
+"""Alert methods of :class:`monitor.store.database.Store`: transitions, current alerts, engine state.
 
 An evaluated window's alert transitions, the alerts' new states and the engine's state are
 written in one transaction, together with the retraining-webhook deliveries they cause
@@ -40,7 +40,7 @@ def _finite(value: float | None) -> float | None:
 
 
 class AlertsStore:
-    """Alert persistence (mixed into :class:`monitor.store.Store`)."""
+    """Alert persistence (mixed into :class:`monitor.store.database.Store`)."""
 
     _engine: Engine
 

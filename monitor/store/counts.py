@@ -1,5 +1,5 @@
 """Adding to the ``record_counts`` table, in a transaction of the caller's: the periodic
-flush of the pipeline's count deltas (:meth:`monitor.store.Store.add_counts`), and the
+flush of the pipeline's count deltas (:meth:`monitor.store.database.Store.add_counts`), and the
 Kafka checkpoint, which writes the counts of what it covers with its offsets so that
 records read again after a crash are not counted twice
 (:meth:`monitor.store.kafka_checkpoints.CheckpointStore.save_checkpoint`)."""

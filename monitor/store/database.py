@@ -1,12 +1,14 @@
-"""The service's database: monitored models, dead letters, persisted record counts, and
-(through :mod:`monitor.store.results`) reference profiles and detector results.
+"""The store facade: :class:`Store`, the only place the rest of the service touches the
+database. It holds the monitored models and the persisted record counts itself, and mixes
+in one class per concern: dead letters (:mod:`.dead_letters`), references and results
+(:mod:`.results`), alerts (:mod:`.alerts`), the webhook outbox (:mod:`.outbox`) and the
+Kafka checkpoints (:mod:`.kafka_checkpoints`).
 
-:class:`Store` is the only place the rest of the service touches the database. Its
-methods are synchronous, short and thread-safe (each takes a pooled connection for one
+Its methods are synchronous, short and thread-safe (each takes a pooled connection for one
 transaction). Any SQLAlchemy URL works; the default is a SQLite file in WAL mode, and the
 same Alembic migrations (``monitor/store/migrations``) run on PostgreSQL
-(``postgresql+psycopg://...``). Migrations run in code: :func:`upgrade` needs no
-alembic.ini. The tables themselves are in :mod:`monitor.store.tables`.
+(``postgresql+psycopg://...``). Migrations run in code (:mod:`.migrate`): no alembic.ini.
+The tables themselves are in :mod:`monitor.store.tables`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Kafka checkpoints (tables ``kafka_offsets`` and ``model_checkpoints``), mixed into
-:class:`monitor.store.Store`.
+:class:`monitor.store.database.Store`.
 
 :meth:`CheckpointStore.save_checkpoint` writes the next offset of each partition and the
 state of each model those partitions fed in one transaction: after a crash the state and
@@ -25,7 +25,7 @@ TopicPartitionKey = tuple[str, int]
 
 
 class CheckpointStore:
-    """Offsets and model state of the Kafka collector (mixed into :class:`monitor.store.Store`)."""
+    """Offsets and model state of the Kafka collector (mixed into :class:`monitor.store.database.Store`)."""
 
     _engine: Engine
 

@@ -1,4 +1,6 @@
-"""The retraining-webhook outbox (table ``webhook_deliveries``), mixed into :class:`monitor.store.Store`.
+"""The retraining-webhook outbox (table ``webhook_deliveries``), mixed into
+:class:`monitor.store.database.Store`; it is the :class:`alerts.outbox.Outbox` the
+dispatcher asks.
 
 :func:`enqueue` runs inside :meth:`~monitor.store.alerts.AlertsStore.apply_alert_transitions`'s
 transaction: an alert transition and its deliveries are stored together or not at all.
@@ -63,7 +65,7 @@ def enqueue(
 
 
 class OutboxStore:
-    """Webhook deliveries (mixed into :class:`monitor.store.Store`)."""
+    """Webhook deliveries (mixed into :class:`monitor.store.database.Store`)."""
 
     _engine: Engine
 

@@ -1,6 +1,6 @@
 """Reference profiles and detector results in the store.
 
-:class:`ResultsStore` is a mixin of :class:`monitor.store.Store`: it adds the methods on
+:class:`ResultsStore` is a mixin of :class:`monitor.store.database.Store`: it adds the methods on
 the ``references`` and ``results`` tables (see :mod:`monitor.store.tables`) and uses the
 Store's engine and its conflict-retrying write transaction. Like the rest of the Store,
 every method is synchronous and short.
@@ -73,7 +73,7 @@ ProfileBytes = bytes | Callable[[str], bytes]
 
 
 class ResultsStore:
-    """Reference and result methods of :class:`monitor.store.Store`."""
+    """Reference and result methods of :class:`monitor.store.database.Store`."""
 
     _engine: Engine
     url: str

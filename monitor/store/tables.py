@@ -1,6 +1,6 @@
 """The store's tables, as SQLAlchemy Core ``Table`` objects.
 
-These describe the schema at the *head* migration; :mod:`monitor.store` queries through
+These describe the schema at the *head* migration; :mod:`monitor.store.database` and its mixins query through
 them. The migrations in ``monitor/store/migrations/versions`` keep their own frozen copies of
 each step (a migration must not change when this file does), and a test checks that
 upgrading to head yields exactly these tables.
