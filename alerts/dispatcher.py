@@ -1,24 +1,47 @@
-"""Sends the webhook outbox: a background thread that POSTs due deliveries and records each attempt.
+"""Sends the webhook outbox: one worker per configured webhook, each POSTing its own due
+deliveries and recording each attempt.
 
-Every ~``poll_seconds`` the thread claims due deliveries (:meth:`~alerts.outbox.Outbox.claim_due`)
-and sends them one by one with the headers::
+Isolation. One slow or dead receiver must never delay another webhook's deliveries, so each
+webhook has its own worker, which claims only that webhook's rows
+(:meth:`~alerts.outbox.Outbox.claim_due` with ``webhook=``) and has its own HTTP client
+(its own connection pool). The workers are asyncio tasks on one event loop, in one
+background thread, rather than one thread each, because asyncio gives the attempt a real
+total deadline: :func:`asyncio.timeout` cancels a connect, a send or a read in the middle
+(:mod:`alerts.attempt`), where a blocking thread can only set per-read socket timeouts that
+a trickling receiver never trips. The store is synchronous, so its calls run in worker
+threads (:func:`asyncio.to_thread`) and a slow database write of one webhook does not stop
+the loop either. Within one webhook deliveries go one at a time, oldest due first: a
+receiver gets at most one request at a time from us, and retraining triggers arrive in order.
+
+Every ~``poll_seconds`` a worker claims up to :data:`CLAIM_LIMIT` due deliveries and sends
+them with the headers::
 
     Content-Type: application/json
-    X-Monitor-Signature: sha256=<HMAC-SHA256 of the body>   (when the webhook has secret_env)
-    Idempotency-Key: <alert_id>:<state>:<webhook>            (the same on every attempt)
+    X-Monitor-Timestamp: <epoch seconds of this attempt>
+    X-Monitor-Signature: sha256=<HMAC-SHA256 of "<timestamp>.<body>">   (when the webhook has secret_env)
+    Idempotency-Key: <alert_id>:<state>:<webhook>                       (the same on every attempt)
     X-Monitor-Delivery: <delivery id>
     ...the webhook's headers, ${ENV} expanded
 
-A 2xx answer delivers; anything else (another status, a timeout, a refused connection) is a
-failed attempt, retried after ``min(backoff_max, backoff_base * 2**(attempts-1))`` seconds
-times a jitter in [0.5, 1.0) drawn from ``random.Random(delivery id)`` (reproducible). After
+The body is the same bytes on every attempt (rendered once, when enqueued). A 2xx answer
+delivers; anything else (another status, the deadline, a refused connection) is a failed
+attempt, retried after ``min(backoff_max, backoff_base * 2**(attempts-1))`` seconds times a
+jitter in [0.5, 1.0) drawn from ``random.Random(delivery id)`` (reproducible). After
 ``max_attempts`` attempts, or once a delivery is ``max_age_seconds`` old, it is ``dead``.
 
-:meth:`WebhookDispatcher.stop` lets the attempt in flight finish, then ends the thread.
+Leases: a claimed row is not due again for ``(timeout_seconds + LEASE_MARGIN_SECONDS) *
+(its position in the claim)``; since an attempt can no longer outlast ``timeout_seconds``,
+no other dispatcher sends a row while it is being sent. A housekeeping task refreshes
+``monitor_webhook_outbox_pending`` and makes deliveries of webhooks this instance does not
+configure ``dead`` (as the single dispatcher did when it met them).
+
+:meth:`WebhookDispatcher.stop` lets each attempt in flight finish (bounded by its deadline)
+and be recorded, then ends the thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -29,15 +52,15 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client import Counter, Gauge
 
+from alerts.attempt import AttemptResult, post
 from alerts.outbox import Outbox
-from alerts.webhooks import WebhookConfig, WebhookEnvError, expand_headers, secret, signature
+from alerts.webhooks import WebhookConfig, WebhookEnvError, expand_headers, secret
 
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("delivered", "failed_attempt", "dead", "suppressed")
 CLAIM_LIMIT = 10
-LEASE_MARGIN_SECONDS = 5.0  # beyond the timeout: a claimed row is not re-claimed while it is being sent
-MAX_ERROR = 500
+LEASE_MARGIN_SECONDS = 5.0  # beyond the deadline: time to record the attempt before the row is due again
 
 
 class DispatcherMetrics(Protocol):
@@ -54,6 +77,11 @@ def backoff_seconds(webhook: WebhookConfig, delivery_id: int, attempts: int) -> 
     for _ in range(attempts):  # the attempts-th draw of this delivery's sequence
         jitter = rng.uniform(0.5, 1.0)
     return min(webhook.backoff_max_seconds, webhook.backoff_base_seconds * 2 ** (attempts - 1)) * jitter
+
+
+def lease_seconds(webhook: WebhookConfig) -> float:
+    """How long a claimed row of ``webhook`` stays out of other claims (per position)."""
+    return webhook.timeout_seconds + LEASE_MARGIN_SECONDS
 
 
 class WebhookDispatcher:
@@ -75,8 +103,8 @@ class WebhookDispatcher:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = httpx.Client(follow_redirects=False)
-        self._lease = max((w.timeout_seconds for w in webhooks), default=10.0) + LEASE_MARGIN_SECONDS
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None  # set (on the loop) by stop(): ends the workers' waits
         for name in self.webhooks:
             for outcome in OUTCOMES:  # present from the start at 0, so increase() sees the first one
                 metrics.webhook_deliveries.labels(name, outcome)
@@ -89,101 +117,129 @@ class WebhookDispatcher:
                 expand_headers(webhook)
             except WebhookEnvError as exc:  # names the variable, never a value
                 log.warning("webhook %s: %s; its deliveries will fail until it is", webhook.name, exc)
-        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(),), name="webhook-dispatcher", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop after the attempt in flight (waits up to ``timeout``, default: the longest webhook timeout + 5 s)."""
+        """Stop after the attempts in flight (waits up to ``timeout``, default: the longest
+        lease, i.e. the longest webhook timeout + 5 s)."""
         self._stop.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop has ended already
+                pass
         if self._thread is not None:
-            self._thread.join(self._lease if timeout is None else timeout)
-        self._client.close()
+            longest = max((lease_seconds(w) for w in self.webhooks.values()), default=LEASE_MARGIN_SECONDS)
+            self._thread.join(longest if timeout is None else timeout)
 
-    def _run(self) -> None:
+    async def _main(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # One client (one connection pool) per webhook: no webhook waits for another's connections.
+        clients = {name: httpx.AsyncClient(follow_redirects=False, timeout=None) for name in self.webhooks}
+        try:
+            workers = [self._worker(webhook, clients[name]) for name, webhook in self.webhooks.items()]
+            await asyncio.gather(*workers, self._housekeeping())
+        finally:
+            for client in clients.values():
+                await client.aclose()
+
+    async def _pause(self) -> None:
+        """Wait ``poll_seconds``, or less if :meth:`stop` is called."""
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        except TimeoutError:
+            pass
+
+    # -- the workers --------------------------------------------------------------------------
+    async def _worker(self, webhook: WebhookConfig, client: httpx.AsyncClient) -> None:
         while not self._stop.is_set():
             try:
-                sent = self.run_once()
+                sent = await self._round(webhook, client)
             except Exception:  # a database hiccup must not end deliveries for good
-                log.exception("webhook dispatcher round failed; retrying")
+                log.exception("webhook %s: dispatcher round failed; retrying", webhook.name)
                 sent = 0
             if not sent:
-                self._stop.wait(self.poll_seconds)
+                await self._pause()
 
-    # -- one round ----------------------------------------------------------------------------
-    def run_once(self) -> int:
-        """Claim the due deliveries and attempt each; how many were handled."""
-        rows = self.store.claim_due(self._clock(), CLAIM_LIMIT, self._lease)
+    async def _round(self, webhook: WebhookConfig, client: httpx.AsyncClient) -> int:
+        """Claim ``webhook``'s due deliveries and attempt each; how many were handled."""
+        claim = self.store.claim_due
+        rows = await asyncio.to_thread(claim, self._clock(), CLAIM_LIMIT, lease_seconds(webhook), webhook=webhook.name)
         handled = 0
         for row in rows:
             if self._stop.is_set():
                 break  # the rest stay leased and are claimed again after the lease (or by another worker)
-            self._attempt(row)
+            await self._attempt(webhook, client, row)
             handled += 1
-        self.metrics.webhook_outbox_pending.set(self.store.count_pending_deliveries())
+        if handled:
+            await self._refresh_pending()
         return handled
 
-    def _attempt(self, row: dict[str, Any]) -> None:
-        name = row["webhook"]
-        webhook = self.webhooks.get(name)
+    async def _attempt(self, webhook: WebhookConfig, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
         now = self._clock()
-        if webhook is None:
-            self._finish(row, None, "dead", None, f"webhook {name!r} is not configured in this instance", now)
-            return
         started = row["retried_at"] or row["created_at"]
         if now - started >= webhook.max_age_seconds:
             reason = f"older than max_age_seconds={webhook.max_age_seconds:g}; last error: {row['last_error']}"
-            self._finish(row, webhook, "dead", row["last_status"], reason, now, count_attempt=False)
+            result = AttemptResult(row["last_status"], reason)
+            await asyncio.to_thread(self._finish, row, webhook, "dead", result, now, count_attempt=False)
             return
-        status, error = self._post(webhook, row)
+        result = await post(client, webhook, row, int(now))  # the timestamp signed is this attempt's
         now = self._clock()
-        if status is not None and 200 <= status < 300:
-            self._finish(row, webhook, "delivered", status, None, now)
+        if result.delivered:
+            state = "delivered"
         elif row["attempts"] + 1 >= webhook.max_attempts or now - started >= webhook.max_age_seconds:
-            self._finish(row, webhook, "dead", status, error, now)
+            state = "dead"
         else:
-            self._finish(row, webhook, "pending", status, error, now)
+            state = "pending"
+        await asyncio.to_thread(self._finish, row, webhook, state, result, now)
 
-    def _post(self, webhook: WebhookConfig, row: dict[str, Any]) -> tuple[int | None, str | None]:
-        """One POST: (status, error); status None when no answer came."""
-        body = bytes(row["body"])
-        try:
-            headers = expand_headers(webhook)
-            key = secret(webhook)
-        except WebhookEnvError as exc:
-            return None, str(exc)
-        headers.update(
-            {"Content-Type": "application/json", "Idempotency-Key": row["idempotency_key"],
-             "X-Monitor-Delivery": str(row["id"])}
-        )  # fmt: skip
-        if key is not None:
-            headers["X-Monitor-Signature"] = signature(key, body)
-        try:
-            response = self._client.post(webhook.url, content=body, headers=headers, timeout=webhook.timeout_seconds)
-        except httpx.HTTPError as exc:
-            # The exception text, not the URL: the URL may carry a token.
-            return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-        if 200 <= response.status_code < 300:
-            return response.status_code, None
-        return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"[:MAX_ERROR]
+    # -- housekeeping -------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        """Every poll: the pending gauge, and deliveries of webhooks not configured here made dead."""
+        while not self._stop.is_set():
+            try:
+                pending = await self._refresh_pending()
+                for name in sorted(set(pending) - set(self.webhooks)):
+                    await asyncio.to_thread(self._unconfigured, name)
+            except Exception:
+                log.exception("webhook dispatcher housekeeping failed; retrying")
+            await self._pause()
 
+    async def _refresh_pending(self) -> dict[str, int]:
+        pending = await asyncio.to_thread(self.store.pending_by_webhook)
+        self.metrics.webhook_outbox_pending.set(sum(pending.values()))
+        return pending
+
+    def _unconfigured(self, name: str) -> None:
+        now = self._clock()
+        for row in self.store.claim_due(now, CLAIM_LIMIT, LEASE_MARGIN_SECONDS, webhook=name):
+            error = f"webhook {name!r} is not configured in this instance"
+            self._finish(row, None, "dead", AttemptResult(None, error), now)
+
+    # -- recording ----------------------------------------------------------------------------
     def _finish(
         self,
         row: dict[str, Any],
         webhook: WebhookConfig | None,
         state: str,
-        status: int | None,
-        error: str | None,
+        result: AttemptResult,
         now: float,
         *,
         count_attempt: bool = True,
     ) -> None:
-        delivery_id, name = int(row["id"]), row["webhook"]
+        delivery_id, name, error = int(row["id"]), row["webhook"], result.error
         attempts = row["attempts"] + (1 if count_attempt else 0)
         next_at = now
         if state == "pending" and webhook is not None:
             next_at = now + backoff_seconds(webhook, delivery_id, attempts)
         self.store.finish_delivery(
-            delivery_id, state=state, attempts=attempts, next_attempt_at=next_at, last_status=status,
+            delivery_id, state=state, attempts=attempts, next_attempt_at=next_at, last_status=result.status,
             last_error=error, delivered_at=now if state == "delivered" else None,
         )  # fmt: skip
         outcome = "failed_attempt" if state == "pending" else state

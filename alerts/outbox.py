@@ -7,11 +7,13 @@ from typing import Any, Protocol
 
 
 class Outbox(Protocol):
-    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-        """Up to ``limit`` pending deliveries due at ``now``, each leased for a while so that
-        no other dispatcher sends it meanwhile. A row has ``id``, ``webhook``, ``alert_id``,
-        ``body``, ``idempotency_key``, ``attempts``, ``created_at``, ``retried_at``,
-        ``last_status`` and ``last_error``."""
+    def claim_due(
+        self, now: float, limit: int, lease_seconds: float, *, webhook: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` pending deliveries due at ``now``, of ``webhook`` only when given,
+        each leased for a while so that no other dispatcher sends it meanwhile. A row has
+        ``id``, ``webhook``, ``alert_id``, ``body``, ``idempotency_key``, ``attempts``,
+        ``created_at``, ``retried_at``, ``last_status`` and ``last_error``."""
         ...
 
     def finish_delivery(
@@ -29,4 +31,6 @@ class Outbox(Protocol):
         ``next_attempt_at``), ``delivered`` or ``dead``."""
         ...
 
-    def count_pending_deliveries(self) -> int: ...
+    def pending_by_webhook(self) -> dict[str, int]:
+        """Pending deliveries (due or not) per webhook name."""
+        ...

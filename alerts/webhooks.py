@@ -3,7 +3,8 @@
 A webhook (``alerts: webhooks: [...]`` in the YAML config) is called when an alert of a
 covered rule and model enters a state listed in ``on``. The body is rendered once, when
 the transition is stored (:mod:`monitor.store.outbox`), and sent unchanged on every
-attempt by :mod:`alerts.dispatcher`, so its signature and ``Idempotency-Key`` are stable.
+attempt by :mod:`alerts.dispatcher`, so its ``Idempotency-Key`` is stable; each attempt signs
+it with that attempt's timestamp (:func:`signature`).
 
 Templates:
 
@@ -48,7 +49,7 @@ _FIELD_REF = re.compile(r"\{([A-Za-z_]+)\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 # Set by the dispatcher on every request; a configured header may not replace them.
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key", "x-monitor-signature",
-                              "x-monitor-delivery"})  # fmt: skip
+                              "x-monitor-timestamp", "x-monitor-delivery"})  # fmt: skip
 _TEMPLATE_OPTIONS = {"generic": set(), "airflow": {"conf"}, "github": {"ref", "inputs"}}
 
 
@@ -227,10 +228,17 @@ def render_body(webhook: WebhookConfig, transition: Transition) -> bytes:
     return orjson.dumps(render(webhook, transition), default=repr, option=options)
 
 
-def signature(secret: str | bytes, body: bytes) -> str:
-    """``sha256=<hex HMAC-SHA256 of body>``, sent as ``X-Monitor-Signature``."""
+def signature(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">``, sent as ``X-Monitor-Signature``
+    with ``timestamp`` (epoch seconds of the attempt) as ``X-Monitor-Timestamp``.
+
+    The timestamp is signed so that a captured request cannot be replayed later: the
+    receiver rejects a timestamp outside its tolerance (README, "Retraining webhooks"), and
+    within it deduplicates on the ``Idempotency-Key``. The body-only form is not sent: it
+    would stay replayable forever, whatever the receiver does.
+    """
     key = secret.encode() if isinstance(secret, str) else secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.new(key, b"%d." % timestamp + body, hashlib.sha256).hexdigest()
 
 
 class WebhookEnvError(RuntimeError):

@@ -160,8 +160,9 @@ class ServiceProcess:
 
 
 class Receiver:
-    """A webhook receiver: records every request (headers, body, whether the signature
-    matched ``secret``), answers ``statuses`` in turn (then 200), sleeping ``delay`` first."""
+    """A webhook receiver: records every request (headers, body, whether the signature of
+    ``<X-Monitor-Timestamp>.<body>`` matched ``secret``), answers ``statuses`` in turn
+    (then 200), sleeping ``delay`` first."""
 
     def __init__(self, port: int | None = None, statuses: list[int] | None = None, delay: float = 0.0,
                  secret: str = "receiver-shared-secret"):  # fmt: skip
@@ -180,7 +181,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                expected = "sha256=" + hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
+                signed = self.headers.get("x-monitor-timestamp", "").encode() + b"." + body  # README's recipe
+                expected = "sha256=" + hmac.new(receiver.secret, signed, hashlib.sha256).hexdigest()
                 with receiver._lock:
                     receiver.requests.append({
                         "headers": dict(self.headers), "body": body, "at": time.monotonic(),

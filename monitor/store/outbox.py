@@ -4,8 +4,9 @@ dispatcher asks.
 
 :func:`enqueue` runs inside :meth:`~monitor.store.alerts.AlertsStore.apply_alert_transitions`'s
 transaction: an alert transition and its deliveries are stored together or not at all.
-The dispatcher (:mod:`alerts.dispatcher`) then :meth:`~OutboxStore.claim_due` s pending
-rows and records each attempt with :meth:`~OutboxStore.finish_delivery`.
+The dispatcher (:mod:`alerts.dispatcher`, one worker per webhook) then
+:meth:`~OutboxStore.claim_due` s each webhook's pending rows and records each attempt with
+:meth:`~OutboxStore.finish_delivery`.
 
 Claiming leases a row: its ``next_attempt_at`` moves ``lease_seconds`` ahead, so another
 worker (or this one after a crash) only takes it again once the lease is over. Delivery
@@ -73,11 +74,16 @@ class OutboxStore:
 
         def _write_retrying(self, work: Callable[[Connection], None], what: str) -> None: ...
 
-    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-        """Up to ``limit`` pending deliveries due at ``now``, oldest due first, each leased
-        for ``lease_seconds`` times its position (they are sent one after the other)."""
+    def claim_due(
+        self, now: float, limit: int, lease_seconds: float, *, webhook: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` pending deliveries due at ``now`` (of ``webhook`` only, when given),
+        oldest due first, each leased for ``lease_seconds`` times its position (they are sent
+        one after the other)."""
         c = t.webhook_deliveries.c
         due = sa.and_(c.state == "pending", c.next_attempt_at <= now)
+        if webhook is not None:  # each webhook's worker claims its own rows only
+            due = sa.and_(due, c.webhook == webhook)
         # A read first: most polls find nothing and should not take SQLite's write lock.
         with self._engine.connect() as conn:
             if conn.execute(sa.select(c.id).where(due).limit(1)).first() is None:
@@ -162,6 +168,13 @@ class OutboxStore:
             query = query.where(c.webhook == webhook)
         with self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    def pending_by_webhook(self) -> dict[str, int]:
+        """Pending deliveries (due or not) per webhook name; webhooks with none are absent."""
+        c = t.webhook_deliveries.c
+        query = sa.select(c.webhook, sa.func.count()).where(c.state == "pending").group_by(c.webhook)
+        with self._engine.connect() as conn:
+            return {str(name): int(n) for name, n in conn.execute(query)}
 
     def count_pending_deliveries(self) -> int:
         query = (

@@ -94,7 +94,7 @@ def test_a_receiver_that_never_answers_makes_the_delivery_dead_then_retry_revive
             assert len(receiver.requests) == 3
             (row,) = dead
             assert (row["webhook"], row["attempts"], row["last_status"]) == ("retrain", 3, None)
-            assert row["last_error"].startswith("ReadTimeout")
+            assert row["last_error"].startswith("DeadlineExceeded: no response within timeout_seconds=0.3")
             assert row["body"]["alert_id"] == "dataset-drift:car_loan::1"  # the body as JSON
             assert "secret" not in str(row).lower()
             labels = {"webhook": "retrain"}
@@ -128,3 +128,33 @@ def test_retry_of_a_delivered_delivery_is_a_conflict(tmp_path: Path, store_url: 
             assert "X-Monitor-Signature" not in receiver.requests[0]["headers"]  # no secret_env: unsigned
             answer = http.post(f"/v1/webhooks/deliveries/{row['id']}/retry")
             assert answer.status_code == 409 and "delivered already" in answer.json()["detail"]
+
+
+def test_each_webhook_claims_its_own_deliveries_and_unconfigured_ones_die(store: Store) -> None:
+    registry = CollectorRegistry()
+    with Receiver() as a_receiver, Receiver() as b_receiver:
+        a = WebhookConfig(name="a", url=a_receiver.url)
+        b = WebhookConfig(name="b", url=b_receiver.url)
+        gone = WebhookConfig(name="gone", url="http://127.0.0.1:9/hook")  # in the outbox, no longer configured
+        store.apply_alert_transitions([transition()], STATE, webhooks=[a, b, gone])
+        assert store.pending_by_webhook() == {"a": 1, "b": 1, "gone": 1}
+        now = time.time()
+        assert [r["webhook"] for r in store.claim_due(now, 10, 30, webhook="b")] == ["b"]
+        assert store.claim_due(now, 10, 30, webhook="b") == []  # leased: not claimed twice
+        assert sorted(r["webhook"] for r in store.claim_due(now, 10, 30)) == ["a", "gone"]  # no filter: all due
+        dispatcher = WebhookDispatcher(
+            store, [a, b], Metrics(registry), poll_seconds=0.02, clock=lambda: time.time() + 60
+        )
+        dispatcher.start()  # its clock is past the leases
+        try:
+            wait_for(lambda: not store.pending_by_webhook(), 30, "every delivery handled")
+            wait_for(lambda: metric(registry, "monitor_webhook_outbox_pending") == 0, 30, "the pending gauge")
+        finally:
+            dispatcher.stop()
+    rows = {r["webhook"]: r for r in store.webhook_deliveries()}
+    assert {n: (r["state"], r["attempts"]) for n, r in rows.items()} == {
+        "a": ("delivered", 1), "b": ("delivered", 1), "gone": ("dead", 1),
+    }  # fmt: skip
+    assert rows["gone"]["last_error"] == "webhook 'gone' is not configured in this instance"
+    assert (len(a_receiver.requests), len(b_receiver.requests)) == (1, 1)
+    assert registry.get_sample_value("monitor_webhook_deliveries_total", {"webhook": "gone", "outcome": "dead"}) is None

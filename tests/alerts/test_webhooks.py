@@ -78,10 +78,11 @@ def test_github_body() -> None:
     }
 
 
-def test_signature_is_hmac_sha256_of_the_body() -> None:
+def test_signature_is_hmac_sha256_of_the_timestamp_and_the_body() -> None:
     body = render_body(hook(), firing())
-    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert signature("s3cret", body) == f"sha256={expected}"
+    expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert signature("s3cret", 1_700_000_000, body) == f"sha256={expected}"
+    assert signature("s3cret", 1_700_000_001, body) != signature("s3cret", 1_700_000_000, body)
 
 
 def test_headers_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
