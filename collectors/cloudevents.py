@@ -29,9 +29,13 @@ request, ``Record(prediction=..., has_prediction=True)`` for a response. Its id 
 event id with one row and ``f"{event_id}:{row}"`` (row 0..N-1) with N > 1; request and
 response follow the same rule, so they join when both have N rows. Model:
 ``inferenceservicename``, else ``modelid``, else the V2 response's ``model_name``.
-Timestamp: the ``time`` attribute, else ``received_at``. One HTTP request yields at most
-``limits.max_items_per_request`` records (rows of all its events together); string, id
-and feature-count limits are those of the records API.
+Timestamp: the ``time`` attribute, else ``message_time`` (Kafka: the message's timestamp),
+else ``received_at``; a time outside ``limits.max_future_seconds`` ahead of /
+``limits.max_age_seconds`` before ``received_at`` is refused (``timestamp_out_of_range``,
+path ``ce-time``, ``time`` or ``kafka.timestamp``). One HTTP request yields at most
+``limits.max_items_per_request`` records (rows of all its events together); string, id,
+feature-count and ``limits.max_models`` limits are those of the records API (models an
+earlier event of the request will register count against the last).
 
 An event is accepted or rejected as a whole. Rejection paths name what was sent:
 ``ce-type`` (a binary-mode header), ``type`` (a structured-mode member) or
@@ -71,9 +75,18 @@ from cloudevents.core.v1.event import REQUIRED_ATTRIBUTES, CloudEvent
 from dateutil.parser import isoparse  # the SDK's own time parser: both modes read times alike
 
 from collectors.inference_protocol import request_rows, response_predictions
-from monitor.records import MAX_MODEL_NAME, Invalid, Reason, Record, Rejection
+from monitor.records import (
+    MAX_MODEL_NAME,
+    RESERVED_MODEL_NAME,
+    Invalid,
+    Reason,
+    Record,
+    Rejection,
+    reserved_model_name,
+)
 from monitor.records import json_type as json_type
 from monitor.settings import LimitsConfig, ModelConfig, PredictionConfig
+from monitor.timestamps import EventTimeRange
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
 KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
@@ -84,6 +97,8 @@ REQUEST_TYPES = frozenset((KSERVE_REQUEST, SELDON_REQUEST))
 RESPONSE_TYPES = frozenset((KSERVE_RESPONSE, SELDON_RESPONSE))
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
+# The path of a Kafka message's own timestamp, when an event without a time takes it.
+MESSAGE_TIME_PATH = "kafka.timestamp"
 
 
 class EventEnvelopeError(Exception):
@@ -102,8 +117,15 @@ def parse_http(
     limits: LimitsConfig,
     received_at: float,
     accept_unknown: bool = False,
+    message_time: float | None = None,
+    admitted: set[str] | None = None,
 ) -> tuple[list[Record], list[Rejection]]:
-    """One HTTP request carrying CloudEvents -> (partial records, rejected events)."""
+    """One HTTP request carrying CloudEvents -> (partial records, rejected events).
+
+    ``received_at`` is when it arrived; ``message_time`` the time of events without a
+    ``time`` attribute, when not that (a Kafka message's timestamp). ``admitted`` holds the
+    unknown models accepted so far by the caller's batch (Kafka: one poll batch), to which
+    this request's are added."""
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -111,7 +133,9 @@ def parse_http(
         raise EventEnvelopeError(
             413, f"body is {len(body)} bytes; at most {limits.max_body_bytes} (limits.max_body_bytes)"
         )
-    parser = _Parser(models, limits, received_at, accept_unknown)
+    parser = _Parser(models, limits, received_at, accept_unknown, message_time)
+    if admitted is not None:
+        parser.admitted = admitted
     if media == BATCH:
         events = _load_envelope(body)
         if not isinstance(events, list):
@@ -189,9 +213,17 @@ class _Parser:
     """Turns events into records, sharing one row budget across the request."""
 
     def __init__(
-        self, models: Mapping[str, ModelConfig], limits: LimitsConfig, received_at: float, accept_unknown: bool
+        self,
+        models: Mapping[str, ModelConfig],
+        limits: LimitsConfig,
+        received_at: float,
+        accept_unknown: bool,
+        message_time: float | None = None,
     ):
         self.models, self.limits, self.received_at, self.accept_unknown = models, limits, received_at, accept_unknown
+        self.message_time = message_time
+        self.accepted_times = EventTimeRange.of(received_at, limits)
+        self.admitted: set[str] = set()  # unknown models of accepted events: the pipeline registers them
         self.remaining = limits.max_items_per_request
         self.records: list[Record] = []
         self.rejections: list[Rejection] = []
@@ -268,9 +300,9 @@ class _Parser:
                 raise Invalid(f"{prefix}type", Reason.INVALID_EVENT, message)
             model, model_path = self._model_name(event, data if isinstance(data, dict) else {}, prefix)
             config = self.models.get(model)
-            if config is None and not self.accept_unknown:
-                message = f"model {model!r} is not configured (add it under models:, or set unknown_models: register)"
-                raise Invalid(model_path, Reason.UNKNOWN_MODEL, message)
+            if config is None:
+                self._check_unknown(model, model_path)
+            timestamp = self._timestamp(event, has_time, prefix)
             if body_problem is not None:  # reported after type and model, so the dead letter names its model
                 raise Invalid("data", Reason.INVALID_JSON, body_problem)
             if not isinstance(data, dict):
@@ -286,8 +318,8 @@ class _Parser:
         except Invalid as exc:
             self._reject(index, exc, raw, model)
             return
-        time = event.get_time()
-        timestamp = time.timestamp() if has_time and time is not None else self.received_at
+        if config is None:
+            self.admitted.add(model)
         for r, row in enumerate(rows):
             record = Record(model=model, id=base_id if len(rows) == 1 else f"{base_id}:{r}", timestamp=timestamp)
             if kind in REQUEST_TYPES:
@@ -295,6 +327,28 @@ class _Parser:
             else:
                 record.prediction, record.has_prediction = row, True
             self.records.append(record)
+
+    def _check_unknown(self, model: str, path: str) -> None:
+        """A model not configured: refused, or let through while there is room for it."""
+        if not self.accept_unknown:
+            message = f"model {model!r} is not configured (add it under models:, or set unknown_models: register)"
+            raise Invalid(path, Reason.UNKNOWN_MODEL, message)
+        limit = self.limits.max_models
+        if model not in self.admitted and len(self.models) + len(self.admitted) >= limit:
+            message = (
+                f"model {model!r} is not configured and the limit of {limit} models is reached (limits.max_models)"
+            )
+            raise Invalid(path, Reason.UNKNOWN_MODEL, message)
+
+    def _timestamp(self, event: BaseCloudEvent, has_time: bool, prefix: str) -> float:
+        """The event's time (its ``time`` attribute, else the message's, else the receive
+        time), checked against the accepted range."""
+        time = event.get_time()
+        if has_time and time is not None:
+            return self.accepted_times.check(time.timestamp(), f"{prefix}time")
+        if self.message_time is not None:
+            return self.accepted_times.check(self.message_time, MESSAGE_TIME_PATH, "the Kafka message timestamp")
+        return self.received_at
 
     @staticmethod
     def _model_name(event: BaseCloudEvent, data: dict[str, Any], prefix: str) -> tuple[str, str]:
@@ -315,6 +369,8 @@ class _Parser:
         if len(value) > MAX_MODEL_NAME:
             message = f"the model name must be at most {MAX_MODEL_NAME} characters, got {len(value)}"
             raise Invalid(path, Reason.TOO_LONG, message)
+        if value == RESERVED_MODEL_NAME:
+            raise reserved_model_name(value, path)
         return value, path
 
     @staticmethod

@@ -21,6 +21,8 @@ Predictions: a number, boolean or string is kept; a list of C > 1 numbers (V1 li
 ``[N, C]`` output, Seldon row) is class probabilities named by ``prediction.classes``,
 else by Seldon ``names``, else "0".."C-1"; ``[p]`` is ``p``; an object maps class ->
 probability. With several V2 outputs, ``prediction.output`` picks one (else the first).
+Every name a client sends (features, classes, Seldon ``names``, tensors) is held to
+``limits.max_string_length``, and a row to ``limits.max_inputs_per_record`` names.
 
 Problems raise :class:`monitor.records.Invalid` with a path rooted at ``data`` (the event's
 data): ``data.instances[3][2]``, ``data.inputs[0].data[7]`` (flat index), ...
@@ -32,7 +34,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor.records import Invalid, Reason, json_type
+from monitor.records import Invalid, Reason, json_type, shown_name
 from monitor.settings import LimitsConfig, PredictionConfig
 
 V2_DATATYPES = frozenset(
@@ -279,7 +281,7 @@ def _v2_predictions(outputs: list[Any], config: PredictionConfig, limits: Limits
         return [_prediction(v, f"{path}.data[{r}]", config, limits) for r, v in enumerate(values)]
     w = shape[1]
     return [
-        _probabilities(values[r * w : (r + 1) * w], _item_at(f"{path}.data", r * w), config, None)
+        _probabilities(values[r * w : (r + 1) * w], _item_at(f"{path}.data", r * w), config, None, limits)
         for r in range(shape[0])
     ]
 
@@ -296,6 +298,10 @@ def _seldon_matrix(message: Any, limits: LimitsConfig) -> tuple[list[Any], list[
     names = message.get("names") or []
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise Invalid("data.data.names", Reason.WRONG_TYPE, "must be an array of strings")
+    # Names become feature or class names (kept in memory, compared with the reference).
+    _check_width(len(names), "data.data.names", limits)
+    for i, name in enumerate(names):
+        _check_length(name, f"data.data.names[{i}]", limits, "names")
     if "ndarray" in message:
         rows = _rows(message["ndarray"], "data.data.ndarray", limits)
         return rows, names, lambda r, c: f"data.data.ndarray[{r}]" + (f"[{c}]" if isinstance(rows[r], list) else "")
@@ -356,7 +362,7 @@ def _prediction(
     if isinstance(value, list):
         at = at or (lambda i: f"{path}[{i}]")
         if len(value) != 1:
-            return _probabilities(value, at, config, names)
+            return _probabilities(value, at, config, names, limits)
         if isinstance(value[0], (list, dict)):  # [p] is p, but nesting stops here
             message = f"a one-item prediction list must hold a number, string or boolean, got {json_type(value[0])}"
             raise Invalid(at(0), Reason.WRONG_TYPE, message)
@@ -365,6 +371,7 @@ def _prediction(
         if len(value) > limits.max_inputs_per_record:
             raise Invalid(path, Reason.TOO_MANY, f"at most {limits.max_inputs_per_record} classes, got {len(value)}")
         for name, prob in value.items():
+            _check_length(name, f"{path}.{shown_name(name)}", limits, "class names")
             _check_probability(prob, f"{path}.{name}")
         return value
     expected = "a number, string, boolean, list of class probabilities or object of class -> probability"
@@ -372,8 +379,13 @@ def _prediction(
     raise Invalid(path, Reason.WRONG_TYPE, message)
 
 
-def _probabilities(values: list[Any], at: Locate, config: PredictionConfig, names: list[str] | None) -> dict[str, Any]:
+def _probabilities(
+    values: list[Any], at: Locate, config: PredictionConfig, names: list[str] | None, limits: LimitsConfig
+) -> dict[str, Any]:
     """A row of C > 1 class probabilities -> {class: probability}."""
+    if len(values) > limits.max_inputs_per_record:
+        message = f"at most {limits.max_inputs_per_record} classes, got {len(values)}"
+        raise Invalid(at(0), Reason.TOO_MANY, message)
     if config.kind == "regression":
         message = f"got {len(values)} values for one row, but the model is configured as regression (one value per row)"
         raise Invalid(at(0), Reason.INVALID_VALUE, message)

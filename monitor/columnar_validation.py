@@ -16,7 +16,7 @@ import numpy as np
 
 from monitor.records import Invalid, RecordColumns, is_number
 from monitor.settings import LimitsConfig
-from monitor.timestamps import plain_floats, timestamps_column
+from monitor.timestamps import EventTimeRange, plain_floats, timestamps_column
 
 # Feature values the fast path accepts by exact type (str is checked for length apart).
 PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
@@ -34,6 +34,9 @@ class ColumnarValidation:
         raise NotImplementedError
 
     def _segment(self, segment: Any) -> dict[str, str]:
+        raise NotImplementedError
+
+    def event_times(self, received_at: float) -> EventTimeRange:
         raise NotImplementedError
 
     def _columnar(
@@ -138,7 +141,10 @@ class ColumnarValidation:
         versions = _optional(rows, "version", present)
         if versions is not None:
             _check_texts(versions, self.limits.max_id_length, bad)
-        timestamps = timestamps_column(list(map(get, rows, repeat("timestamp"))), received_at, bad)
+        # Times outside the accepted range: numpy comparisons over the column, the rows left
+        # to item-by-item validation, which words the rejection.
+        stamps = list(map(get, rows, repeat("timestamp")))
+        timestamps = timestamps_column(stamps, received_at, bad, self.event_times(received_at))
         predictions = list(map(get, rows, repeat("prediction")))
         self._check_predictions(predictions, bad)
         labels = _optional(rows, "label", present)

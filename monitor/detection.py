@@ -76,7 +76,14 @@ def detector_settings(config: ModelConfig, reference_performance: dict[str, floa
     }
     can_classify = config.prediction.kind != "multiclass" or bool(config.prediction.classes)
     return DetectorSettings(
-        policy=WindowPolicy(window.kind, window.size, window.seconds, window.min_records, window.panes),
+        policy=WindowPolicy(
+            window.kind,
+            window.size,
+            window.seconds,
+            window.min_records,
+            window.panes,
+            allowed_lateness=window.allowed_lateness_seconds,
+        ),  # fmt: skip
         evaluation=EvaluationSettings(
             drift=model_drift,
             drift_overrides=drift_overrides,

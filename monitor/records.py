@@ -15,6 +15,9 @@ from typing import Any, final
 
 RECORD_FIELDS = ("model", "version", "id", "timestamp", "inputs", "prediction", "latency_ms", "label", "segment")
 MAX_MODEL_NAME = 128
+# The model label value that traffic of unknown models counts under (monitor.metrics.UNKNOWN_MODEL):
+# no model may take it, or its series would mix with that traffic.
+RESERVED_MODEL_NAME = "_unknown"
 
 
 class Reason:
@@ -30,6 +33,7 @@ class Reason:
     TOO_MANY = "too_many"
     UNKNOWN_MODEL = "unknown_model"
     INVALID_EVENT = "invalid_event"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 
 
 # final: the validation loops tell a Record from a Rejection by ``type(x) is Record``,
@@ -175,6 +179,18 @@ class Invalid(Exception):
     def __init__(self, path: str, reason: str, message: str):
         super().__init__(message)
         self.path, self.reason, self.message = path, reason, message
+
+
+def reserved_model_name(name: str, path: str) -> Invalid:
+    """The rejection of a model named like the label of unknown models' traffic."""
+    message = f"the model name {name!r} is reserved: it is the metric label value of traffic for unknown models"
+    return Invalid(path, Reason.INVALID_VALUE, message)
+
+
+def shown_name(name: str) -> str:
+    """A client-chosen name (class, tag) as it appears in a rejection's path: cut short, so
+    a name refused for its length is not echoed whole into every response and dead letter."""
+    return name if len(name) <= 64 else f"{name[:64]}..."
 
 
 def is_number(value: Any) -> bool:

@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
+from monitor.records import RESERVED_MODEL_NAME
 
 FEATURE_TYPES = ("numeric", "categorical")
 PREDICTION_KINDS = ("binary", "multiclass", "regression")
@@ -154,11 +155,19 @@ class WindowConfig(Strict):
     panes: int = Field(default=5, ge=1, le=1000)
     sample_size: int = Field(default=10_000, ge=100, le=1_000_000)
     range_margin: float = Field(default=0.1, ge=0)
+    # Time windows close when the latest event time seen minus this passes their end.
+    allowed_lateness_seconds: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _seconds_for_time(self) -> WindowConfig:
         if self.kind == "time" and self.seconds is None:
             raise ValueError("a time window needs seconds")
+        if self.allowed_lateness_seconds:  # the detectors' rule, which words the error
+            from detectors.windows.policies import WindowPolicy
+
+            WindowPolicy(
+                self.kind, seconds=self.seconds, panes=self.panes, allowed_lateness=self.allowed_lateness_seconds
+            )
         return self
 
 
@@ -239,6 +248,9 @@ class AuthConfig(Strict):
 
     tokens: list[TokenConfig] = Field(default_factory=list)
     open_paths: list[str] = Field(default_factory=lambda: ["/healthz", "/readyz", "/metrics"])
+    # Open without a token to clients on the loopback interface only (a payload logger in the
+    # same pod, which cannot send a token); anyone else needs one for them.
+    loopback_paths: list[str] = Field(default_factory=list)
 
 
 class ServerConfig(Strict):
@@ -251,6 +263,11 @@ class ServerConfig(Strict):
     # so that evaluation does not take the interpreter from ingestion; or "thread", in
     # this process (no child process, ~100 MB less memory, lower ingestion throughput).
     evaluation: Literal["process", "thread"] = "process"
+    # A request, head and body, must arrive whole within this many seconds of its first byte,
+    # or it is answered 408 and its connection closed: a client that trickles holds nothing long.
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
 
 
 class StorageConfig(Strict):
@@ -258,6 +275,11 @@ class StorageConfig(Strict):
     auto_migrate: bool = True
     # Dead letters keep the raw item for inspection; past this many rows the oldest go.
     dead_letter_max_rows: int = Field(default=100_000, ge=100)
+    # Bytes kept of a dead letter's raw item (and raw bytes), the table's total bytes (the
+    # oldest go), and the memory of those waiting to be written: README, Configuration.
+    dead_letter_max_item_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    dead_letter_buffer_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
     # Counters are written to the store at most this often (and at shutdown).
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     # Connection pool of a database server (PostgreSQL; SQLite ignores them): connections kept
@@ -276,19 +298,39 @@ class LimitsConfig(Strict):
     """Ingestion limits. Each one protects memory or CPU from a hostile or broken client."""
 
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Bytes of ingestion request bodies held while they are read, across every connection
+    # of a worker: past it, the request that would take more is refused (503 + Retry-After,
+    # counted), so that many slow uploads cannot take the sidecar's memory.
+    max_inflight_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_items_per_request: int = Field(default=10_000, ge=1)
     max_string_length: int = Field(default=1024, ge=8)
     max_id_length: int = Field(default=256, ge=8)
     max_inputs_per_record: int = Field(default=1024, ge=1)
     max_depth: int = Field(default=8, ge=2)
     max_models: int = Field(default=100, ge=1)
+    # Event times accepted, around the receive time (README, Configuration, says why these).
+    max_future_seconds: float = Field(default=300.0, ge=0)
+    max_age_seconds: float | None = Field(default=None, gt=0)
     # Per-feature metric series (drift scores, p-values, quality ratios) one model may create.
     max_series_per_model: int = Field(default=5_000, ge=10)
     join_buffer_size: int = Field(default=100_000, ge=1)
     join_ttl_seconds: float = Field(default=60.0, gt=0)
-    # About 250 bytes per remembered prediction: 200,000 is ~50 MB at most.
+    # Estimated bytes (monitor/buffer_bytes.py) of what the join and label buffers hold of
+    # client input: entry counts alone let large entries take the sidecar's memory. How
+    # the defaults were sized: README, Configuration.
+    join_buffer_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     label_buffer_size: int = Field(default=200_000, ge=1)
     label_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    label_buffer_bytes: int = Field(default=48 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _inflight_holds_a_body(self) -> LimitsConfig:
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes}): a body of the largest size could never be read"
+            )
+        return self
 
 
 # Security options handed to kafka-python unchanged (its KafkaConsumer/KafkaProducer names).
@@ -360,6 +402,8 @@ class Settings(BaseSettings):
     @field_validator("models", mode="before")
     @classmethod
     def _models_not_null(cls, value: Any) -> Any:
+        if isinstance(value, dict) and RESERVED_MODEL_NAME in value:
+            raise ValueError(f"{RESERVED_MODEL_NAME!r} is reserved: the metric label of unknown models' traffic")
         return {} if value is None else value
 
     @classmethod

@@ -1,9 +1,14 @@
 """Event times: epoch seconds from numbers or ISO 8601 strings, one value at a time or a
-whole column at once.
+whole column at once, and the range of event times accepted for a receive time.
 
 A column of ISO strings in the usual shapes is parsed with numpy (no Python loop over
 the rows), giving exactly what ``datetime.fromisoformat(v).timestamp()`` gives; every
 other value goes through :func:`parse_timestamp`.
+
+Event times drive time windows, which close as event time moves on: one record stamped
+in year 9999 would move it to the end of time and hold every later window open. So a
+time is accepted only within :class:`EventTimeRange` of the moment it was received
+(``limits.max_future_seconds`` ahead, ``limits.max_age_seconds`` back).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from monitor.records import Invalid, Reason, is_number, json_type
+from monitor.settings import LimitsConfig
 
 # The largest epoch-seconds timestamp accepted (2100-01-01): a larger one is almost always
 # milliseconds sent by mistake, and saying so beats silently placing it in year 50,000.
@@ -46,6 +52,70 @@ def parse_timestamp(value: Any, path: str) -> float:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     raise Invalid(path, Reason.WRONG_TYPE, f"must be epoch seconds or an ISO 8601 string, got {json_type(value)}")
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeRange:
+    """The event times accepted: ``low`` to ``high`` inclusive. Always within 1970 to 2100
+    (the range of epoch seconds :func:`parse_timestamp` takes, for ISO strings too); for
+    records received at ``received_at`` (live ingestion), also at most ``max_future``
+    seconds after it and, when set, at most ``max_age`` before it. Item-by-item and
+    column-wise validation both compare with these two floats, so they agree to the bit."""
+
+    received_at: float | None  # None: history (a file replay), only the absolute bounds
+    low: float
+    high: float
+    max_future: float | None = None
+    max_age: float | None = None
+
+    @classmethod
+    def of(cls, received_at: float, limits: LimitsConfig) -> EventTimeRange:
+        future, age = limits.max_future_seconds, limits.max_age_seconds
+        low = 0.0 if age is None else max(0.0, received_at - age)
+        return cls(received_at, low, min(MAX_EPOCH_SECONDS, received_at + future), future, age)
+
+    @classmethod
+    def history(cls) -> EventTimeRange:
+        return cls(None, 0.0, MAX_EPOCH_SECONDS)
+
+    def check(self, seconds: float, path: str, what: str = "") -> float:
+        """``seconds`` if in range, else raises the rejection; ``what`` names where a time
+        the record did not carry itself came from (a Kafka message's timestamp)."""
+        if self.low <= seconds <= self.high:
+            return seconds
+        raise self.problem(seconds, path, what)
+
+    def problem(self, seconds: float, path: str, what: str = "") -> Invalid:
+        """The rejection of ``seconds``, outside the range: it names the bound it broke."""
+        shown = f"{what} {_shown_time(seconds)}" if what else _shown_time(seconds)
+        now = self.received_at
+        if now is not None and self.max_future is not None and seconds > now + self.max_future:
+            message = (
+                f"{shown} is {_amount(seconds - now)} s after the receive time ({_shown_time(now)}); at most "
+                f"{_amount(self.max_future)} s ahead is accepted (limits.max_future_seconds)"
+            )
+        elif now is not None and self.max_age is not None and seconds < now - self.max_age:
+            message = (
+                f"{shown} is {_amount(now - seconds)} s before the receive time ({_shown_time(now)}); at most "
+                f"{_amount(self.max_age)} s old is accepted (limits.max_age_seconds)"
+            )
+        else:
+            message = (
+                f"{shown} is outside 1970-01-01T00:00:00Z to {_shown_time(MAX_EPOCH_SECONDS)}, the event times accepted"
+            )
+        return Invalid(path, Reason.TIMESTAMP_OUT_OF_RANGE, message)
+
+
+def _amount(seconds: float) -> str:
+    """Seconds to the millisecond, without trailing zeros: 300, 300.001."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def _shown_time(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):  # beyond datetime's years 1-9999
+        return f"{seconds:.0f} (epoch seconds)"
 
 
 def plain_floats(values: list[Any], kinds: set[type]) -> np.ndarray | None:
@@ -94,35 +164,45 @@ _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def timestamps_column(values: list[Any], received_at: float, bad: set[int]) -> list[float]:
+def timestamps_column(
+    values: list[Any], received_at: float, bad: set[int], accepted: EventTimeRange | None = None
+) -> list[float]:
     """Epoch seconds per row (``received_at`` for null), as :func:`parse_timestamp` gives
-    them; rows it would refuse are added to ``bad``."""
-    out: list[Any] | None = None
+    them; rows it would refuse, and rows whose time is outside ``accepted``, are added to
+    ``bad``."""
+    seconds = _seconds_column(values, received_at, bad)
+    if seconds is None:
+        return [received_at] * len(values)  # no row has a time: the receive time is within any range
+    if accepted is not None:
+        # One pass of numpy comparisons; a refused row (0.0 above) may be counted twice: a set.
+        outside = (seconds < accepted.low) | (seconds > accepted.high)
+        if outside.any():
+            bad.update(np.flatnonzero(outside).tolist())
+    return seconds.tolist()
+
+
+def _seconds_column(values: list[Any], received_at: float, bad: set[int]) -> np.ndarray | None:
+    """Epoch seconds per row as float64, None when every row is null; rows
+    :func:`parse_timestamp` refuses are 0.0 and in ``bad``."""
     iso = _iso_array(values)
-    if iso is not None:
-        if not np.isnan(iso).any():
-            return iso.tolist()
-        out = iso.tolist()
-    else:
+    if iso is None:
         kinds = set(map(type, values))
-        arr = plain_floats(values, kinds)
-        if arr is not None:
-            if bool(((arr >= 0.0) & (arr <= MAX_EPOCH_SECONDS)).all()):
-                out = arr.tolist()
-        elif kinds == {_NONE}:
-            return [received_at] * len(values)
-        if out is None:
-            out = [math.nan] * len(values)
-        elif not any(map(math.isnan, out)):
-            return out
-    for j, value in enumerate(values):
-        if out[j] != out[j]:  # NaN: not done column-wise
-            try:
-                out[j] = received_at if value is None else parse_timestamp(value, "timestamp")
-            except Invalid:
-                bad.add(j)
-                out[j] = 0.0
-    return out
+        if kinds == {_NONE}:
+            return None
+        iso = plain_floats(values, kinds)
+        if iso is None or not bool(((iso >= 0.0) & (iso <= MAX_EPOCH_SECONDS)).all()):
+            iso = np.full(len(values), math.nan)
+    missing = np.isnan(iso)
+    if not missing.any():
+        return iso
+    for j in np.flatnonzero(missing).tolist():  # not done column-wise: one by one
+        value = values[j]
+        try:
+            iso[j] = received_at if value is None else parse_timestamp(value, "timestamp")
+        except Invalid:
+            bad.add(j)
+            iso[j] = 0.0
+    return iso
 
 
 def _iso_array(values: list[Any]) -> np.ndarray | None:

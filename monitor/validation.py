@@ -23,6 +23,7 @@ from monitor.columnar_validation import PLAIN_SCALARS, ColumnarValidation
 from monitor.records import (
     MAX_MODEL_NAME,
     RECORD_FIELDS,
+    RESERVED_MODEL_NAME,
     Invalid,
     Reason,
     Record,
@@ -31,12 +32,15 @@ from monitor.records import (
     ValidatedItems,
     is_number,
     json_type,
+    reserved_model_name,
+    shown_name,
 )
 from monitor.settings import LimitsConfig
-from monitor.timestamps import parse_timestamp
+from monitor.timestamps import EventTimeRange, parse_timestamp
 
 # Batches smaller than this are validated item by item (the columnar set-up does not pay off).
 MIN_COLUMNAR = 8
+HISTORY = EventTimeRange.history()
 
 
 @dataclass
@@ -44,18 +48,30 @@ class Validator(ColumnarValidation):
     """Validates raw JSON-decoded items against the limits and the known models.
 
     ``known_models`` is consulted on every item; ``accept_unknown`` lets items of other
-    models through (the pipeline then registers them).
+    models through (the pipeline then registers them), up to ``limits.max_models`` models
+    counting those the same call lets through. Timestamps are refused outside 1970 to 2100
+    and, with ``check_event_time`` (live ingestion, where ``received_at`` is when the item
+    arrived), outside :class:`~monitor.timestamps.EventTimeRange` of ``received_at``; a file
+    replay (history, no receive time) turns that off.
     """
 
     limits: LimitsConfig
     known_models: Any  # a container of model names (a dict or set, kept live by the caller)
     accept_unknown: bool = False
+    check_event_time: bool = True
     _field_set: frozenset[str] = field(default=frozenset(RECORD_FIELDS), init=False)
+    _accepted: EventTimeRange | None = field(default=None, init=False)  # the range of the last received_at
 
-    def validate(self, item: Any, index: int, received_at: float) -> Record | Rejection:
-        """One item: a Record, or a Rejection naming the field path and reason."""
+    def validate(
+        self, item: Any, index: int, received_at: float, admitted: set[str] | None = None
+    ) -> Record | Rejection:
+        """One item: a Record, or a Rejection naming the field path and reason.
+
+        ``admitted`` holds the unknown models this call's earlier items were accepted for
+        (the pipeline registers them after validation), so that one call cannot register
+        more than ``limits.max_models``; a model of an accepted item is added to it."""
         try:
-            return self._record(item, received_at)
+            return self._record(item, received_at, set() if admitted is None else admitted)
         except Invalid as exc:
             model = item.get("model") if isinstance(item, dict) else None
             return Rejection(index, exc.path, exc.reason, exc.message, item, model if isinstance(model, str) else None)
@@ -86,8 +102,9 @@ class Validator(ColumnarValidation):
         positions: list[int] = []
         rejections: list[Rejection] = []
         validate = self.validate
+        admitted: set[str] = set()  # unknown models this call accepted (only items taken one by one can have them)
         for pos in slow:
-            outcome = validate(items[pos], pos if indices is None else indices[pos], received_at)
+            outcome = validate(items[pos], pos if indices is None else indices[pos], received_at, admitted)
             if type(outcome) is Record:
                 records.append(outcome)
                 positions.append(pos)
@@ -95,7 +112,16 @@ class Validator(ColumnarValidation):
                 rejections.append(outcome)
         return ValidatedItems(records, positions, columns, rejections)
 
-    def _record(self, item: Any, received_at: float) -> Record:
+    def event_times(self, received_at: float) -> EventTimeRange:
+        """The event times accepted for items received at ``received_at``."""
+        if not self.check_event_time:
+            return HISTORY
+        accepted = self._accepted
+        if accepted is None or accepted.received_at != received_at:
+            accepted = self._accepted = EventTimeRange.of(received_at, self.limits)
+        return accepted
+
+    def _record(self, item: Any, received_at: float, admitted: set[str]) -> Record:
         if type(item) is not dict:
             if not isinstance(item, dict):
                 raise Invalid("", Reason.NOT_AN_OBJECT, f"a record must be a JSON object, got {json_type(item)}")
@@ -106,8 +132,10 @@ class Validator(ColumnarValidation):
             )
         get = item.get
         model = get("model")
+        new_model = False
         if type(model) is not str or model not in self.known_models:  # the common case skips the checks
-            model = self._model(model)
+            model = self._model(model, admitted)
+            new_model = model not in self.known_models
         limit = self.limits.max_id_length
         record_id = get("id")
         if record_id is not None and not (type(record_id) is str and len(record_id) <= limit):
@@ -116,7 +144,13 @@ class Validator(ColumnarValidation):
         if version is not None:
             version = self._text(version, "version", limit, allow_number=True)
         stamp = get("timestamp")
-        timestamp = received_at if stamp is None else parse_timestamp(stamp, "timestamp")
+        if stamp is None:
+            timestamp = received_at
+        else:
+            timestamp = parse_timestamp(stamp, "timestamp")
+            accepted = self.event_times(received_at)
+            if not accepted.low <= timestamp <= accepted.high:
+                raise accepted.problem(timestamp, "timestamp")
         inputs = get("inputs")
         if inputs is not None:
             inputs = self._inputs(inputs)
@@ -146,11 +180,13 @@ class Validator(ColumnarValidation):
             raise Invalid("", Reason.MISSING_FIELD, "a record needs at least one of inputs, prediction or label")
         if record_id is None and (inputs is None or not has_prediction):
             raise Invalid("id", Reason.MISSING_FIELD, "id is required for a partial record (it joins the parts)")
+        if new_model:
+            admitted.add(model)  # only now: a refused item registers nothing
         return Record(
             model, record_id, version, timestamp, inputs, prediction, latency, label, segment, has_prediction, has_label
         )
 
-    def _model(self, value: Any) -> str:
+    def _model(self, value: Any, admitted: set[str]) -> str:
         if value is None:
             raise Invalid("model", Reason.MISSING_FIELD, "model is required")
         if not isinstance(value, str) or not value:
@@ -158,14 +194,17 @@ class Validator(ColumnarValidation):
         if len(value) > MAX_MODEL_NAME:
             raise Invalid("model", Reason.TOO_LONG, f"must be at most {MAX_MODEL_NAME} characters, got {len(value)}")
         if value not in self.known_models:
+            if value == RESERVED_MODEL_NAME:
+                raise reserved_model_name(value, "model")
             if not self.accept_unknown:
                 raise Invalid(
                     "model",
                     Reason.UNKNOWN_MODEL,
                     f"model {value!r} is not configured (add it under models:, or set unknown_models: register)",
                 )
-            if len(self.known_models) >= self.limits.max_models:
-                # Each model adds metric series and state: registration from traffic is capped.
+            if value not in admitted and len(self.known_models) + len(admitted) >= self.limits.max_models:
+                # Each model adds metric series and state: registration from traffic is capped,
+                # counting the models this call's earlier items will register.
                 raise Invalid(
                     "model",
                     Reason.UNKNOWN_MODEL,
@@ -247,7 +286,11 @@ class Validator(ColumnarValidation):
                 raise Invalid(
                     path, Reason.TOO_MANY, f"at most {self.limits.max_inputs_per_record} classes, got {len(value)}"
                 )
+            max_len = self.limits.max_string_length
             for name, prob in value.items():
+                if len(name) > max_len:
+                    message = f"class names must be at most {max_len} characters, got {len(name)}"
+                    raise Invalid(f"{path}.{shown_name(name)}", Reason.TOO_LONG, message)
                 if not is_number(prob) or not 0.0 <= prob <= 1.0:
                     raise Invalid(
                         f"{path}.{name}",
@@ -268,6 +311,9 @@ class Validator(ColumnarValidation):
         if len(segment) > 16:
             raise Invalid("segment", Reason.TOO_MANY, f"at most 16 tags, got {len(segment)}")
         for name, value in segment.items():
+            if len(name) > self.limits.max_string_length:
+                message = f"tag names must be at most {self.limits.max_string_length} characters, got {len(name)}"
+                raise Invalid(f"segment.{shown_name(name)}", Reason.TOO_LONG, message)
             if not isinstance(value, str):
                 raise Invalid(f"segment.{name}", Reason.WRONG_TYPE, f"must be a string, got {json_type(value)}")
             if len(value) > self.limits.max_string_length:

@@ -4,18 +4,23 @@ for what a window counts).
 * :class:`TumblingCountWindows` -- exactly ``size`` records per window; a batch
   straddling a boundary is split.
 * :class:`TumblingTimeWindows` -- event-time periods ``[origin + k*s, origin + (k+1)*s)``.
-  Records in a batch are grouped by period (a batch may be out of order). A
-  window closes when a record of a later period arrives. If it then holds fewer
-  than ``min_records`` it is *extended* instead of emitted: it keeps counting and
-  its ``end`` moves to the end of the later period, so an emitted window can span
-  several periods (``end - start`` says how many) and tiny windows are never
-  evaluated. Periods without records produce no window. Records of a period
-  before the open window's start (late data) go into the open window and are
-  counted in ``late``.
+  Records in a batch are grouped by period (a batch may be out of order) and taken
+  period by period. A window closes when the *watermark* passes its end: the latest
+  event time seen minus ``allowed_lateness`` (less than ``s``; 0 closes it at the
+  first record of a later period). Until then records of the period after it go to
+  a second window, opened early for that period. If a closing window holds fewer
+  than ``min_records`` it is *extended* instead of emitted: it keeps counting (the
+  early window folded in) and its ``end`` moves to the end of the watermark's
+  period, so an emitted window can span several periods (``end - start`` says how
+  many) and tiny windows are never evaluated. Periods without records produce no
+  window. Records of a period before the open window's start (late data) go into
+  the open window and are counted in ``late``. Event times come validated (within
+  minutes of their receive time), so one record cannot move the watermark far ahead.
 * :class:`SlidingWindows` -- panes of ``size / panes`` records or seconds; each
   time a pane closes, the merge of the last ``panes`` panes is emitted (count
   panes: only once ``panes`` panes exist; time panes: the panes within the last
-  ``size`` seconds, if they hold at least ``min_records``).
+  ``size`` seconds, if they hold at least ``min_records``). Time panes are tumbling
+  time windows of ``size / panes`` seconds: they close on the watermark.
 
 Every window's RNG seed derives from the windower's ``seed`` and the window's
 sequence number, so runs are reproducible, and ``to_bytes``/``from_bytes`` keep
@@ -149,36 +154,119 @@ class TumblingCountWindows(Windower):
 
 
 class TumblingTimeWindows(Windower):
-    """Event-time windows of ``seconds``; windows under ``min_records`` are extended (module docstring)."""
+    """Event-time windows of ``seconds`` closed by a watermark; windows under
+    ``min_records`` are extended (module docstring)."""
 
     policy = "tumbling_time"
 
     def __init__(
-        self, layout: WindowLayout, seconds: float, min_records: int, *, origin: float = 0.0, seed: int = 0
+        self,
+        layout: WindowLayout,
+        seconds: float,
+        min_records: int,
+        *,
+        origin: float = 0.0,
+        allowed_lateness: float = 0.0,
+        seed: int = 0,
     ) -> None:
         super().__init__(layout, seed=seed)
         if not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
             raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
         if not (isinstance(origin, (int, float)) and math.isfinite(origin)):
             raise ValueError(f"origin must be a finite epoch time in seconds, got {origin!r}")
+        # Below one period, so only the period right after the open window can be early.
+        if not (isinstance(allowed_lateness, (int, float)) and 0 <= allowed_lateness < seconds):
+            raise ValueError(
+                f"allowed_lateness must be >= 0 and less than seconds ({seconds!r}), got {allowed_lateness!r}"
+            )
         self.seconds, self.origin = float(seconds), float(origin)
+        self.allowed_lateness = float(allowed_lateness)
         self.min_records = check_positive_int("min_records", min_records)
         self._first_period = self._end_period = 0  # the open window covers [first, end) periods
+        self._max_ts = -math.inf  # the latest event time seen: the watermark is this minus allowed_lateness
+        self._early: WindowState | None = None  # the window of period `end`, before the open one closed
 
     def _params(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "min_records": self.min_records, "origin": self.origin}
+        params: dict[str, Any] = {"seconds": self.seconds, "min_records": self.min_records, "origin": self.origin}
+        if self.allowed_lateness:  # absent when 0: such checkpoints stay readable by older versions
+            params["allowed_lateness"] = self.allowed_lateness
+        return params
 
     def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
         _, parts = super()._state()
-        return {"first": self._first_period, "end": self._end_period}, parts
+        if self._early is not None:
+            parts["early"] = self._early.to_bytes()
+        return {"first": self._first_period, "end": self._end_period, "max_ts": self._max_ts}, parts
 
     def _restore(self, state: dict[str, Any], parts: dict[str, bytes]) -> None:
         super()._restore(state, parts)
         self._first_period, self._end_period = int(state["first"]), int(state["end"])
+        if "early" in parts:
+            self._early = WindowState.from_bytes(parts["early"], self.layout)
+        # Checkpoints from before the watermark lack max_ts: the open window holds the latest
+        # record (a later one would have closed it), so its max_ts is the latest time seen.
+        fallback = -math.inf if self._open is None else self._open.max_ts
+        self._max_ts = float(state.get("max_ts", fallback))
+
+    @property
+    def watermark(self) -> float:
+        """Event time up to which windows are complete: the latest seen minus the allowed lateness."""
+        return self._max_ts - self.allowed_lateness
+
+    def _period(self, t: float) -> int:
+        return math.floor((t - self.origin) / self.seconds)
 
     def _open_for(self, period: int) -> None:
         self._first_period, self._end_period = period, period + 1
         self._open = self._new_window(self.origin + period * self.seconds, self.origin + (period + 1) * self.seconds)
+
+    def _set_end(self, period: int) -> None:
+        assert self._open is not None
+        self._end_period = period
+        self._open.end = self.origin + period * self.seconds
+
+    def _fold_early(self) -> None:
+        """Extend the open window over the early one's period: one window of both."""
+        assert self._open is not None and self._early is not None
+        self._open = self._open.merge(self._early)  # keeps the open window's seq
+        self._early = None
+        self._next_seq -= 1  # the early window was the last one made and is never emitted: its number is free
+        self._set_end(self._end_period + 1)
+
+    def _advance(self, closed: list[WindowState]) -> None:
+        """Close (or extend) the open window while the watermark has passed its end."""
+        if self._open is None:
+            return
+        # With allowed_lateness < seconds the watermark is within a period of the latest
+        # record; the max() keeps that true under float rounding.
+        mark = max(self._period(self.watermark), self._period(self._max_ts) - 1)
+        while self._open is not None and mark >= self._end_period:
+            if self._open.n >= self.min_records:
+                closed.append(self._open)
+                self._open = None
+                if self._early is not None:
+                    self._open, self._early = self._early, None
+                    self._first_period, self._end_period = self._end_period, self._end_period + 1
+            elif self._early is not None:
+                self._fold_early()
+            else:  # too few records to evaluate: extend the window up to the watermark's period
+                self._set_end(mark + 1)
+
+    def _place(self, period: int, batch: Batch) -> None:
+        """Count a group of records of one period into its window (after :meth:`_advance`)."""
+        if self._open is None:
+            self._open_for(period)
+        assert self._open is not None
+        if period < self._end_period:
+            if period < self._first_period:
+                self._open.late += len(batch)
+            self._open.update(batch)
+            return
+        # The period after the open window, which the watermark has not closed yet.
+        if self._early is None:
+            start = self.origin + self._end_period * self.seconds
+            self._early = self._new_window(start, start + self.seconds)
+        self._early.update(batch)
 
     def update(self, batch: Batch) -> list[WindowState]:
         if len(batch) == 0:
@@ -191,24 +279,21 @@ class TumblingTimeWindows(Windower):
         sorted_periods = periods[order]
         values, starts = np.unique(sorted_periods, return_index=True)
         bounds = np.append(starts, len(batch))
+        latest = np.maximum.reduceat(ts[order], starts)  # each period's latest time
         closed: list[WindowState] = []
         for g, period in enumerate(values.tolist()):
-            if self._open is None:
-                self._open_for(period)
-            elif period >= self._end_period:
-                if self._open.n >= self.min_records:
-                    closed.append(self._open)
-                    self._open_for(period)
-                else:  # too few records to evaluate: extend the window over the new period
-                    self._end_period = period + 1
-                    self._open.end = self.origin + self._end_period * self.seconds
-            assert self._open is not None
+            self._max_ts = max(self._max_ts, float(latest[g]))
+            self._advance(closed)
             rows = order[bounds[g] : bounds[g + 1]]
-            if period < self._first_period:
-                self._open.late += rows.size
             # a stable sort keeps each period's rows in arrival order
-            self._open.update(batch if rows.size == len(batch) else batch.select(rows))
+            self._place(period, batch if rows.size == len(batch) else batch.select(rows))
         return closed
+
+    def flush(self) -> WindowState | None:
+        """Close the open window (the early one folded in) whatever its size."""
+        if self._early is not None:
+            self._fold_early()
+        return super().flush()
 
 
 class SlidingWindows(Windower):
@@ -225,12 +310,16 @@ class SlidingWindows(Windower):
         unit: str = "records",
         min_records: int = 1,
         origin: float = 0.0,
+        allowed_lateness: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__(layout, seed=seed)
         self.panes = check_positive_int("panes", panes)
         self.min_records = check_positive_int("min_records", min_records)
         self.unit, self.origin = unit, float(origin)
+        self.allowed_lateness = float(allowed_lateness)
+        if self.allowed_lateness and unit != "seconds":
+            raise ValueError("allowed_lateness applies to time panes only (unit='seconds')")
         if unit == "records":
             records = check_positive_int("size", size)
             self.size: float = records  # an int (records) here, a float (seconds) below
@@ -242,20 +331,28 @@ class SlidingWindows(Windower):
                 raise ValueError(f"size must be a positive finite number of seconds, got {size!r}")
             self.size = float(size)
             self._inner = TumblingTimeWindows(
-                layout, self.size / self.panes, 1, origin=origin, seed=derive_seed(seed, 1)
+                layout,
+                self.size / self.panes,
+                1,
+                origin=origin,
+                allowed_lateness=self.allowed_lateness,
+                seed=derive_seed(seed, 1),
             )
         else:
             raise ValueError(f"unit must be 'records' or 'seconds', got {unit!r}")
         self._panes: deque[WindowState] = deque(maxlen=self.panes)
 
     def _params(self) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "size": self.size,
             "panes": self.panes,
             "unit": self.unit,
             "min_records": self.min_records,
             "origin": self.origin,
         }
+        if self.allowed_lateness:  # absent when 0, as for TumblingTimeWindows
+            params["allowed_lateness"] = self.allowed_lateness
+        return params
 
     def _state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
         parts = {"inner": self._inner.to_bytes()}
@@ -324,7 +421,8 @@ class WindowPolicy:
     ``count``: tumbling windows of ``size`` records. ``time``: tumbling windows of
     ``seconds`` of event time, extended until they hold ``min_records``. ``sliding``:
     ``panes`` panes of ``size / panes`` records, or of ``seconds / panes`` when
-    ``seconds`` is given.
+    ``seconds`` is given. ``allowed_lateness`` (seconds, time windows and time panes):
+    how far the watermark stays behind the latest event time.
     """
 
     kind: Literal["count", "time", "sliding"] = "count"
@@ -332,6 +430,7 @@ class WindowPolicy:
     seconds: float | None = None
     min_records: int = 1_000
     panes: int = 5
+    allowed_lateness: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("count", "time", "sliding"):
@@ -341,14 +440,29 @@ class WindowPolicy:
         check_positive_int("panes", self.panes)
         if self.kind == "time" and self.seconds is None:
             raise ValueError("a time window policy needs seconds")
+        lateness = self.allowed_lateness
+        if isinstance(lateness, bool) or not (isinstance(lateness, (int, float)) and 0 <= lateness < math.inf):
+            raise ValueError(f"allowed_lateness must be a finite number of seconds >= 0, got {lateness!r}")
+        if lateness and (self.kind == "count" or self.seconds is None):
+            raise ValueError("allowed_lateness applies to time windows only (kind 'time', or 'sliding' with seconds)")
+        if lateness and self.seconds is not None:  # below one period: at most one window opened early
+            period, what = (
+                (self.seconds, "seconds") if self.kind == "time" else (self.seconds / self.panes, "seconds / panes")
+            )
+            if lateness >= period:
+                raise ValueError(f"allowed_lateness ({lateness:g}) must be less than {what} ({period:g})")
 
     def windower(self, layout: WindowLayout, seed: int) -> Windower:
         if self.kind == "count":
             return TumblingCountWindows(layout, self.size, seed=seed)
+        lateness = self.allowed_lateness
         if self.kind == "time":
-            return TumblingTimeWindows(layout, float(self.seconds or 0), self.min_records, seed=seed)
+            return TumblingTimeWindows(
+                layout, float(self.seconds or 0), self.min_records, allowed_lateness=lateness, seed=seed
+            )
         if self.seconds is not None:
             return SlidingWindows(
-                layout, self.seconds, self.panes, unit="seconds", min_records=self.min_records, seed=seed
-            )
+                layout, self.seconds, self.panes, unit="seconds", min_records=self.min_records,
+                allowed_lateness=lateness, seed=seed,
+            )  # fmt: skip
         return SlidingWindows(layout, self.size, self.panes, unit="records", seed=seed)

@@ -16,7 +16,9 @@ from monitor.records import Reason, Record, Rejection
 from monitor.settings import LimitsConfig, ModelConfig
 
 DATA = Path(__file__).parent / "data"
-NOW = 1_700_000_000.0
+# The receive time: 30 s after the samples' ce-time (2024-05-01T12:00:00Z and a few seconds),
+# so their times are within the accepted range.
+NOW = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC).timestamp()
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 MODELS = {
     "iris": ModelConfig(
@@ -30,7 +32,13 @@ MODELS = {
     "price": ModelConfig(features={"rooms": {}}, prediction={"kind": "regression"}),
     "bare": ModelConfig(),
 }
-LIMITS = LimitsConfig(max_items_per_request=5, max_string_length=16, max_id_length=40, max_inputs_per_record=6)
+LIMITS = LimitsConfig(
+    max_items_per_request=5,
+    max_string_length=16,
+    max_id_length=40,
+    max_inputs_per_record=6,
+    max_age_seconds=30 * 86_400,
+)
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
 KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
 ROW = [1, 2, 3, 4]
@@ -425,6 +433,18 @@ BINARY_REJECTIONS = [
     (headers("io.seldon.serving.inference.request"), {"data": {"names": ["a"], "ndarray": [[1, 2]]}}, "data.data.ndarray[0][0]", Reason.INVALID_VALUE, "row 0 has 2 values but data.data.names lists 1"),
     (headers("io.seldon.serving.inference.request"), {"data": {"tensor": {"shape": [1, 4], "values": [1, 2, "x" * 17, 4]}}}, "data.data.tensor.values[2]", Reason.TOO_LONG, "at most 16"),
     (headers("io.seldon.serving.inference.request"), {"data": {"names": "a", "ndarray": [[1]]}}, "data.data.names", Reason.WRONG_TYPE, "array of strings"),
+    # Names the client chooses: class names and Seldon names are held to max_string_length (16 here)
+    (headers(RESPONSE, ce_inferenceservicename="bare"), {"predictions": [{"yes": 0.5, "c" * 17: 0.5}]}, "data.predictions[0]." + "c" * 17, Reason.TOO_LONG, "class names must be at most 16 characters, got 17"),
+    (headers(RESPONSE, ce_inferenceservicename="bare"), {"predictions": [{"c" * 5000: 0.5}]}, "data.predictions[0]." + "c" * 64 + "...", Reason.TOO_LONG, "class names must be at most 16 characters, got 5000"),
+    (headers("io.seldon.serving.inference.request"), {"data": {"names": ["a", "b", "c", "n" * 17], "ndarray": [ROW]}}, "data.data.names[3]", Reason.TOO_LONG, "names must be at most 16 characters, got 17"),
+    (headers("io.seldon.serving.inference.response", ce_inferenceservicename="bare"), {"data": {"names": ["yes", "n" * 17], "ndarray": [[0.5, 0.5]]}}, "data.data.names[1]", Reason.TOO_LONG, "names must be at most 16 characters, got 17"),
+    (headers("io.seldon.serving.inference.response", ce_inferenceservicename="bare"), {"data": {"names": [f"c{i}" for i in range(7)], "ndarray": [[0.1] * 7]}}, "data.data.names", Reason.TOO_MANY, "at most 6 features, got 7"),
+    (headers(RESPONSE, ce_inferenceservicename="bare"), {"predictions": [[0.1] * 7]}, "data.predictions[0][0]", Reason.TOO_MANY, "at most 6 classes, got 7"),
+    (headers(ce_inferenceservicename="_unknown"), {"instances": [ROW]}, "ce-inferenceservicename", Reason.INVALID_VALUE, "the model name '_unknown' is reserved: it is the metric label value of traffic for unknown models"),
+    # event time: at most limits.max_future_seconds (300) after the receive time, at most max_age_seconds (30 days) before
+    (headers(ce_time="9999-12-31T00:00:00Z"), {"instances": [ROW]}, "ce-time", Reason.TIMESTAMP_OUT_OF_RANGE, "9999-12-31T00:00:00Z is 251687649570 s after the receive time (2024-05-01T12:00:30Z); at most 300 s ahead is accepted (limits.max_future_seconds)"),
+    (headers(ce_time="2024-05-01T12:05:30.001Z"), {"instances": [ROW]}, "ce-time", Reason.TIMESTAMP_OUT_OF_RANGE, "2024-05-01T12:05:30.001000Z is 300.001 s after the receive time"),
+    (headers(ce_time="2024-03-01T12:00:30Z"), {"instances": [ROW]}, "ce-time", Reason.TIMESTAMP_OUT_OF_RANGE, "2024-03-01T12:00:30Z is 5270400 s before the receive time (2024-05-01T12:00:30Z); at most 2592000 s old is accepted (limits.max_age_seconds)"),
 ]
 # fmt: on
 
@@ -466,6 +486,8 @@ STRUCTURED_REJECTIONS = [
     (event(data={"instances": [ROW]}, inferenceservicename=5), "inferenceservicename", Reason.WRONG_TYPE, "the model name must be a non-empty string, got number"),
     (event("io.seldon.serving.inference.request", {"data": {"ndarray": [ROW]}}, requestid=["p"]), "requestid", Reason.WRONG_TYPE, "must be a string, got array"),
     (event(data='{"instances": [[1, 2, 3, 4]]}'), "data", Reason.NOT_AN_OBJECT, "got string"),
+    (event(data={"instances": [ROW]}, time="9999-12-31T00:00:00Z"), "time", Reason.TIMESTAMP_OUT_OF_RANGE, "9999-12-31T00:00:00Z is 251687649570 s after the receive time"),
+    (event(data={"instances": [ROW]}, time="2024-05-01T12:05:31+00:00"), "time", Reason.TIMESTAMP_OUT_OF_RANGE, "2024-05-01T12:05:31Z is 301 s after the receive time"),
 ]
 # fmt: on
 
@@ -486,3 +508,65 @@ def test_batch_item_that_is_not_an_object() -> None:
     assert [(r.index, r.path, r.reason, r.message, r.raw) for r in rejections] == [
         (1, "", Reason.NOT_AN_OBJECT, "an event must be a JSON object, got string", "event"),
     ]
+
+
+def test_event_times_at_the_bounds_are_accepted() -> None:
+    """The range is inclusive: exactly 300 s ahead and exactly 30 days back are accepted."""
+    for time in ("2024-05-01T12:05:30Z", "2024-04-01T12:00:30Z"):
+        [record] = ok(headers(ce_time=time), {"instances": [ROW]})
+        assert record.timestamp == ts(time.removesuffix("Z"))
+    records, rejections = structured(event(data={"instances": [ROW]}, time="2024-05-01T12:05:30Z"))
+    assert rejections == [] and records[0].timestamp == NOW + 300
+
+
+def test_without_an_age_limit_old_times_pass_but_not_before_1970() -> None:
+    """limits.max_age_seconds is unset by default: a time years back passes (a replay of
+    history); the range of epoch seconds (1970 to 2100) still holds."""
+    [record] = ok(headers(ce_time="2018-10-30T18:00:00Z"), {"instances": [ROW]}, limits=LimitsConfig())
+    assert record.timestamp == ts("2018-10-30T18:00:00")
+    _, [rejection] = parse(headers(ce_time="0001-01-01T00:00:00Z"), {"instances": [ROW]}, limits=LimitsConfig())
+    assert (rejection.path, rejection.reason, rejection.message) == (
+        "ce-time", Reason.TIMESTAMP_OUT_OF_RANGE,
+        "0001-01-01T00:00:00Z is outside 1970-01-01T00:00:00Z to 2100-01-01T00:00:00Z, the event times accepted",
+    )  # fmt: skip
+
+
+def test_an_event_without_time_takes_the_message_time_which_is_checked_too() -> None:
+    """Kafka: an event with no time attribute takes its message's timestamp; out of range,
+    the path names it."""
+    [record] = ok(headers(), {"instances": [ROW]}, message_time=NOW - 60)
+    assert record.timestamp == NOW - 60
+    records, [rejection] = parse(headers(), {"instances": [ROW]}, message_time=NOW + 3600)
+    assert records == [] and (rejection.path, rejection.reason, rejection.message) == (
+        "kafka.timestamp", Reason.TIMESTAMP_OUT_OF_RANGE,
+        "the Kafka message timestamp 2024-05-01T13:00:30Z is 3600 s after the receive time (2024-05-01T12:00:30Z); "
+        "at most 300 s ahead is accepted (limits.max_future_seconds)",
+    )  # fmt: skip
+    [record] = ok(headers(ce_time="2024-05-01T12:00:00Z"), {"instances": [ROW]}, message_time=NOW + 3600)
+    assert record.timestamp == NOW - 30  # its own time wins, and is what is checked
+
+
+def test_a_request_registers_at_most_max_models_counting_its_own_events() -> None:
+    """unknown_models: register: 4 configured models and a limit of 6 leave room for 2 new
+    ones in a batch naming 5 (another event of an admitted model passes)."""
+    names = ["n1", "n2", "n1", "n3", "n4", "n5"]
+    batch = [event(data={"instances": [ROW]}, id=f"e{i}", inferenceservicename=name) for i, name in enumerate(names)]
+    records, rejections = parse(
+        {"content-type": "application/cloudevents-batch+json"}, batch,
+        limits=LimitsConfig(max_models=6), accept_unknown=True,
+    )  # fmt: skip
+    assert [r.model for r in records] == ["n1", "n2", "n1"]
+    assert [(r.index, r.model, r.reason) for r in rejections] == [
+        (3, "n3", Reason.UNKNOWN_MODEL),
+        (4, "n4", Reason.UNKNOWN_MODEL),
+        (5, "n5", Reason.UNKNOWN_MODEL),
+    ]
+    assert rejections[0].message == (
+        "model 'n3' is not configured and the limit of 6 models is reached (limits.max_models)"
+    )
+    # A set shared across requests (Kafka: one poll batch) counts them all.
+    admitted: set[str] = set()
+    for name in ("n1", "n2", "n3"):
+        parse(headers(ce_inferenceservicename=name), {"instances": [ROW]},
+              limits=LimitsConfig(max_models=6), accept_unknown=True, admitted=admitted)  # fmt: skip
+    assert admitted == {"n1", "n2"}

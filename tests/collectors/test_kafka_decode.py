@@ -4,6 +4,7 @@ binding (binary mode with ce_* headers, structured mode), and every rejection pa
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -14,7 +15,8 @@ from monitor.settings import LimitsConfig, ModelConfig
 from monitor.validation import Validator
 
 DATA = Path(__file__).parent / "data"
-NOW = 1_700_000_000.0
+# The message timestamp and the time it is read (the samples' ce-time is 2024-05-01T12:00:00Z).
+NOW = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC).timestamp()
 MODELS = {
     "iris": ModelConfig(
         features={n: {"type": "numeric"} for n in ("sepal_length", "sepal_width", "petal_length", "petal_width")},
@@ -22,7 +24,7 @@ MODELS = {
     ),
     "loans": ModelConfig(features={"amount": {"type": "numeric"}}, prediction={"kind": "binary"}),
 }
-LIMITS = LimitsConfig(max_items_per_request=3)
+LIMITS = LimitsConfig(max_items_per_request=3, max_age_seconds=30 * 86_400)
 VALIDATOR = Validator(LIMITS, MODELS)
 
 
@@ -102,3 +104,56 @@ def test_binary_mode_with_a_missing_attribute_is_rejected_not_raised() -> None:
 def test_header_names_are_lower_cased_and_values_decoded() -> None:
     assert message_headers([("CE_ID", b"x"), ("k", None), ("bin", b"\xff")]) == {"ce_id": "x", "k": "", "bin": "\ufffd"}
     assert message_headers(None) == {}
+
+
+# -- message timestamps: a record without a time of its own takes its message's ------------
+def _partition(values: list[bytes], timestamps_ms: list[int], headers: dict | None = None):
+    from collectors.kafka_consumer import Fetched
+
+    n = len(values)
+    return Fetched("logs", 0, list(range(n)), timestamps_ms, [None] * n, values, headers or {})
+
+
+def test_an_out_of_range_message_timestamp_refuses_the_records_that_take_it() -> None:
+    """Messages 0 and 2 stamped in year 9999 and 40 days back: their record without a
+    timestamp is refused, path kafka.timestamp; a record with its own time in message 1 is
+    not (validation checks that one); the others of the partition take their message's time."""
+    from kafka import TopicPartition
+
+    from collectors.kafka_messages import decode_batch
+
+    record = {"model": "loans", "inputs": {"amount": 1.0}, "prediction": 1}
+    values = [orjson.dumps({**record, "id": str(i)}) for i in range(4)]
+    values[1] = orjson.dumps({**record, "id": "1", "timestamp": NOW - 5})
+    far, old, fine = 253_402_214_400_000, int((NOW - 40 * 86_400) * 1000), int((NOW - 2) * 1000)
+    decoded = decode_batch({TopicPartition("logs", 0): _partition(values, [far, far, old, fine])}, VALIDATOR, NOW)
+    assert [(item["id"], item["timestamp"]) for item in decoded.items] == [("1", NOW - 5), ("3", fine / 1000)]
+    refused = [(message.offset, r.index, r.path, r.reason, r.message) for message, _, rs in decoded.bad for r in rs]
+    assert refused == [
+        (0, 0, "kafka.timestamp", Reason.TIMESTAMP_OUT_OF_RANGE,
+         "the Kafka message timestamp 9999-12-31T00:00:00Z is 251687649570 s after the receive time "
+         "(2024-05-01T12:00:30Z); at most 300 s ahead is accepted (limits.max_future_seconds)"),
+        (2, 0, "kafka.timestamp", Reason.TIMESTAMP_OUT_OF_RANGE,
+         "the Kafka message timestamp 2024-03-22T12:00:30Z is 3456000 s before the receive time "
+         "(2024-05-01T12:00:30Z); at most 2592000 s old is accepted (limits.max_age_seconds)"),
+    ]  # fmt: skip
+    assert decoded.positions == {TopicPartition("logs", 0): 4}
+    # In range, the whole partition takes the fast path: one run of origins, nothing refused.
+    decoded = decode_batch({TopicPartition("logs", 0): _partition(values, [fine] * 4)}, VALIDATOR, NOW)
+    assert len(decoded.items) == 4 and decoded.bad == [] and decoded.items[0]["timestamp"] == fine / 1000
+
+
+def test_a_cloudevent_without_time_over_kafka_takes_the_message_timestamp_checked() -> None:
+    from kafka import TopicPartition
+
+    from collectors.kafka_messages import decode_batch
+
+    request_headers, request_body = kafka_headers("kserve_v1_request.json")
+    headers = [(name, value) for name, value in request_headers if name != "ce_time"]
+    far = 253_402_214_400_000
+    part = _partition([request_body, request_body], [far, int(NOW * 1000)], {0: headers, 1: headers})
+    decoded = decode_batch({TopicPartition("logs", 0): part}, VALIDATOR, NOW)
+    assert [(message.offset, rs[0].path, rs[0].reason) for message, _, rs in decoded.bad] == [
+        (0, "kafka.timestamp", Reason.TIMESTAMP_OUT_OF_RANGE)
+    ]
+    assert [r.timestamp for r in decoded.events] == [NOW, NOW]  # message 1: two rows at its timestamp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -313,6 +314,10 @@ def test_sliding_time_windows() -> None:
         lambda lay: TumblingTimeWindows(lay, 700.0, 300, seed=4),
         lambda lay: SlidingWindows(lay, 3_000, 3, seed=5),
         lambda lay: SlidingWindows(lay, 1_500.0, 3, unit="seconds", seed=6),
+        # with lateness, the checkpoint (latest time 4,999 s) holds an early window: [4,900, 5,600)
+        # resp. the pane [4,800, 5,400), the watermark (4,849 s, 4,549 s) not past the one before
+        lambda lay: TumblingTimeWindows(lay, 700.0, 300, allowed_lateness=150.0, seed=7),
+        lambda lay: SlidingWindows(lay, 1_800.0, 3, unit="seconds", allowed_lateness=450.0, seed=8),
     ],
 )
 def test_windower_checkpoint_restore_continue_is_identical(make) -> None:
@@ -321,6 +326,9 @@ def test_windower_checkpoint_restore_continue_is_identical(make) -> None:
     plain, ckpt = make(lay), make(lay)
     out_plain = [w for b in batches for w in plain.update(b)]
     out_ckpt = [w for b in batches[:5] for w in ckpt.update(b)]
+    timed = ckpt._inner if isinstance(ckpt, SlidingWindows) else ckpt
+    if isinstance(timed, TumblingTimeWindows) and timed.allowed_lateness:
+        assert timed._early is not None and timed._early.n > 0  # the precondition: state beyond the open window
     ckpt = Windower.from_bytes(ckpt.to_bytes(), lay)
     out_ckpt += [w for b in batches[5:] for w in ckpt.update(b)]
     assert len(out_plain) >= 2
@@ -336,3 +344,116 @@ def test_new_reference_starts_new_windows() -> None:
         Windower.from_bytes(a.to_bytes(), WindowLayout(ref2))
     b = TumblingCountWindows(WindowLayout(ref2), 100)
     assert b.open_window is None
+
+
+# ---- watermark: time windows close when the latest event time minus the lateness passes their end
+def _at(times: list[float], start: int = 0) -> Batch:
+    b = _batch(len(times), start)
+    b.timestamps = np.array(times, dtype=float)
+    return b
+
+
+def test_allowed_lateness_keeps_a_window_open_for_stragglers() -> None:
+    """60 s windows, 20 s lateness: a record at 65 s opens the next window early but leaves
+    [0, 60) open (watermark 45); a straggler at 50 s still counts in it, not as late; the
+    record at 85 s moves the watermark to 65 and closes it."""
+    wd = TumblingTimeWindows(WindowLayout(REF, sample_size=100), seconds=60.0, min_records=1, allowed_lateness=20.0)
+    assert wd.update(_at([10.0, 30.0, 65.0, 70.0], 0)) == [] and wd.watermark == 50.0
+    assert wd.update(_at([50.0], 4)) == []
+    [closed] = wd.update(_at([85.0], 5))
+    assert (closed.seq, closed.start, closed.end, closed.n, closed.late) == (0, 0.0, 60.0, 3, 0)
+    assert sorted(closed.sample("idx").tolist()) == [0.0, 1.0, 4.0]
+    assert (wd.open_window.seq, wd.open_window.start, wd.open_window.n) == (1, 60.0, 3)
+    # Now 40 s is behind the watermark: late, into the open window, counted.
+    assert wd.update(_at([40.0], 6)) == [] and (wd.open_window.n, wd.open_window.late) == (4, 1)
+    # Without lateness the record at 65 s closes [0, 60) at once and the one at 50 s is late.
+    plain = TumblingTimeWindows(WindowLayout(REF, sample_size=100), seconds=60.0, min_records=1)
+    [first] = plain.update(_at([10.0, 30.0, 65.0, 70.0], 0))
+    assert first.n == 2 and plain.update(_at([50.0], 4)) == [] and plain.open_window.late == 1
+
+
+def test_a_small_window_folds_the_early_one_in_and_numbers_stay_consecutive() -> None:
+    wd = TumblingTimeWindows(WindowLayout(REF, sample_size=100), seconds=60.0, min_records=5, allowed_lateness=30.0)
+    wd.update(_at([1.0, 2.0, 3.0], 0))  # 3 < 5 records in [0, 60)
+    wd.update(_at([70.0, 71.0], 3))  # early window for [60, 120); watermark 41
+    closed = wd.update(_at([95.0], 5))  # watermark 65 passes 60: too few, extended over [60, 120)
+    assert closed == [] and (wd.open_window.seq, wd.open_window.start, wd.open_window.end, wd.open_window.n) == (
+        0, 0.0, 120.0, 6,
+    )  # fmt: skip
+    closed = wd.update(_at([130.0, 131.0, 155.0], 6))  # early [120, 180) then watermark 125: closes [0, 120)
+    assert [(w.seq, w.start, w.end, w.n) for w in closed] == [(0, 0.0, 120.0, 6)]
+    assert (wd.open_window.seq, wd.open_window.start, wd.open_window.n) == (1, 120.0, 3)
+    # 5 records early in [180, 240) (watermark 155); then 240 s: watermark 210 passes 180 with 3
+    # records in [120, 180): the early window is folded in, and 240 s opens [240, 300) early.
+    closed = wd.update(_at([181.0, 182.0, 183.0, 184.0, 185.0, 240.0], 9))
+    assert closed == [] and (wd.open_window.seq, wd.open_window.start, wd.open_window.end, wd.open_window.n) == (
+        1, 120.0, 240.0, 8,
+    )  # fmt: skip
+    flushed = wd.flush()  # the early window folded in: one window, and its number is free again
+    assert flushed is not None and (flushed.seq, flushed.start, flushed.end, flushed.n) == (1, 120.0, 300.0, 9)
+    wd.update(_at([400.0], 15))
+    assert wd.open_window.seq == 2
+
+
+def test_one_record_ahead_only_moves_the_watermark_that_far() -> None:
+    """A record 300 s ahead (limits.max_future_seconds lets no more through) opens its
+    window; the records of the present are then late into it, and windows go on closing
+    once event time passes it: 5 periods of 60 s give 5 windows either way, one later."""
+
+    def run(poison: bool) -> list[tuple[int, float, int, int]]:
+        wd = TumblingTimeWindows(WindowLayout(REF, sample_size=100), seconds=60.0, min_records=10)
+        closed: list[WindowState] = []
+        for k in range(12):  # 12 batches of 30 records, 20 s apart: 6 periods of 60 s
+            times = [k * 20.0 + j * 0.5 for j in range(30)]
+            if poison and k == 3:
+                times.append(k * 20.0 + 300.0)
+            closed += wd.update(_at(times, k * 31))
+        closed += wd.update(_at([1_000.0] * 10, 500))  # time moves on
+        return [(w.seq, w.start, w.n, w.late) for w in closed]
+
+    assert run(False) == [(0, 0.0, 90, 0), (1, 60.0, 90, 0), (2, 120.0, 90, 0), (3, 180.0, 90, 0)]
+    # The record at 360 s closes [60, 120) with the 30 records it had and opens [360, 420); the
+    # 240 records of 80 to 240 s are late into that one, which closes when event time passes it.
+    assert run(True) == [(0, 0.0, 90, 0), (1, 60.0, 30, 0), (2, 360.0, 241, 240)]
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda lay: TumblingTimeWindows(lay, 60.0, 1, allowed_lateness=60.0), "allowed_lateness must be >= 0 and less than seconds (60.0), got 60.0"),
+        (lambda lay: TumblingTimeWindows(lay, 60.0, 1, allowed_lateness=-1), "allowed_lateness must be >= 0"),
+        (lambda lay: SlidingWindows(lay, 300.0, 3, unit="seconds", allowed_lateness=100.0), "less than seconds (100.0)"),
+        (lambda lay: SlidingWindows(lay, 300, 3, allowed_lateness=5.0), "allowed_lateness applies to time panes only"),
+    ],
+)  # fmt: skip
+def test_allowed_lateness_must_be_below_a_period(make, error: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(error)):
+        make(WindowLayout(REF))
+
+
+def test_sliding_time_windows_close_panes_on_the_watermark() -> None:
+    wd = SlidingWindows(
+        WindowLayout(REF, sample_size=200), size=300.0, panes=3, unit="seconds", min_records=1, allowed_lateness=50.0
+    )
+    assert wd.update(_at([10.0, 120.0], 0)) == []  # watermark 70: the pane [0, 100) stays open
+    assert wd.update(_at([90.0], 2)) == []  # a straggler still in its pane
+    [w] = wd.update(_at([160.0], 3))  # watermark 110: [0, 100) closes with 2 records
+    assert (w.start, w.end, w.n, w.late) == (-200.0, 100.0, 2, 0)
+
+
+def test_checkpoints_of_before_the_watermark_still_load() -> None:
+    """A checkpoint written before the watermark (no max_ts, no allowed_lateness) restores:
+    the latest time seen is taken from the open window, and it continues as before."""
+    from detectors.sketches import pack, unpack
+
+    lay = WindowLayout(REF, sample_size=300)
+    batches = [_batch(1_000, i * 1_000, seed=i) for i in range(12)]
+    plain, old = TumblingTimeWindows(lay, 700.0, 300, seed=4), TumblingTimeWindows(lay, 700.0, 300, seed=4)
+    out_plain = [w for b in batches for w in plain.update(b)]
+    out_old = [w for b in batches[:5] for w in old.update(b)]
+    header, arrays = unpack(old.to_bytes())
+    assert header["state"].pop("max_ts") == 4_999.0 and "allowed_lateness" not in header["params"]
+    restored = Windower.from_bytes(pack(header, arrays), lay)
+    assert restored.watermark == 4_999.0
+    out_old += [w for b in batches[5:] for w in restored.update(b)]
+    assert [w.to_bytes() for w in out_plain] == [w.to_bytes() for w in out_old]

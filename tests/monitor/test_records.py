@@ -10,12 +10,17 @@ from monitor.records import Reason, Record, Rejection
 from monitor.settings import LimitsConfig
 from monitor.validation import Validator
 
-NOW = 1_700_000_000.0
+# The receive time: 30 s after the 2024-05-01T12:00:00Z of the items below, so their times
+# are within the accepted range (300 s ahead, the default, and 30 days back, set below).
+NOW = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC).timestamp()
+
+
+LIMITS = LimitsConfig(max_string_length=16, max_id_length=12, max_inputs_per_record=3, max_age_seconds=30 * 86_400)
 
 
 @pytest.fixture
 def validator() -> Validator:
-    return Validator(LimitsConfig(max_string_length=16, max_id_length=12, max_inputs_per_record=3), {"fraud": None})
+    return Validator(LIMITS, {"fraud": None})
 
 
 def ok(validator: Validator, item: dict) -> Record:
@@ -55,7 +60,10 @@ def test_defaults_and_partials(validator: Validator) -> None:
     assert ok(validator, {"model": "fraud", "id": "x", "label": False}).has_label
     naive = ok(validator, {"model": "fraud", "id": "x", "label": 1, "timestamp": "2024-05-01T12:00:00"})
     assert naive.timestamp == datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp()
-    assert ok(validator, {"model": "fraud", "id": "x", "label": 1, "timestamp": 1.5}).timestamp == 1.5
+    assert ok(validator, {"model": "fraud", "id": "x", "label": 1, "timestamp": NOW - 1.5}).timestamp == NOW - 1.5
+    # A file replay has no receive time: any time passes (1970 here).
+    history = Validator(validator.limits, {"fraud": None}, check_event_time=False)
+    assert ok(history, {"model": "fraud", "id": "x", "label": 1, "timestamp": 1.5}).timestamp == 1.5
 
 
 @pytest.mark.parametrize(
@@ -111,6 +119,24 @@ def test_defaults_and_partials(validator: Validator) -> None:
          "must be an object of tag -> string, got array"),
         ({"model": "fraud", "id": "a", "label": 1, "segment": {"region": 3}}, "segment.region", Reason.WRONG_TYPE,
          "must be a string, got number"),
+        # Names a client chooses are held to max_string_length like values; a long one is cut in the path.
+        ({"model": "fraud", "id": "a", "prediction": {"yes": 0.5, "c" * 17: 0.5}}, "prediction." + "c" * 17,
+         Reason.TOO_LONG, "class names must be at most 16 characters, got 17"),
+        ({"model": "fraud", "id": "a", "prediction": {"c" * 100_000: 0.5}}, "prediction." + "c" * 64 + "...",
+         Reason.TOO_LONG, "class names must be at most 16 characters, got 100000"),
+        ({"model": "fraud", "id": "a", "label": 1, "segment": {"t" * 17: "eu"}}, "segment." + "t" * 17,
+         Reason.TOO_LONG, "tag names must be at most 16 characters, got 17"),
+        ({"model": "_unknown", "id": "a", "label": 1}, "model", Reason.INVALID_VALUE,
+         "the model name '_unknown' is reserved: it is the metric label value of traffic for unknown models"),
+        ({"model": "fraud", "id": "a", "label": 1, "timestamp": "9999-12-31T00:00:00Z"}, "timestamp",
+         Reason.TIMESTAMP_OUT_OF_RANGE, "9999-12-31T00:00:00Z is 251687649570 s after the receive time "
+         "(2024-05-01T12:00:30Z); at most 300 s ahead is accepted (limits.max_future_seconds)"),
+        ({"model": "fraud", "id": "a", "label": 1, "timestamp": NOW + 301}, "timestamp",
+         Reason.TIMESTAMP_OUT_OF_RANGE, "2024-05-01T12:05:31Z is 301 s after the receive time "
+         "(2024-05-01T12:00:30Z); at most 300 s ahead is accepted (limits.max_future_seconds)"),
+        ({"model": "fraud", "id": "a", "label": 1, "timestamp": "2024-03-01T00:00:00"}, "timestamp",
+         Reason.TIMESTAMP_OUT_OF_RANGE, "2024-03-01T00:00:00Z is 5313630 s before the receive time "
+         "(2024-05-01T12:00:30Z); at most 2592000 s old is accepted (limits.max_age_seconds)"),
     ],
 )  # fmt: skip
 def test_rejections(validator: Validator, item, path: str, reason: str, message: str) -> None:
@@ -211,6 +237,20 @@ MUTATIONS = [
     lambda r: {**r, "model": 7},
     lambda r: {**r, "model": ["fraud"]},  # unhashable
     lambda r: {**r, "timestamp": "2024-05-01T12:00:00Z" + " " * 40},
+    # The accepted range of event times (NOW + 300 s, NOW - 30 days), inclusive.
+    lambda r: {**r, "timestamp": NOW + 300},
+    lambda r: {**r, "timestamp": NOW + 300.5},
+    lambda r: {**r, "timestamp": NOW - 30 * 86_400},
+    lambda r: {**r, "timestamp": NOW - 30 * 86_400 - 0.001},
+    lambda r: {**r, "timestamp": "2024-05-01T12:05:30Z"},  # NOW + 300
+    lambda r: {**r, "timestamp": "2024-05-01T12:05:30.001Z"},
+    lambda r: {**r, "timestamp": "2024-04-01T12:00:30.000Z"},  # NOW - 30 days
+    lambda r: {**r, "timestamp": "2024-04-01T12:00:29.999Z"},
+    lambda r: {**r, "timestamp": "9999-12-31T00:00:00Z"},
+    lambda r: {**r, "timestamp": "0001-01-01T00:00:00Z"},
+    lambda r: {**r, "prediction": {"c" * 17: 0.5}},
+    lambda r: {**r, "segment": {"t" * 17: "eu"}},
+    lambda r: {**r, "model": "_unknown"},
     lambda r: {**r, "extra": 1},
     lambda r: {"model": "fraud", "id": r["id"], "label": 1},
     lambda r: "not an object",
@@ -311,3 +351,99 @@ def test_validate_items_does_not_pad_a_long_string_into_every_row(validator: Val
     tracemalloc.stop()
     assert [(r.index, r.reason) for r in valid.rejections] == [(3, Reason.TOO_LONG), (4, Reason.INVALID_VALUE)]
     assert valid.accepted == 48 and peak < 20_000_000
+
+
+def test_the_default_range_has_no_age_bound_but_1970_to_2100_always_holds() -> None:
+    """Defaults: 300 s ahead, no age bound (history over the live API passes); ISO times
+    obey the 1970-2100 range of epoch seconds, in a file replay too (no receive time)."""
+    live = Validator(LimitsConfig(), {"fraud": None})
+    history = Validator(LimitsConfig(), {"fraud": None}, check_event_time=False)
+    old = {"model": "fraud", "id": "a", "label": 1, "timestamp": "2018-10-30 18:00:00.000"}
+    assert ok(live, old).timestamp == datetime(2018, 10, 30, 18, tzinfo=UTC).timestamp()
+    outside = "is outside 1970-01-01T00:00:00Z to 2100-01-01T00:00:00Z, the event times accepted"
+    for validating in (live, history):
+        for stamp in ("0001-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z", "9999-12-31T00:00:00Z"):
+            rejection = bad(validating, {**old, "timestamp": stamp})
+            assert (rejection.path, rejection.reason) == ("timestamp", Reason.TIMESTAMP_OUT_OF_RANGE)
+            if validating is history or not stamp.startswith("9999"):
+                assert rejection.message == f"{stamp.replace('.999', '.999000')} {outside}"
+    assert ok(history, {**old, "timestamp": "2099-12-31T23:59:59Z"}).timestamp == 4_102_444_799.0
+    assert ok(history, {**old, "timestamp": "1970-01-01T00:00:00Z"}).timestamp == 0.0
+    # Column-wise the same: 8 rows, the three outside refused, the rest columnar.
+    items = [{**_base(i), "timestamp": t} for i, t in enumerate(
+        ["2018-10-30T18:00:00Z", "0001-01-01T00:00:00Z", "2099-12-31T23:59:59Z", "9999-12-31T00:00:00Z",
+         "1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2024-05-01T12:00:00Z", "2024-05-01T12:00:01Z"])]  # fmt: skip
+    valid = history.validate_items(items, NOW, features=lambda m: KINDS)
+    assert [r.index for r in valid.rejections] == [1, 3, 5] and [len(c) for c in valid.columns] == [5]
+
+
+@pytest.mark.parametrize("column", ["numbers", "iso"])
+def test_out_of_range_times_column_wise_are_those_of_item_by_item(validator: Validator, column: str) -> None:
+    """Out-of-range times in a column of numbers or of ISO strings: numpy comparisons leave
+    exactly those rows to item-by-item validation, which refuses them; the rest stay columnar."""
+    offsets = [0, -10, 299, 300, 300.001, 301, 86_400, -30 * 86_400, -30 * 86_400 - 0.001, -40 * 86_400]
+    items = []
+    for i in range(40):
+        offset = offsets[i % len(offsets)]
+        stamp = NOW + offset
+        text = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        items.append({**_base(i), "timestamp": stamp if column == "numbers" else text})
+    valid = validator.validate_items(items, NOW, features=lambda m: KINDS)
+    refused = [
+        i for i in range(40) if offsets[i % len(offsets)] in (300.001, 301, 86_400, -30 * 86_400 - 0.001, -40 * 86_400)
+    ]
+    assert [r.index for r in valid.rejections] == refused and len(refused) == 20
+    assert {r.reason for r in valid.rejections} == {Reason.TIMESTAMP_OUT_OF_RANGE}
+    assert {r.path for r in valid.rejections} == {"timestamp"}
+    assert [len(c) for c in valid.columns] == [20] and valid.records == []  # the accepted ones all columnar
+    expected = [validator.validate(item, pos, NOW) for pos, item in enumerate(items)]
+    assert [r.to_dict() for r in valid.rejections] == [r.to_dict() for r in expected if isinstance(r, Rejection)]
+    assert valid.columns[0].timestamps == [r.timestamp for r in expected if isinstance(r, Record)]
+
+
+def _registering(max_models: int, known: dict) -> Validator:
+    return Validator(LimitsConfig(max_models=max_models), known, accept_unknown=True)
+
+
+def test_one_call_registers_at_most_max_models_counting_its_own() -> None:
+    """limits.max_models counts the models earlier items of the same call will register:
+    2 known + 10 new names under a limit of 5 -> the first 3 new ones pass, 7 are refused."""
+    known = {"fraud": None, "other": None}
+    items = [{"model": f"m{i}", "id": str(i), "inputs": {"a": 1}, "prediction": 1} for i in range(10)]
+    items.insert(4, {"model": "m0", "id": "again", "inputs": {"a": 2}, "prediction": 0})  # admitted already: passes
+    items.insert(1, {"model": "bad", "id": "x" * 300, "label": 1})  # refused for its id: takes no place
+    items += [{**_base(i), "model": "fraud"} for i in range(8)]  # a known model's complete records: columnar
+    valid = _registering(5, known).validate_items(items, NOW, features=lambda m: KINDS if m == "fraud" else None)
+    assert sorted({r.model for r in valid.records}) == ["m0", "m1", "m2"] and len(valid.records) == 4
+    assert [len(c) for c in valid.columns] == [8]
+    limit = [r for r in valid.rejections if r.reason == Reason.UNKNOWN_MODEL]
+    assert [r.model for r in limit] == [f"m{i}" for i in range(3, 10)]
+    assert limit[0].to_dict() == {
+        "index": 4, "path": "model", "reason": Reason.UNKNOWN_MODEL,
+        "message": "model 'm3' is not configured and the limit of 5 models is reached (limits.max_models)",
+    }  # fmt: skip
+    assert [r.reason for r in valid.rejections if r.model == "bad"] == [Reason.TOO_LONG]
+    # Calls on their own each count against the known models only (the pipeline registers between calls).
+    validator = _registering(5, known)
+    assert all(isinstance(validator.validate(items[k], 0, NOW), Record) for k in (7, 8, 9, 10))
+
+
+def test_ten_thousand_new_models_in_one_request_register_max_models() -> None:
+    known: dict = {}
+    items = [{"model": f"model-{i}", "id": "1", "inputs": {"a": 1}, "prediction": 1} for i in range(10_000)]
+    valid = _registering(100, known).validate_items(items, NOW)
+    assert len(valid.records) == 100 and len({r.model for r in valid.records}) == 100
+    assert len(valid.rejections) == 9_900 and {r.reason for r in valid.rejections} == {Reason.UNKNOWN_MODEL}
+
+
+def test_the_reserved_model_name() -> None:
+    from monitor.metrics import UNKNOWN_MODEL
+    from monitor.records import RESERVED_MODEL_NAME
+    from monitor.settings import ConfigError, settings_from_mapping
+
+    assert RESERVED_MODEL_NAME == UNKNOWN_MODEL == "_unknown"
+    rejection = _registering(100, {}).validate({"model": "_unknown", "id": "a", "label": 1}, 0, NOW)
+    assert isinstance(rejection, Rejection) and (rejection.path, rejection.reason) == ("model", Reason.INVALID_VALUE)
+    with pytest.raises(ConfigError) as error:
+        settings_from_mapping({"models": {"fraud": {}, "_unknown": {}}})
+    assert error.value.problems == ["models: '_unknown' is reserved: the metric label of unknown models' traffic"]
