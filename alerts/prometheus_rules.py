@@ -235,7 +235,8 @@ def _ingestion_alerts() -> list[Alert]:
             "Dead letters are being dropped ({{ $labels.cause }})",
             f'About {{{{ $value | printf "%.0f" }}}} dead letters were dropped over the last {DEAD_LETTERS_RANGE} '
             "(cause {{ $labels.cause }}: row_limit = the table is at storage.dead_letter_max_rows, "
-            "store_error = the store failed). The rejected items they held are gone.",
+            "byte_limit = at storage.dead_letter_max_bytes, store_error = the store failed). "
+            "The rejected items they held are gone.",
         ),
     ]
 

@@ -245,18 +245,21 @@ class Batch:
         A feature missing from ``inputs`` is null. ``default_timestamp`` (epoch s)
         replaces missing timestamps; without it a missing timestamp is an error.
         """
-        inputs_rows = [r.get("inputs") or {} for r in rows]
         names = list(schema.features)
         cols: list[Sequence[Any]]
         try:
-            # one C-level itemgetter per row, transposed by zip, is cheaper than a
-            # dict.get comprehension per feature; rows lacking a key fall back.
-            if len(names) > 1 and inputs_rows:
-                cols = list(zip(*map(operator.itemgetter(*names), inputs_rows), strict=True))
-            else:
-                raise KeyError
-        except KeyError:
-            cols = [[d.get(name) for d in inputs_rows] for name in names]
+            inputs_rows = [r.get("inputs") or {} for r in rows]
+            try:
+                # one C-level itemgetter per row, transposed by zip, is cheaper than a
+                # dict.get comprehension per feature; rows lacking a key fall back.
+                if len(names) > 1 and inputs_rows:
+                    cols = list(zip(*map(operator.itemgetter(*names), inputs_rows), strict=True))
+                else:
+                    raise KeyError
+            except KeyError:
+                cols = [[d.get(name) for d in inputs_rows] for name in names]
+        except (AttributeError, TypeError):  # a record or its inputs not a mapping: say which
+            raise ValueError(_bad_record(rows)) from None
         inputs: dict[str, np.ndarray] = {}
         status: dict[str, np.ndarray] = {}
         for (name, kind), vals in zip(schema.features.items(), cols, strict=True):
@@ -414,9 +417,25 @@ class Batch:
         return cls(timestamps=ts, inputs=inputs, prediction=prediction, latency_ms=latency, status=status)
 
 
+def _bad_record(rows: Sequence[Any]) -> str:
+    """Why :meth:`Batch.from_records` cannot read ``rows``: the first record that is not a
+    mapping or whose ``inputs`` is not one (only looked for once reading failed)."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            return f"record {i} is not a mapping of fields, got {type(row).__name__}"
+        inputs = row.get("inputs")
+        if inputs and not isinstance(inputs, Mapping):
+            return f"record {i}: inputs must be a mapping of feature values, got {type(inputs).__name__}"
+    return "records must be mappings with a mapping of feature values under inputs"
+
+
 def _frame_list(col: pd.Series) -> list[Any]:
     """A pandas column as a list of raw Python values; NaN, pd.NA and NaT become None (null)."""
-    return [None if (v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)) else v for v in col.tolist()]
+    try:
+        values = col.tolist()
+    except Exception as exc:  # e.g. invalid UTF-8 in an Arrow-backed string column of a file
+        raise ValueError(f"column {col.name!r}: cannot read its values: {exc}") from None
+    return [None if (v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)) else v for v in values]
 
 
 def _frame_values(col: pd.Series) -> np.ndarray | list[Any]:
@@ -425,5 +444,8 @@ def _frame_values(col: pd.Series) -> np.ndarray | list[Any]:
         return col.to_numpy()
     if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
         # nullable extension dtypes (Int64, Float64, boolean): pd.NA -> NaN (null)
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        except Exception as exc:  # e.g. Arrow decimals or huge integers that float64 cannot take
+            raise ValueError(f"column {col.name!r}: cannot read its values as numbers: {exc}") from None
     return _frame_list(col)

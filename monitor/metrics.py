@@ -67,11 +67,12 @@ class Metrics:
         )
         self.dead_letters_dropped = Counter(
             "monitor_dead_letters_dropped_total",
-            "Dead letters deleted to keep the dead-letter table within its row limit, or lost to a store error.",
+            "Dead letters deleted to keep the dead-letter table within its row limit (row_limit) or byte limit "
+            "(byte_limit), or lost to a store error (store_error).",
             ["cause"],
             registry=r,
         )
-        for cause in ("row_limit", "store_error"):
+        for cause in ("row_limit", "byte_limit", "store_error"):
             # Present from the start at 0, so rate()/increase() see the first drop.
             self.dead_letters_dropped.labels(cause)
 
@@ -214,8 +215,9 @@ class Metrics:
         )
         self.latency = Gauge(
             "monitor_model_latency_seconds",
-            "Model latency quantiles in the latest window (from a sketch, 1% relative error).",
-            ["model", "quantile"],
+            "Model latency quantiles in the latest window, q = 0.5, 0.95, 0.99 (from a sketch, 1% relative error).",
+            # Not "quantile": Prometheus keeps that label for summaries (promtool check metrics).
+            ["model", "q"],
             registry=r,
         )
         self.latency_slo_breach = Gauge(
@@ -307,6 +309,20 @@ class Metrics:
             "HTTP request handling time, by route template and status code.",
             ["route", "status"],
             buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.requests_refused = Counter(
+            "monitor_http_requests_refused_total",
+            "Requests refused before they were read whole: request_timeout (not received within "
+            "server.request_timeout_seconds), body_budget (limits.max_inflight_body_bytes reached).",
+            ["cause"],
+            registry=r,
+        )
+        for cause in ("request_timeout", "body_budget"):
+            self.requests_refused.labels(cause)
+        self.inflight_body_bytes = Gauge(
+            "monitor_http_inflight_body_bytes",
+            "Bytes of ingestion request bodies being received now (bounded by limits.max_inflight_body_bytes).",
             registry=r,
         )
 

@@ -159,12 +159,12 @@ def _read_table(data: bytes, fmt: str) -> pd.DataFrame | list[dict[str, Any]]:
     try:
         return pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # pandas and pyarrow raise a zoo of types on broken input; all mean "bad file"
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ReferenceDataError(f"cannot read the reference as {fmt.upper()}: {message}") from None
+        raise ReferenceDataError(f"cannot read the reference as {fmt.upper()}: {_first_line(exc)}") from None
 
 
 def _read_jsonl(data: bytes) -> pd.DataFrame | list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    numbers: list[int] = []  # each row's line in the file (blank lines are skipped)
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
@@ -175,9 +175,38 @@ def _read_jsonl(data: bytes) -> pd.DataFrame | list[dict[str, Any]]:
         if not isinstance(row, dict):
             raise ReferenceDataError(f"line {number} is not a JSON object")
         rows.append(row)
+        numbers.append(number)
     if rows and isinstance(rows[0].get("inputs"), dict):
-        return rows  # records as ingested: features under "inputs", then "prediction", "latency_ms"
-    return pd.DataFrame(rows)
+        # Records as ingested: features under "inputs", then "prediction", "latency_ms".
+        for row, number in zip(rows, numbers, strict=True):
+            inputs = row.get("inputs")
+            if inputs is not None and not isinstance(inputs, dict):
+                raise ReferenceDataError(
+                    f"line {number}: inputs must be a JSON object of feature values, got {_json_type(inputs)}"
+                )
+        return rows
+    try:
+        return pd.DataFrame(rows)
+    except Exception as exc:  # pandas refuses some mixes of values; the message says which
+        raise ReferenceDataError(f"cannot read the JSONL rows as a table: {_first_line(exc)}") from None
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _needed(schema: Schema) -> list[str]:

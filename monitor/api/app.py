@@ -20,9 +20,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 
-from monitor.api import alerts, dead_letters, health, ingest, models, webhooks
+from monitor.api import alerts, dead_letters, docs, health, http_protocol, ingest, models, webhooks
 from monitor.api.auth import TokenChecker
 from monitor.api.availability import STORE_UNAVAILABLE_RESPONSE, add_store_error_handlers
+from monitor.api.body import BodyBudget
 from monitor.api.responses import JSONResponse
 from monitor.api.service import Service
 from monitor.api.timing import RequestTimer
@@ -53,6 +54,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         description="Drift, data-quality, latency and performance monitoring for production ML models.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # Served by monitor.api.docs, behind the auth (FastAPI's own would answer anyone).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.state.settings = settings
@@ -61,6 +66,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.state.retry_buffers = service.retry_buffers
     app.state.pipeline = service.pipeline
     app.state.tokens = TokenChecker(settings.auth)
+    budget = app.state.body_budget = BodyBudget(
+        settings.limits.max_inflight_body_bytes, metrics.requests_refused.labels("body_budget").inc
+    )
+    metrics.inflight_body_bytes.set_function(lambda: budget.used)
     app.add_middleware(RequestTimer, metrics=metrics)
     app.include_router(ingest.router, responses=STORE_UNAVAILABLE_RESPONSE)
     app.include_router(models.router)
@@ -68,6 +77,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(dead_letters.router)
+    app.include_router(docs.router)
     add_store_error_handlers(app)
 
     @app.exception_handler(RequestValidationError)
@@ -84,6 +94,9 @@ def app_from_environment() -> FastAPI:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set: start the service with `monitor serve --config FILE`")
-    app = create_app(load_settings(path))
+    settings = load_settings(path)
+    app = create_app(settings)
+    refused = app.state.metrics.requests_refused.labels("request_timeout")
+    http_protocol.configure(settings.server.request_timeout_seconds, refused.inc)
     tune_garbage_collector()
     return app

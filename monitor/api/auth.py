@@ -2,8 +2,10 @@
 
 With no tokens configured every endpoint is open (a sidecar on loopback). With tokens,
 every route needs ``Authorization: Bearer <token>`` except ``auth.open_paths``
-(``/healthz``, ``/readyz``, ``/metrics`` by default): 401 when the header is missing or
-the token unknown, 403 when the token lacks the route's scope. Tokens are compared with
+(``/healthz``, ``/readyz``, ``/metrics`` by default), and ``auth.loopback_paths`` for clients
+on the loopback interface (the TCP peer's address: uvicorn takes X-Forwarded-For only from
+loopback peers): 401 when the header is missing or the token unknown, 403 when the token
+lacks the route's scope. Tokens are compared with
 ``hmac.compare_digest`` against every configured token, so the time taken does not say
 which token (or how much of one) matched.
 """
@@ -11,6 +13,7 @@ which token (or how much of one) matched.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request
@@ -26,6 +29,7 @@ class TokenChecker:
     def __init__(self, config: AuthConfig):
         self.enabled = bool(config.tokens)
         self.open_paths = frozenset(config.open_paths)
+        self.loopback_paths = frozenset(config.loopback_paths)
         self._tokens = [(token.secret().encode(), frozenset(token.scopes)) for token in config.tokens]
 
     def scopes_for(self, header: str | None) -> frozenset[str] | None:
@@ -41,7 +45,10 @@ class TokenChecker:
         return found
 
     def check(self, request: Request, scope: str) -> None:
-        if not self.enabled or request.url.path in self.open_paths:
+        path = request.url.path
+        if not self.enabled or path in self.open_paths:
+            return
+        if path in self.loopback_paths and request.client is not None and _is_loopback(request.client.host):
             return
         scopes = self.scopes_for(request.headers.get("authorization"))
         if scopes is None:
@@ -54,6 +61,13 @@ class TokenChecker:
             raise HTTPException(
                 403, f"this token may not {scope}: its scopes are {', '.join(sorted(scopes)) or 'none'}"
             )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # not an address (a Unix socket, a test client's name)
+        return False
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[None]]:

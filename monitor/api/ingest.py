@@ -24,12 +24,12 @@ from monitor.api.body import JSON_TYPES, NDJSON_TYPES, media_type, read_body
 from monitor.api.responses import JSONResponse
 from monitor.pipeline import IngestResult
 from monitor.records import Rejection
+from monitor.store.dead_letters import kept_headers
 
 router = APIRouter(tags=["ingest"])
 # The token first, then the store: a caller without a valid token learns nothing, not even
 # that the store is down (503 + Retry-After while it is: monitor.api.availability).
 INGEST_DEPENDENCIES = [Depends(require("ingest")), Depends(require_store)]
-SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 RECORD_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -109,7 +109,7 @@ async def post_records(request: Request) -> JSONResponse:
         raise HTTPException(
             415, f"content type {kind or '(none)'!r} is not accepted; send application/json or application/x-ndjson"
         )
-    body = await read_body(request, limits.max_body_bytes)
+    body = await read_body(request, limits.max_body_bytes, state.body_budget)
     rejections: list[Rejection] = []
     indices: list[int] | None = None
     try:
@@ -149,9 +149,10 @@ async def post_cloudevents(request: Request) -> JSONResponse:
     (``application/cloudevents+json``) and batched mode (``application/cloudevents-batch+json``).
     A request event and its response event (same ``ce-id``) join into one record."""
     state = request.app.state
-    body = await read_body(request, state.settings.limits.max_body_bytes)
-    # Dead letters keep the ce-* headers for inspection, never credentials.
-    headers = {k: v for k, v in request.headers.items() if k not in SECRET_HEADERS}
+    body = await read_body(request, state.settings.limits.max_body_bytes, state.body_budget)
+    # The parser needs the ce-* attributes and content-type; dead letters keep these and a few
+    # other allow-listed headers for inspection, never credentials (monitor.store.dead_letters).
+    headers = kept_headers(request.headers)
     try:
         records, rejections = cloudevents.parse_http(
             headers,

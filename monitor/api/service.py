@@ -2,9 +2,10 @@
 
 :class:`Service` wires the store, the metrics and the pipeline with its result sinks (the
 store, the metrics, the alert engine) and its dead-letter sink, each write going through
-a retry buffer while the database is unreachable. :meth:`Service.start` and
-:meth:`Service.stop` run in the app's lifespan: the Kafka collector, the webhook
-dispatcher and the housekeeping loop. ``monitor consume`` runs the same lifespan
+a retry buffer while the database is unreachable, and handed to a writer thread when an
+ingestion route makes it (the event loop never waits for the database).
+:meth:`Service.start` and :meth:`Service.stop` run in the app's lifespan: the Kafka
+collector, the webhook dispatcher and the housekeeping loop. ``monitor consume`` runs the same lifespan
 without serving HTTP.
 """
 
@@ -26,10 +27,10 @@ from monitor.result_gauges import MetricsSink
 from monitor.settings import Settings
 from monitor.store.alert_persister import AlertPersister
 from monitor.store.database import Store
-from monitor.store.dead_letters import DeadLetter, dead_letter_sink
+from monitor.store.dead_letters import DeadLetterWriter, dead_letter_sink
 from monitor.store.engine import is_transient
 from monitor.store.result_sink import StoreSink
-from monitor.store.retry_buffer import RetryBuffer
+from monitor.store.retry_buffer import BackgroundWriter, RetryBuffer
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +59,35 @@ class Service:
         self.metrics = metrics
         self.store = store
         store_metrics = StoreMetrics(metrics.registry, store)
-        size = settings.storage.retry_buffer_size
-        dead_letter_buffer: RetryBuffer[DeadLetter] = RetryBuffer(
-            "dead_letters", store.add_dead_letters, store, store_metrics, max_items=size,
+        storage = settings.storage
+        size = storage.retry_buffer_size
+        # What an ingestion route would write (dead letters; results and alert transitions of
+        # windows closed by the request) goes to this thread: the event loop never waits for
+        # the database (monitor.store.retry_buffer).
+        self.writer = BackgroundWriter()
+        metrics.dead_letters_dropped.labels("byte_limit")  # at 0 from the start, like the other causes
+        self.dead_letter_writer = DeadLetterWriter(
+            store, storage.dead_letter_max_rows, storage.dead_letter_max_bytes,
+            lambda cause, n: metrics.dead_letters_dropped.labels(cause).inc(n),
+        )  # fmt: skip
+        self.dead_letter_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer(
+            "dead_letters", self.dead_letter_writer.write, store, store_metrics, max_items=size,
             on_drop=metrics.dead_letters_dropped.labels("store_error").inc,
+            max_bytes=storage.dead_letter_buffer_max_bytes, size=_stored_bytes, writer=self.writer,
         )  # fmt: skip
         results_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer(
-            "results", store.add_results, store, store_metrics, max_items=size
+            "results", store.add_results, store, store_metrics, max_items=size, writer=self.writer
         )
         persist_alerts = AlertPersister(store, settings, metrics, store_metrics)
         assert persist_alerts.buffer is not None  # made from store_metrics
-        self.retry_buffers: tuple[RetryBuffer[Any], ...] = (dead_letter_buffer, results_buffer, persist_alerts.buffer)
+        persist_alerts.buffer.writer = self.writer
+        self.retry_buffers: tuple[RetryBuffer[Any], ...] = (
+            self.dead_letter_buffer, results_buffer, persist_alerts.buffer,
+        )  # fmt: skip
         self.pipeline = Pipeline(
             settings,
             metrics,
-            dead_letters=dead_letter_sink(dead_letter_buffer, metrics),
+            dead_letters=dead_letter_sink(self.dead_letter_buffer, metrics, storage.dead_letter_max_item_bytes),
             sinks=[
                 StoreSink(store, results_buffer),
                 MetricsSink(metrics),
@@ -87,7 +102,7 @@ class Service:
     async def start(self) -> None:
         settings, store = self.settings, self.store
         for name, config in settings.models.items():
-            store.upsert_model(name, config.model_dump(), "config")
+            await asyncio.to_thread(store.upsert_model, name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, self.pipeline, store)
         if settings.kafka.topics:
             self.kafka = KafkaCollector(settings.kafka, self.pipeline, store, self.metrics)
@@ -111,6 +126,7 @@ class Service:
         pipeline = self.pipeline
         pipeline.drain()
         await asyncio.to_thread(pipeline.close)  # windows already closed are evaluated and stored
+        await asyncio.to_thread(self.writer.stop)  # what it was asked to write; the rest just below
         await self.flush_waiting_writes()
         waiting = {buffer.kind: buffer.pending for buffer in self.retry_buffers if buffer.pending}
         counts = pipeline.take_count_deltas()  # flush_counts put them back: not written
@@ -139,13 +155,14 @@ class Service:
                 if not await asyncio.to_thread(self.store.ping):
                     continue  # counts stay in the pipeline, other writes in the retry buffers
                 await self.flush_waiting_writes()
-                dropped = await asyncio.to_thread(
-                    self.store.trim_dead_letters, self.settings.storage.dead_letter_max_rows
-                )
-                if dropped:
-                    self.metrics.dead_letters_dropped.labels("row_limit").inc(dropped)
+                await asyncio.to_thread(self.dead_letter_writer.trim)
             except Exception as exc:  # keep the loop alive whatever one round hit
                 if is_transient(exc):
                     log.warning("housekeeping round: the store is unreachable: %s", exc)
                 else:
                     log.exception("housekeeping round failed")
+
+
+def _stored_bytes(row: dict[str, Any]) -> int:
+    """A dead-letter row's size, for the retry buffer's byte bound."""
+    return int(row["stored_bytes"])

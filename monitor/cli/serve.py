@@ -8,6 +8,7 @@ import logging.config
 import os
 import sys
 
+from monitor.api.http_protocol import DeadlineH11Protocol
 from monitor.cli.config import load_or_exit, redact
 from monitor.logs import log_config
 
@@ -64,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=workers,
         log_config=logging_config,
         timeout_graceful_shutdown=30,
+        # h11 with a deadline on receiving each request (uvicorn has none of its own).
+        http=DeadlineH11Protocol,
+        timeout_keep_alive=server.keep_alive_seconds,  # type: ignore[arg-type]  # typed int; a float works
     )
     return 0
 

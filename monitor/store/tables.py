@@ -71,10 +71,18 @@ dead_letters = sa.Table(
     sa.Column("path", sa.Text(), nullable=False),
     sa.Column("reason", sa.String(REASON_LENGTH), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),
-    # Always JSON text (decoded bytes become a JSON string), so reading it back is one json.loads.
+    # Always JSON text (decoded bytes become a JSON string), so reading it back is one json.loads;
+    # cut to storage.dead_letter_max_item_bytes (then no longer valid JSON: raw_truncated says so).
     sa.Column("raw", sa.Text(), nullable=False),
-    sa.Column("raw_bytes", sa.LargeBinary(), nullable=True),
+    sa.Column("raw_bytes", sa.LargeBinary(), nullable=True),  # cut likewise
     sa.Column("headers", sa.JSON(none_as_null=True), nullable=True),
+    # Migration 0007: the sizes before truncation (raw: its JSON text in UTF-8), whether each
+    # was cut, and what the row stores in all, which the byte limit of the table counts.
+    sa.Column("raw_size", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    sa.Column("raw_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("raw_bytes_size", sa.BigInteger(), nullable=True),
+    sa.Column("raw_bytes_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("stored_bytes", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     sa.PrimaryKeyConstraint("id", name="pk_dead_letters"),
     sa.Index("ix_dead_letters_received_at", "received_at"),
     sa.Index("ix_dead_letters_model_reason", "model", "reason"),

@@ -19,10 +19,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from support import client, metric, wait_for
 
+from monitor.api.app import create_app
 from monitor.cli import build_parser
 from monitor.cli import main as monitor_main
 from monitor.cli.serve import cmd_serve
@@ -199,17 +203,21 @@ def test_kserve_v1_events_of_the_inference_service_are_accepted_and_joined(
     assert list(monitor_config()["models"]) == [name]  # KServe's events carry this name
     path = urlsplit(predictor()["logger"]["url"]).path
 
-    def event(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def event(http: TestClient, kind: str, body: dict[str, Any]) -> httpx.Response:
         headers = {
             "ce-specversion": "1.0", "ce-id": "req-7", "ce-source": "http://localhost:9081/", "ce-type": kind,
             "ce-inferenceservicename": name, "content-type": "application/json",
         }  # fmt: skip
-        return http.post(path, headers=headers, json=body).json()
+        return http.post(path, headers=headers, json=body)
 
-    with client(service_settings(tmp_path, monkeypatch)) as (http, registry):
+    registry = CollectorRegistry()
+    app = create_app(service_settings(tmp_path, monkeypatch), registry=registry)
+    # The logger posts from inside the pod; anything else reaching the pod's port needs a token.
+    with TestClient(app, client=("127.0.0.1", 40000)) as logger, TestClient(app, client=("10.1.2.3", 40000)) as other:
+        assert event(other, KSERVE_REQUEST, {"instances": [[6.8, 2.8, 4.8, 1.4]]}).status_code == 401
         # what KServe's sklearn server receives and answers for one iris row
-        assert event(KSERVE_REQUEST, {"instances": [[6.8, 2.8, 4.8, 1.4]]})["accepted"] == 1
-        assert event(KSERVE_RESPONSE, {"predictions": [1]})["accepted"] == 1
+        assert event(logger, KSERVE_REQUEST, {"instances": [[6.8, 2.8, 4.8, 1.4]]}).json()["accepted"] == 1
+        assert event(logger, KSERVE_RESPONSE, {"predictions": [1]}).json()["accepted"] == 1
         wait_for(lambda: metric(registry, "monitor_records_joined_total", model=name) == 1.0, 10, "the join")
         assert metric(registry, "monitor_records_accepted_total", model=name, source="cloudevents") == 2.0
         assert metric(registry, "monitor_records_rejected_total", model=name, source="cloudevents",

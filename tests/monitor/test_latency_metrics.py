@@ -51,8 +51,8 @@ def test_latency_quantiles_slo_and_gauges_without_a_reference_latency_column(tmp
     assert row["statistic"] == estimates["0.99"]
     for quantile, exact in EXACT_MS.items():
         assert abs(estimates[quantile] - exact) <= RELATIVE_ERROR * exact, (quantile, estimates)
-        seconds = metric(registry, "monitor_model_latency_seconds", model="car_loan", quantile=quantile)
+        seconds = metric(registry, "monitor_model_latency_seconds", model="car_loan", q=quantile)
         assert seconds == estimates[quantile] / 1000.0
-        assert f'monitor_model_latency_seconds{{model="car_loan",quantile="{quantile}"}}' in metrics_text
+        assert f'monitor_model_latency_seconds{{model="car_loan",q="{quantile}"}}' in metrics_text
     assert metric(registry, "monitor_latency_slo_breach", model="car_loan") == 1.0
     assert 'monitor_latency_slo_breach{model="car_loan"} 1.0' in metrics_text

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from monitor.store.database import Store
-from monitor.store.dead_letters import DeadLetter
+from monitor.store.dead_letters import ROW_OVERHEAD_BYTES, DeadLetter, dead_letter_row
 from monitor.store.engine import StoreError, make_engine
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
 from monitor.store.tables import COUNT_COLUMNS, metadata
 
-HEAD = "0006_kafka_checkpoints"
+HEAD = "0007_dead_letter_sizes"
+# The dead_letters columns before 0007: what older code wrote and read.
+OLD_DEAD_LETTER_COLUMNS = (
+    "id", "received_at", "source", "model", "item_index", "path", "reason", "message", "raw", "raw_bytes", "headers",
+)  # fmt: skip
+SIZE_COLUMNS = ("raw_size", "raw_truncated", "raw_bytes_size", "raw_bytes_truncated", "stored_bytes")
 ALL_TABLES = [
     "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "kafka_offsets",
     "model_checkpoints", "models", "record_counts", "references", "results", "webhook_deliveries",
@@ -34,7 +41,34 @@ def tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_head_is_the_kafka_checkpoints_revision() -> None:
+def add_old_dead_letters(url: str, letters: list[DeadLetter]) -> None:
+    """Insert dead letters as code before 0007 did (no size columns)."""
+    typed = {"raw_bytes": sa.LargeBinary(), "headers": sa.JSON(none_as_null=True)}
+    table = sa.table("dead_letters", *(sa.column(name, typed.get(name)) for name in OLD_DEAD_LETTER_COLUMNS[1:]))
+    # Uncut: code before 0007 kept items whole.
+    rows = [{k: v for k, v in dead_letter_row(letter, 2**40).items() if k not in SIZE_COLUMNS} for letter in letters]
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), rows)
+    finally:
+        engine.dispose()
+
+
+def old_dead_letters(url: str) -> list[dict[str, Any]]:
+    """The dead letters as code before 0007 read them, oldest first."""
+    engine = make_engine(url)
+    columns = ", ".join(OLD_DEAD_LETTER_COLUMNS)
+    try:
+        with engine.connect() as conn:
+            return [
+                dict(row) for row in conn.execute(sa.text(f"SELECT {columns} FROM dead_letters ORDER BY id")).mappings()
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_head_is_the_dead_letter_sizes_revision() -> None:
     assert head_revision() == HEAD
 
 
@@ -63,27 +97,29 @@ def test_upgrade_from_the_previous_revision_keeps_rows(store_url: str) -> None:
     with Store(store_url, migrate=False) as old:
         old.upsert_model("fraud", {"features": {"amount": {"type": "numeric"}}}, "config")
         old.upsert_model("churn", {}, "registered")
-        old.add_dead_letters(
-            [
-                DeadLetter(1.0 + i, "http", "fraud", i, "inputs.amount", "wrong_type", "must be a number", {"i": i})
-                for i in range(3)
-            ]
-            + [
-                DeadLetter(
-                    9.0, "kafka", None, 0, "", "invalid_json", "not JSON", None, raw_bytes=b"\xff", headers={"k": "v"}
-                )
-            ]
-        )
-        models_before, letters_before = old.models(), old.dead_letters()
+        models_before = old.models()
+    add_old_dead_letters(
+        store_url,
+        [
+            DeadLetter(1.0 + i, "http", "fraud", i, "inputs.amount", "wrong_type", "must be a number", {"i": i})
+            for i in range(3)
+        ]
+        + [
+            DeadLetter(
+                9.0, "kafka", None, 0, "", "invalid_json", "not JSON", None, raw_bytes=b"\xff", headers={"ce_id": "v"}
+            )
+        ],
+    )
+    letters_before = old_dead_letters(store_url)
 
     upgrade(store_url)
 
     assert current_revision(store_url) == HEAD
     assert tables(store_url) == ALL_TABLES
+    assert old_dead_letters(store_url) == letters_before
     with Store(store_url, migrate=False) as new:
         assert new.models() == models_before
-        assert new.dead_letters() == letters_before
-        assert [row["item_index"] for row in letters_before] == [0, 2, 1, 0]
+        assert [row["item_index"] for row in new.dead_letters()] == [0, 2, 1, 0]
         assert new.counts() == {}
         new.add_counts({("fraud", "http"): {"received": 3}})
         assert new.counts() == {("fraud", "http"): {**dict.fromkeys(COUNT_COLUMNS, 0), "received": 3}}
@@ -128,18 +164,20 @@ def test_upgrade_from_0002_keeps_rows_and_adds_references_and_results(store_url:
     assert tables(store_url) == ["alembic_version", "dead_letters", "models", "record_counts"]
     with Store(store_url, migrate=False) as old:
         old.upsert_model("fraud", {"features": {"amount": {"type": "numeric"}}}, "config")
-        old.add_dead_letters(
-            [DeadLetter(5.0, "http", "fraud", 0, "inputs", "wrong_type", "must be a number", {"a": 1})]
-        )
         old.add_counts({("fraud", "http"): {"received": 7, "accepted": 6, "rejected": 1}})
-        before = (old.models(), old.dead_letters(), old.counts())
+        before = (old.models(), old.counts())
+    add_old_dead_letters(
+        store_url, [DeadLetter(5.0, "http", "fraud", 0, "inputs", "wrong_type", "must be a number", {"a": 1})]
+    )
+    letters_before = old_dead_letters(store_url)
 
     upgrade(store_url)
 
     assert current_revision(store_url) == HEAD
     assert tables(store_url) == ALL_TABLES
+    assert old_dead_letters(store_url) == letters_before
     with Store(store_url, migrate=False) as new:
-        assert (new.models(), new.dead_letters(), new.counts()) == before
+        assert (new.models(), new.counts()) == before
         assert new.references("fraud") == [] and new.results("fraud") == []
         assert (
             new.save_reference("fraud", b"profile", content_hash="ab" * 32, source="file", summary={"rows": 1}) == "1"
@@ -216,3 +254,35 @@ def test_downgrade_to_0004_drops_the_outbox_and_checkpoints_only(store_url: str)
     upgrade(store_url)
     with Store(store_url, migrate=False) as store:
         assert store.webhook_deliveries() == []
+
+
+def test_upgrade_to_0007_measures_the_dead_letters_already_stored(store_url: str) -> None:
+    """Rows from before 0007 get their sizes (so the byte limit counts them) and stay as they
+    were; a downgrade drops the size columns and keeps the rows."""
+    upgrade(store_url, "0006_kafka_checkpoints")
+    huge = "\u00e9" * 300_000  # 600,000 bytes in UTF-8: such rows are why 0007 exists
+    letters = [
+        DeadLetter(1.0, "http", "fraud", 0, "inputs.amount", "wrong_type", "must be a number", {"note": huge}),
+        DeadLetter(
+            2.0, "kafka", None, 3, "", "invalid_json", "not JSON", None, raw_bytes=b"\xff{", headers={"ce_id": "7"}
+        ),
+    ]
+    add_old_dead_letters(store_url, letters)
+    before = old_dead_letters(store_url)
+
+    upgrade(store_url)
+
+    with Store(store_url, migrate=False) as new:
+        first, second = reversed(new.dead_letters())
+        text = orjson.dumps({"note": huge})
+        assert (first["raw"], first["raw_size"], first["raw_truncated"]) == ({"note": huge}, len(text), False)
+        path_message = len(b"inputs.amount") + len(b"must be a number")
+        assert first["stored_bytes"] == len(text) + path_message + ROW_OVERHEAD_BYTES
+        assert (second["raw_bytes"], second["raw_bytes_size"], second["raw_bytes_truncated"]) == (b"\xff{", 2, False)
+        headers = len(orjson.dumps(second["headers"])) if store_url.startswith("sqlite") else None
+        if headers is not None:  # PostgreSQL's JSON text spaces differently: measured by the database itself
+            assert second["stored_bytes"] == len('"\ufffd{"'.encode()) + 2 + headers + len(b"not JSON") + 200
+        assert new.trim_dead_letter_bytes(1000) == 1  # the huge old row counts and goes
+        assert [row["item_index"] for row in new.dead_letters()] == [3]
+    downgrade(store_url, "0006_kafka_checkpoints")
+    assert old_dead_letters(store_url) == before[1:]

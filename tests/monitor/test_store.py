@@ -7,13 +7,14 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
 from monitor.settings import StorageConfig
 from monitor.store import tables as t
 from monitor.store.database import Store
-from monitor.store.dead_letters import DeadLetter
+from monitor.store.dead_letters import DeadLetter, DeadLetterWriter, dead_letter_row
 from monitor.store.engine import StoreError, StoreUnavailable, is_transient
 from monitor.store.migrate import current_revision, head_revision
 from monitor.store.tables import COUNT_COLUMNS
@@ -44,7 +45,7 @@ def test_dead_letters_round_trip_every_field(store: Store) -> None:
         [
             letter(0, headers={"ce-type": "prediction", "ce-id": "42"}),
             letter(1, source="kafka", model=None, path="", reason="invalid_json", message="not JSON",
-                   raw=None, raw_bytes=b"\xff\xfe{oops", headers={"key": b"k\xff"}),
+                   raw=None, raw_bytes=b"\xff\xfe{oops", headers={"ce_id": b"k\xff", "x-api-key": b"s3cret"}),
             letter(2, source="file", raw=b'{"half": '),
             letter(3, raw="just a string", path="inputs.\x00weird", message="caf\u00e9 \ud800"),
         ]
@@ -55,13 +56,16 @@ def test_dead_letters_round_trip_every_field(store: Store) -> None:
         "id": newest["id"], "received_at": T0 + 3, "source": "http", "model": "fraud", "item_index": 3,
         "path": "inputs.\ufffdweird", "reason": "wrong_type", "message": "caf\u00e9 ?",
         "raw": "just a string", "raw_bytes": None, "headers": None,
+        "raw_size": len('"just a string"'), "raw_truncated": False, "raw_bytes_size": None, "raw_bytes_truncated": False,
+        "stored_bytes": len('"just a string"') + len("inputs.\ufffdweird".encode()) + len("caf\u00e9 ?".encode()) + 200,
     }  # fmt: skip
     # Bytes given as raw: kept as bytes and shown decoded.
     assert (json_bytes["raw"], json_bytes["raw_bytes"], json_bytes["source"]) == ('{"half": ', b'{"half": ', "file")
-    # Undecodable bytes: decoded with replacement characters, originals kept; bytes in headers decoded.
+    # Undecodable bytes: decoded with replacement characters, originals kept; bytes in headers
+    # decoded, and only allow-listed headers kept (never a credential).
     assert bad_bytes["raw"] == "\ufffd\ufffd{oops"
-    assert bad_bytes["raw_bytes"] == b"\xff\xfe{oops"
-    assert bad_bytes["headers"] == {"key": "k\ufffd"}
+    assert (bad_bytes["raw_bytes"], bad_bytes["raw_bytes_size"]) == (b"\xff\xfe{oops", 7)
+    assert bad_bytes["headers"] == {"ce_id": "k\ufffd"}
     assert (bad_bytes["model"], bad_bytes["path"], bad_bytes["reason"]) == (None, "", "invalid_json")
     assert item["raw"] == {"model": "fraud", "id": "0", "inputs": {"amount": [0]}}
     assert item["headers"] == {"ce-type": "prediction", "ce-id": "42"}
@@ -380,3 +384,93 @@ def test_connections_cut_by_the_server_are_replaced_and_a_cut_transaction_is_rer
             }
     finally:
         postgres_databases.drop(url)
+
+
+# -- dead letters: bounded in bytes ---------------------------------------------------
+
+
+def test_a_huge_item_is_cut_to_the_cap_and_flagged_with_its_size(store: Store) -> None:
+    cap = 4096
+    huge = {"model": "fraud", "extra": "\u00e9" * 1_000_000}  # 2,000,000 bytes of text; the cut splits a character
+    raw_text = orjson.dumps(huge)
+    payload = bytes(range(256)) * 100  # 25,600 raw bytes
+    many = {f"ce-x{i}": "v" * 5000 for i in range(50)} | {"x-api-key": "k", "authorization": "Bearer t"}
+    store.add_dead_letters(
+        [
+            letter(0, raw=huge),
+            letter(1, source="kafka", raw=None, raw_bytes=payload, headers=many),
+            letter(2, raw={"small": 1}),
+        ],
+        max_item_bytes=cap,
+    )
+    small, cut_bytes, cut_raw = store.dead_letters()
+    assert (cut_raw["raw_truncated"], cut_raw["raw_size"]) == (True, len(raw_text))
+    kept = cut_raw["raw"].encode()
+    assert kept == raw_text[: len(kept)] and cap - 1 <= len(kept) <= cap  # a whole character less at most
+    assert cut_raw["stored_bytes"] == len(kept) + len(b"inputs.amount") + len(b"item 0: must be a number") + 200
+
+    assert (cut_bytes["raw_bytes"], cut_bytes["raw_bytes_size"]) == (payload[:cap], len(payload))
+    assert cut_bytes["raw_bytes_truncated"] and cut_bytes["raw_truncated"]  # raw is the decoded bytes, cut too
+    assert cut_bytes["raw_size"] == len(orjson.dumps(payload.decode("utf-8", errors="replace")))
+    # At most 32 headers, each value cut to 1024 characters; credentials are not on the allow-list.
+    assert list(cut_bytes["headers"]) == [f"ce-x{i}" for i in range(32)]
+    assert {len(value) for value in cut_bytes["headers"].values()} == {1024}
+    assert cut_bytes["stored_bytes"] < 2 * cap + 32 * (1024 + 16) + 400
+
+    assert (small["raw"], small["raw_truncated"], small["raw_size"]) == ({"small": 1}, False, len(b'{"small":1}'))
+
+
+def test_trim_by_bytes_keeps_the_newest_rows_within_the_limit(store: Store) -> None:
+    store.add_dead_letters([letter(i, raw={"pad": "x" * 1000}) for i in range(100)])
+    sizes = {row["item_index"]: row["stored_bytes"] for row in store.dead_letters(limit=1000)}
+    assert len(set(sizes.values())) <= 2  # item 10-99 one digit longer
+    assert store.trim_dead_letter_bytes(sum(sizes.values())) == 0
+    limit = sum(sizes[i] for i in range(70, 100))  # exactly the 30 newest
+    assert store.trim_dead_letter_bytes(limit) == 70
+    assert [row["item_index"] for row in store.dead_letters(limit=1000)] == list(range(99, 69, -1))
+    assert store.trim_dead_letter_bytes(limit - 1) == 1  # one byte less: the oldest of them goes
+    assert store.trim_dead_letter_bytes(0) == 29
+    assert store.count_dead_letters() == 0
+    with pytest.raises(ValueError, match="max_bytes must not be negative, got -1"):
+        store.trim_dead_letter_bytes(-1)
+
+
+def test_a_page_stops_at_its_byte_budget_and_says_whether_more_remain(store: Store) -> None:
+    store.add_dead_letters([letter(i, raw={"pad": "x" * 1000}) for i in range(20)])
+    size = store.dead_letters(limit=1)[0]["stored_bytes"]
+    seen: list[int] = []
+    before_id = None
+    pages = []
+    while True:
+        rows, more = store.dead_letter_page(None, None, 100, before_id, max_bytes=3 * size)
+        pages.append(len(rows))
+        seen += [row["item_index"] for row in rows]
+        if not more:
+            break
+        before_id = rows[-1]["id"]
+    assert pages == [3, 3, 3, 3, 3, 3, 2] and seen == list(range(19, -1, -1))
+    # The row limit still holds; a budget smaller than one row still returns one row.
+    rows, more = store.dead_letter_page(None, None, 2, None, max_bytes=10**9)
+    assert [row["item_index"] for row in rows] == [19, 18] and more
+    rows, more = store.dead_letter_page("fraud", "wrong_type", 100, None, max_bytes=1)
+    assert len(rows) == 1 and more
+    assert store.dead_letter_page("nobody", None, 100, None, max_bytes=10**9) == ([], False)
+
+
+def test_the_writer_keeps_the_table_within_both_limits_and_counts_what_went(store: Store) -> None:
+    dropped: list[tuple[str, int]] = []
+    rows = [dead_letter_row(letter(i, raw={"pad": "x" * 10_000})) for i in range(200)]
+    size = rows[-1]["stored_bytes"]  # items 100-199: one size
+    writer = DeadLetterWriter(store, max_rows=150, max_bytes=100 * size, dropped=lambda *d: dropped.append(d))
+    for start in range(0, 200, 5):  # 5 rows per write: it trims each time it wrote max_bytes / 8
+        writer.write(rows[start : start + 5])
+    assert store.count_dead_letters() <= 100 + 100 // 8 + 5
+    writer.trim()  # the housekeeping round
+    assert store.count_dead_letters() == 100
+    assert [row["item_index"] for row in store.dead_letters(limit=1)] == [199]
+    assert sum(n for cause, n in dropped if cause == "byte_limit") == 100
+    writer = DeadLetterWriter(store, max_rows=150, max_bytes=100 * size, dropped=lambda *d: dropped.append(d))
+    dropped.clear()
+    store.add_dead_letter_rows([dead_letter_row(letter(i)) for i in range(100)])  # small ones: the row limit bites
+    writer.trim()
+    assert dropped == [("row_limit", 50)] and store.count_dead_letters() == 150
