@@ -18,7 +18,7 @@ and measures, for each, with the same client:
     timestamp, 25 inputs, prediction, latency_ms; every id distinct) posted back to
     back over keep-alive ``http.client`` connections, after a warm-up; all bodies are
     encoded before the clock starts. 1,000 batches by default: the service's label
-    buffer (200,000 ids) is full for most of the run, its steady state. With 1 and with 2 client threads (one connection
+    buffer (its 48 MiB byte budget: ~120,000 of these predictions) is full for most of the run, its steady state. With 1 and with 2 client threads (one connection
     each); the better figure per server counts. The four runs go service, bare, bare,
     service so that a drift in machine load hits both servers alike.
 (b) single-record latency at a fixed rate (500 requests/s by default) for S seconds,

@@ -557,7 +557,11 @@ def detail() -> dict[str, Any]:
                     "incomplete, missing {{missing}}",
                     ref="A",
                 ),
-                target(f"rate(monitor_join_evicted_total{{{m}}}[$__rate_interval])", "evicted", ref="B"),
+                target(
+                    f"sum by (cause) (rate(monitor_join_evicted_total{{{m}}}[$__rate_interval]))",
+                    "evicted ({{cause}})",
+                    ref="B",
+                ),
                 target(f"rate(monitor_records_duplicate_total{{{m}}}[$__rate_interval])", "duplicates", ref="C"),
                 target(f"rate(monitor_records_joined_total{{{m}}}[$__rate_interval])", "joined", ref="D"),
             ],
@@ -574,8 +578,8 @@ def detail() -> dict[str, Any]:
                 target(f"rate(monitor_labels_joined_total{{{m}}}[$__rate_interval])", "labels joined", ref="A"),
                 target(f"rate(monitor_labels_unmatched_total{{{m}}}[$__rate_interval])", "labels unmatched", ref="B"),
                 target(
-                    f"rate(monitor_label_buffer_evicted_total{{{m}}}[$__rate_interval])",
-                    "predictions evicted unlabelled",
+                    f"sum by (cause) (rate(monitor_label_buffer_evicted_total{{{m}}}[$__rate_interval]))",
+                    "predictions evicted unlabelled ({{cause}})",
                     ref="C",
                 ),
             ],

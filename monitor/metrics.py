@@ -96,14 +96,19 @@ class Metrics:
             ["model", "missing"],
             registry=r,
         )
+        # cause: entries (limits.join_buffer_size), bytes (limits.join_buffer_bytes), oversize
+        # (one record over the whole byte budget: not buffered): they call for different fixes.
         self.join_evicted = Counter(
             "monitor_join_evicted_total",
-            "Partial records pushed out of the full join buffer before their time-to-live.",
-            ["model"],
+            "Partial records pushed out of the full join buffer before their time-to-live, or not buffered, by cause.",
+            ["model", "cause"],
             registry=r,
         )
         self.join_buffer_records = Gauge(
             "monitor_join_buffer_records", "Partial records waiting in the join buffer.", registry=r
+        )
+        self.join_buffer_bytes = Gauge(
+            "monitor_join_buffer_bytes", "Estimated bytes of the partial records in the join buffer.", registry=r
         )
         self.labels_joined = Counter(
             "monitor_labels_joined_total", "Labels matched with their prediction.", ["model"], registry=r
@@ -114,14 +119,18 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # cause: entries, bytes, oversize (as join_evicted) or ttl (limits.label_ttl_seconds).
         self.label_buffer_evicted = Counter(
             "monitor_label_buffer_evicted_total",
-            "Predictions dropped from the label buffer (capacity or time-to-live) before their label came.",
-            ["model"],
+            "Predictions dropped from the label buffer (or not taken) before their label came, by cause.",
+            ["model", "cause"],
             registry=r,
         )
         self.label_buffer_records = Gauge(
             "monitor_label_buffer_records", "Predictions waiting for their label.", registry=r
+        )
+        self.label_buffer_bytes = Gauge(
+            "monitor_label_buffer_bytes", "Estimated bytes of the predictions in the label buffer.", registry=r
         )
 
     def _detector_results(self, r: CollectorRegistry) -> None:

@@ -25,7 +25,7 @@ from monitor.metrics import UNKNOWN_MODEL, Metrics
 from monitor.model_snapshots import dump_model, load_model, reset_model, scoped_sinks
 from monitor.model_state import ModelState, ReferenceSaver
 from monitor.records import Record, Rejection
-from monitor.routing import PIPELINE_SOURCE, Routed, Router
+from monitor.routing import PIPELINE_SOURCE, Routed, Router, label_predictions
 from monitor.settings import ModelConfig, Settings
 from monitor.validation import Validator
 
@@ -94,8 +94,17 @@ class Pipeline:
         self._save_reference = save_reference
         self.evaluator = Evaluator(place=settings.server.evaluation)
         self._lock = threading.Lock()
-        self._joins = JoinBuffer(settings.limits.join_buffer_size, settings.limits.join_ttl_seconds)
-        self._labels = LabelBuffer(settings.limits.label_buffer_size, settings.limits.label_ttl_seconds)
+        limits = settings.limits
+        self._joins = JoinBuffer(limits.join_buffer_size, limits.join_ttl_seconds, limits.join_buffer_bytes)
+        self._labels = LabelBuffer(
+            limits.label_buffer_size,
+            limits.label_ttl_seconds,
+            limits.label_buffer_bytes,
+            keep=label_predictions(lambda model: state.schema if (state := self.models.get(model)) else None),
+        )
+        # Read when scraped: no cost per call (an int read; the buffers change under the lock).
+        metrics.join_buffer_bytes.set_function(lambda: self._joins.bytes)
+        metrics.label_buffer_bytes.set_function(lambda: self._labels.bytes)
         self.models: dict[str, ModelState] = {
             name: ModelState(name, config, self._sinks, save_reference, self.evaluator)
             for name, config in settings.models.items()
@@ -297,12 +306,8 @@ class Pipeline:
             self._labels.remove_model(model)  # the checkpoint's own, if any, replace them
             routed = Routed()
             partials, awaiting = load_model(self.models[model], data, scoped_sinks(self._sinks))
-            for old in self._joins.put_back(partials):
-                self.metrics.join_evicted.labels(old.model).inc()
-                self._delta(old.model, PIPELINE_SOURCE, "evicted")
-                self._router.release(old, routed)
-            for lost in self._labels.put_back(model, awaiting):
-                routed.labels_lost[lost[0]] += 1
+            self._router.evicted(self._joins.put_back(partials), routed)
+            self._router.lost(self._labels.put_back(model, awaiting), routed)
             self._deliver(routed)
 
     def release(self, model: str) -> None:
@@ -360,8 +365,8 @@ class Pipeline:
             self.models[model].observe_labels(pairs)
             m.labels_joined.labels(model).inc(len(pairs))
             self._delta(model, PIPELINE_SOURCE, "labels_joined", len(pairs))
-        for model, lost in routed.labels_lost.items():
-            m.label_buffer_evicted.labels(model).inc(lost)
+        for (model, cause), lost in routed.labels_lost.items():
+            m.label_buffer_evicted.labels(model, cause).inc(lost)
         for model, repeated in routed.duplicates.items():
             m.records_duplicate.labels(model).inc(repeated)
             self._delta(model, PIPELINE_SOURCE, "duplicates", repeated)

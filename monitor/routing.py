@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, cast
 
-from monitor.joins import JoinBuffer, LabelBuffer
+from detectors.columns import Batch
+from detectors.schema import Schema
+from monitor.joins import TTL, JoinBuffer, Keep, Key, LabelBuffer, Lost
 from monitor.metrics import Metrics
 from monitor.records import Record, RecordColumns, ValidatedItems
 
@@ -35,11 +37,50 @@ class Routed:
     complete: dict[str, list[Record | tuple[RecordColumns, Sequence[int] | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    # Predictions pushed out of the label buffer unlabelled, per model (counted once per call).
-    labels_lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Predictions that left the label buffer unlabelled (or were not taken), per (model,
+    # cause) (counted once per call).
+    labels_lost: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     incomplete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
     labels: dict[str, list[tuple[Any, Any, float]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def label_predictions(schema_of: Callable[[str], Schema | None]) -> Keep:
+    """What the label buffer keeps of predictions (its ``keep``): a class -> probability
+    mapping becomes what the model's performance windows read of it, the positive class's
+    score (binary) or the arg-max class (multiclass), encoded by the detectors' own code
+    (``Batch.from_columns`` on the model's prediction channel alone), so that encoding it
+    again when the label comes gives the same value (a float, a class name or None) and
+    the same performance results; other predictions are kept as they are. One mapping of
+    500 class names of 200 characters is ~155 KB (estimated); what a label needs of it,
+    one name of ~250 bytes. Cost: ~1 µs per mapping in a batch, ~8 µs for a single one."""
+    channels: dict[str, Schema] = {}  # model -> its schema without features: the prediction's part only
+
+    def keep(keys: Sequence[Key], predictions: Sequence[Any]) -> Sequence[Any]:
+        if not any(issubclass(kind, Mapping) for kind in set(map(type, predictions))):
+            return predictions  # the common case: one C-level pass
+        rows: dict[str, list[int]] = defaultdict(list)
+        for i, prediction in enumerate(predictions):
+            if isinstance(prediction, Mapping):
+                rows[keys[i][0]].append(i)
+        kept = list(predictions)
+        for model, positions in rows.items():
+            channel = channels.get(model)
+            if channel is None:
+                schema = schema_of(model)
+                if schema is None or schema.prediction_type is None:
+                    continue  # no prediction channel: nothing reads it, and it stays as it came
+                channel = channels[model] = replace(schema, features={}, latency_column=None)
+            mappings = [predictions[i] for i in positions]
+            batch = Batch.from_columns(channel, [0.0] * len(mappings), {}, prediction=mappings)
+            assert batch.prediction is not None  # the schema has a prediction channel
+            for i, value in zip(positions, batch.prediction.tolist(), strict=True):
+                # NaN (no score) as None: the same to the windows, and what a checkpoint's
+                # JSON would make of it anyway.
+                kept[i] = None if value != value else value
+        return kept
+
+    return keep
 
 
 class Router:
@@ -102,10 +143,10 @@ class Router:
                     chunk.timestamps[start:stop],
                     None if labels is None else [label is not None for label in labels],
                     now,
+                    model,
                 )
                 if lost:
-                    for name, n in Counter(map(itemgetter(0), lost)).items():
-                        routed.labels_lost[name] += n
+                    _count_lost(lost, routed)
                 rows = None if whole else range(start, stop)
                 segments.append((chunk, rows))
                 self._column_labels(chunk, range(start, stop), routed)
@@ -126,10 +167,9 @@ class Router:
                     duplicates += self.route(chunk.record(j), now, routed)
                     continue
                 labelled = chunk.labels is not None and chunk.labels[j] is not None
-                for lost_key in self.labels.remember_values(
-                    key, chunk.predictions[j], chunk.timestamps[j], labelled, now
-                ):
-                    routed.labels_lost[lost_key[0]] += 1
+                lost = self.labels.remember_values(key, chunk.predictions[j], chunk.timestamps[j], labelled, now)
+                if lost:
+                    _count_lost(lost, routed)
             run.append(j)
         if run:
             segments.append((chunk, run))
@@ -166,10 +206,8 @@ class Router:
             self._complete(record, now, routed, key)
             return 0
         completed, repeated, evicted = self.joins.offer(record, now)
-        for old in evicted:
-            self.metrics.join_evicted.labels(old.model).inc()
-            self._count(old.model, PIPELINE_SOURCE, "evicted", 1)
-            self.release(old, routed)
+        if evicted:
+            self.evicted(evicted, routed)
         if completed is not None:
             self._complete(completed, now, routed, key)
         if repeated:
@@ -182,8 +220,20 @@ class Router:
         if record.has_label:
             routed.labels[record.model].append((record.prediction, record.label, record.timestamp))
         if key is not None:
-            for lost in self.labels.remember(key, record, now):
-                routed.labels_lost[lost[0]] += 1
+            lost = self.labels.remember(key, record, now)
+            if lost:
+                _count_lost(lost, routed)
+
+    def evicted(self, evicted: Sequence[tuple[str, Record]], routed: Routed) -> None:
+        """Partial records pushed out of the join buffer early (or not taken), by cause."""
+        for cause, old in evicted:
+            self.metrics.join_evicted.labels(old.model, cause).inc()
+            self._count(old.model, PIPELINE_SOURCE, "evicted", 1)
+            self.release(old, routed)
+
+    def lost(self, lost: Lost, routed: Routed) -> None:
+        """Predictions that left the label buffer unlabelled (or were not taken), by cause."""
+        _count_lost(lost, routed)
 
     def release(self, record: Record, routed: Routed) -> None:
         """A partial record leaves the join buffer without its counterpart."""
@@ -199,5 +249,17 @@ class Router:
     def expire(self, now: float, routed: Routed) -> None:
         for record in self.joins.expire(now):
             self.release(record, routed)
-        for key in self.labels.expire(now):
-            routed.labels_lost[key[0]] += 1
+        expired = self.labels.expire(now)
+        if expired:
+            _count_lost({TTL: expired}, routed)
+
+
+def _count_lost(lost: Lost, routed: Routed) -> None:
+    counts = routed.labels_lost
+    for cause, keys in lost.items():
+        if len(keys) < 8:  # one record's eviction: a Counter would cost more than the loop
+            for key in keys:
+                counts[key[0], cause] += 1
+        else:
+            for model, n in Counter(map(itemgetter(0), keys)).items():
+                counts[model, cause] += n

@@ -279,7 +279,7 @@ class StorageConfig(Strict):
     # oldest go), and the memory of those waiting to be written: README, Configuration.
     dead_letter_max_item_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
-    dead_letter_buffer_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
+    dead_letter_buffer_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
     # Counters are written to the store at most this often (and at shutdown).
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     # Connection pool of a database server (PostgreSQL; SQLite ignores them): connections kept
@@ -301,7 +301,7 @@ class LimitsConfig(Strict):
     # Bytes of ingestion request bodies held while they are read, across every connection
     # of a worker: past it, the request that would take more is refused (503 + Retry-After,
     # counted), so that many slow uploads cannot take the sidecar's memory.
-    max_inflight_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_inflight_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_items_per_request: int = Field(default=10_000, ge=1)
     max_string_length: int = Field(default=1024, ge=8)
     max_id_length: int = Field(default=256, ge=8)

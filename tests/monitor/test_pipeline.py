@@ -118,7 +118,7 @@ def test_full_join_buffer_evicts_oldest_counted(clock: Clock) -> None:
     pipeline, registry, _ = make(clock, join_buffer_size=3)
     pipeline.ingest([inputs(i) for i in range(5)], [], "http")
     assert pipeline.buffered == 3
-    assert value(registry, "monitor_join_evicted_total", model="m") == 2
+    assert value(registry, "monitor_join_evicted_total", model="m", cause="entries") == 2
     assert pipeline.models["m"].incomplete == 2
     # 0 was evicted, so its prediction waits (evicting 2); 4 is still there and completes.
     pipeline.ingest([prediction(0), prediction(4)], [], "http")
@@ -128,7 +128,7 @@ def test_full_join_buffer_evicts_oldest_counted(clock: Clock) -> None:
 def test_label_buffer_is_bounded(clock: Clock) -> None:
     pipeline, registry, _ = make(clock, label_buffer_size=2)
     pipeline.ingest([complete(i) for i in range(3)], [], "http")
-    assert value(registry, "monitor_label_buffer_evicted_total", model="m") == 1
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m", cause="entries") == 1
     assert value(registry, "monitor_label_buffer_records") == 2
     pipeline.ingest([label(0)], [], "http")  # its prediction is gone: waits, then unmatched
     clock.now += 61
@@ -329,13 +329,13 @@ def test_label_buffer_keeps_arrival_order_through_evictions_and_expiry() -> None
             keys, labelled = [("m", str(next_id))], [False]
             next_id += 1
             got = buffer.remember_values(keys[0], 0, now, False, now)
-        want = []
+        want: list = []
         for i, (key, flag) in enumerate(zip(keys, labelled, strict=True)):
             while len(model) >= 300:
                 old_key, old = model.popitem(last=False)
                 want += [] if old[3] else [old_key]
             model[key] = (i if len(keys) > 1 else 0, now, now, flag)
-        assert got == want
+        assert got == ({"entries": want} if want else {})
         if rng.random() < 0.3:
             marked = rng.choice(list(model))
             buffer.mark_labelled(marked)
@@ -378,7 +378,7 @@ def test_predictions_put_back_beyond_the_buffer_are_the_first_evicted(clock: Clo
     handover = before.checkpoint(["m"], handover=True)["m"]
     after, registry, _ = make(clock, label_buffer_size=6)
     after.restore("m", handover)  # 10 come back into room for 6: the 4 oldest are dropped
-    assert value(registry, "monitor_label_buffer_evicted_total", model="m") == 4
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m", cause="entries") == 4
     after.ingest([label(3), label(4), label(9)], [], "kafka")
     assert value(registry, "monitor_labels_joined_total", model="m") == 2 and after.buffered == 1
 
@@ -393,11 +393,11 @@ def test_label_buffer_puts_a_models_entries_back_before_the_others() -> None:
     assert entries == [["1", 1, 10.0, 10.0, False]]
     buffer.remove_model("a")
     buffer.remember_values(("c", "1"), 0, 12.0, False, 12.0)
-    assert buffer.put_back("a", [*entries, ["2", 0, 9.0, 9.0, False]]) == []
+    assert buffer.put_back("a", [*entries, ["2", 0, 9.0, 9.0, False]]) == {}
     assert buffer._order[buffer._head :] == [("a", "1"), ("a", "2"), ("b", "1"), ("c", "1")]
     assert buffer.get(("a", "1")) == (1, 10.0, 10.0, False)
     # Over capacity, the entries put back are the oldest: the first to go.
-    assert buffer.put_back("z", [["1", 0, 1.0, 1.0, False], ["2", 0, 2.0, 2.0, True]]) == [("z", "1")]
+    assert buffer.put_back("z", [["1", 0, 1.0, 1.0, False], ["2", 0, 2.0, 2.0, True]]) == {"entries": [("z", "1")]}
     assert len(buffer) == 5 and ("z", "2") in buffer
 
 
@@ -429,3 +429,57 @@ def test_releasing_a_model_waits_for_the_windows_in_evaluation(clock: Clock) -> 
     pipeline.evaluator.settle()
     assert pipeline.models["m"].windows_evaluated == 0
     pipeline.close()
+
+
+# -- byte budgets (monitor/buffer_bytes.py estimates; tests/monitor/test_buffer_bytes.py) -----
+def test_join_buffer_byte_budget_counts_each_cause(clock: Clock) -> None:
+    from monitor.buffer_bytes import record_bytes
+
+    size = record_bytes(inputs(0))
+    pipeline, registry, _ = make(clock, join_buffer_bytes=2 * size + size // 2)
+    pipeline.ingest([inputs(i) for i in range(4)], [], "http")  # room for two: 0 and 1 go
+    big = Record(model="m", id="big", inputs={"x": "y" * 3 * size})
+    pipeline.ingest([big], [], "http")  # alone over the budget: not buffered, the others stay
+    assert value(registry, "monitor_join_evicted_total", model="m", cause="bytes") == 2
+    assert value(registry, "monitor_join_evicted_total", model="m", cause="oversize") == 1
+    assert value(registry, "monitor_join_incomplete_total", model="m", missing="prediction") == 3
+    assert value(registry, "monitor_join_buffer_bytes") == 2 * size and pipeline.buffered == 2
+    assert pipeline.models["m"].incomplete == 3
+    assert pipeline.take_count_deltas()[("m", PIPELINE_SOURCE)]["evicted"] == 3
+    pipeline.ingest([prediction(2), prediction(3)], [], "http")  # the two kept still join
+    assert pipeline.models["m"].records == 2 and value(registry, "monitor_join_buffer_bytes") == 0
+
+
+def test_label_buffer_byte_budget_counts_each_cause(clock: Clock) -> None:
+    from monitor.buffer_bytes import label_entry_bytes
+
+    entry = label_entry_bytes(("m", "0"), 1)
+    pipeline, registry, _ = make(clock, label_buffer_bytes=3 * entry, label_ttl_seconds=60)
+    pipeline.ingest([complete(i) for i in range(5)], [], "http")
+    wide = Record(model="m", id="wide", inputs={"x": 1}, prediction="p" * 3 * entry, has_prediction=True)
+    pipeline.ingest([wide], [], "http")
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m", cause="bytes") == 2
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m", cause="oversize") == 1
+    assert value(registry, "monitor_label_buffer_bytes") == 3 * entry
+    assert value(registry, "monitor_label_buffer_records") == 3
+    clock.now += 61
+    pipeline.expire()
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m", cause="ttl") == 3
+    assert value(registry, "monitor_label_buffer_bytes") == 0
+
+
+def test_checkpoint_entries_put_back_are_held_to_the_byte_budgets(clock: Clock) -> None:
+    from monitor.buffer_bytes import label_entry_bytes, record_bytes
+
+    before, _, _ = make(clock)
+    before.ingest([complete(i) for i in range(10)] + [inputs(i) for i in range(20, 25)], [], "kafka")
+    handover = before.checkpoint(["m"], handover=True)["m"]
+    entry, part = label_entry_bytes(("m", "0"), 1), record_bytes(inputs(20))
+    after, registry, _ = make(clock, label_buffer_bytes=6 * entry, join_buffer_bytes=3 * part)
+    after.restore("m", handover)  # 10 predictions into room for 6, 5 parts into room for 3
+    assert value(registry, "monitor_label_buffer_evicted_total", model="m", cause="bytes") == 4
+    assert value(registry, "monitor_join_evicted_total", model="m", cause="bytes") == 2
+    assert value(registry, "monitor_label_buffer_bytes") == 6 * entry
+    assert value(registry, "monitor_join_buffer_bytes") == 3 * part and after.buffered == 3
+    after.ingest([label(3), label(4), label(9)], [], "kafka")  # 3 was among the oldest, evicted
+    assert value(registry, "monitor_labels_joined_total", model="m") == 2
