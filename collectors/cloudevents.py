@@ -75,6 +75,7 @@ from cloudevents.core.v1.event import REQUIRED_ATTRIBUTES, CloudEvent
 from dateutil.parser import isoparse  # the SDK's own time parser: both modes read times alike
 
 from collectors.inference_protocol import request_rows, response_predictions
+from monitor.model_config import ModelConfig, PredictionConfig
 from monitor.records import (
     MAX_MODEL_NAME,
     RESERVED_MODEL_NAME,
@@ -85,7 +86,7 @@ from monitor.records import (
     reserved_model_name,
 )
 from monitor.records import json_type as json_type
-from monitor.settings import LimitsConfig, ModelConfig, PredictionConfig
+from monitor.settings import LimitsConfig
 from monitor.timestamps import EventTimeRange
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"

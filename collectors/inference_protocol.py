@@ -34,8 +34,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from monitor.model_config import PredictionConfig
 from monitor.records import Invalid, Reason, json_type, shown_name
-from monitor.settings import LimitsConfig, PredictionConfig
+from monitor.settings import LimitsConfig
 
 V2_DATATYPES = frozenset(
     ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")

@@ -7,7 +7,8 @@ import pytest
 
 from detectors.windows.policies import SlidingWindows, TumblingTimeWindows
 from monitor.detection import detector_settings
-from monitor.settings import ConfigError, LimitsConfig, ModelConfig, WindowConfig, settings_from_mapping
+from monitor.model_config import ModelConfig, WindowConfig
+from monitor.settings import ConfigError, LimitsConfig, settings_from_mapping
 
 
 def _problems(data: dict) -> list[str]:

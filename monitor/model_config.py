@@ -1,0 +1,197 @@
+"""Per-model config: features, prediction kind, reference, windows and each detector's knobs.
+
+Split from ``monitor/settings.py``, which holds the service-wide sections, reads the
+file and builds ``Settings`` from both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FEATURE_TYPES = ("numeric", "categorical")
+PREDICTION_KINDS = ("binary", "multiclass", "regression")
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DriftConfig(Strict):
+    """Drift decision knobs; unset keys keep the detectors' documented defaults
+    (``detectors.decision.DriftSettings``). At feature level only the per-feature knobs
+    apply (``correction`` and ``dataset_drift_share`` are model-wide)."""
+
+    alpha: float | None = None
+    correction: str | None = None
+    min_effect_numeric: float | None = None
+    min_effect_categorical: float | None = None
+    numeric_test: str | None = None
+    numeric_effect: str | None = None
+    categorical_test: str | None = None
+    categorical_effect: str | None = None
+    debias_js: bool | None = None
+    min_samples: int | None = None
+    dataset_drift_share: float | None = None
+
+    @model_validator(mode="after")
+    def _valid_for_detectors(self) -> DriftConfig:
+        from detectors.decision import DriftSettings
+
+        DriftSettings(**self.given())  # raises ValueError naming the knob and the value
+        return self
+
+    def given(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class QualityConfig(Strict):
+    """Data-quality thresholds (rates in [0, 1]); unset keys keep the detectors' defaults
+    (``detectors.quality.QualitySettings``)."""
+
+    # A rate turns a check on with that threshold; ``false`` turns it off; unset keeps the default.
+    out_of_range: float | Literal[False] | None = None
+    null_increase: float | Literal[False] | None = None
+    null_alpha: float | Literal[False] | None = None
+    non_finite: float | Literal[False] | None = None
+    wrong_type: float | Literal[False] | None = None
+    unseen: float | Literal[False] | None = None
+    min_samples: int | None = None
+
+    @model_validator(mode="after")
+    def _valid_for_detectors(self) -> QualityConfig:
+        from detectors.quality import QualitySettings
+
+        QualitySettings(**self.given())
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The keys set in the file, ``false`` meaning "check off" (None to the detectors)."""
+        return {k: (None if v is False else v) for k, v in self.model_dump().items() if v is not None}
+
+
+class FeatureConfig(Strict):
+    """One model input. ``min``/``max`` bound the range checks of the detectors (default:
+    the reference's range widened by a margin)."""
+
+    type: str = "numeric"
+    min: float | None = None
+    max: float | None = None
+    drift: DriftConfig | None = None
+    quality: QualityConfig | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in FEATURE_TYPES:
+            raise ValueError(f"must be numeric or categorical, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> FeatureConfig:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class PredictionConfig(Strict):
+    """What the model outputs.
+
+    ``classes`` names the columns of a probability vector (V2 ``[N, C]`` outputs, V1
+    lists of probabilities); ``output`` picks the V2 output tensor when there are several.
+    """
+
+    kind: str = "binary"
+    classes: list[str] | None = None
+    output: str | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in PREDICTION_KINDS:
+            raise ValueError(f"must be one of {', '.join(PREDICTION_KINDS)}, got {value!r}")
+        return value
+
+
+class ReferenceConfig(Strict):
+    """Where the model's reference comes from when none is stored yet: a file (CSV,
+    Parquet, JSONL) read at start-up, or the first N records after start-up."""
+
+    file: str | None = None
+    prediction_column: str = "prediction"
+    latency_column: str | None = None
+    label_column: str | None = None
+    from_first_records: int = Field(default=0, ge=0, le=10_000_000)
+    bins: int = Field(default=10, ge=2, le=1000)
+    top_k: int = Field(default=50, ge=1, le=10_000)
+    sample_size: int = Field(default=10_000, ge=100, le=1_000_000)
+
+
+class WindowConfig(Strict):
+    """How traffic is cut into windows. ``count``: tumbling, ``size`` records each.
+    ``time``: tumbling, ``seconds`` of event time, extended until ``min_records``.
+    ``sliding``: ``panes`` panes of ``size / panes`` records (or ``seconds / panes``)."""
+
+    kind: Literal["count", "time", "sliding"] = "count"
+    size: int = Field(default=10_000, ge=1)
+    seconds: float | None = Field(default=None, gt=0)
+    min_records: int = Field(default=1_000, ge=1)
+    panes: int = Field(default=5, ge=1, le=1000)
+    sample_size: int = Field(default=10_000, ge=100, le=1_000_000)
+    range_margin: float = Field(default=0.1, ge=0)
+    # Time windows close when the latest event time seen minus this passes their end.
+    allowed_lateness_seconds: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _seconds_for_time(self) -> WindowConfig:
+        if self.kind == "time" and self.seconds is None:
+            raise ValueError("a time window needs seconds")
+        if self.allowed_lateness_seconds:  # the detectors' rule, which words the error
+            from detectors.windows.policies import WindowPolicy
+
+            WindowPolicy(
+                self.kind, seconds=self.seconds, panes=self.panes, allowed_lateness=self.allowed_lateness_seconds
+            )
+        return self
+
+
+class LatencyConfig(Strict):
+    slo_ms: float | None = Field(default=None, gt=0)
+    quantile: float = Field(default=0.99, gt=0, lt=1)
+
+
+class PerformanceConfig(Strict):
+    """Performance once labels arrive: windows of ``window_size`` labelled predictions."""
+
+    window_size: int = Field(default=5_000, ge=1)
+    min_labels: int = Field(default=100, ge=1)
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    positive_class: str | None = None
+    max_drop: float = Field(default=0.05, ge=0)
+
+
+class ModelConfig(Strict):
+    """One monitored model. Feature order matters: it maps positional rows (KServe
+    ``instances`` lists, V2 ``[N, F]`` tensors) to feature names."""
+
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features_not_null(cls, value: Any) -> Any:
+        # `features:` with nothing under it parses as None; treat it as "no features yet".
+        return {} if value is None else value
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
