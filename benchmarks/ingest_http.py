@@ -264,6 +264,19 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its live descendants, in MB (from /proc)."""
+    total = 0
+    for each in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M)
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
 def connect(port: int) -> http.client.HTTPConnection:
     conn = http.client.HTTPConnection(HOST, port, timeout=120)
     conn.connect()

@@ -300,18 +300,6 @@ def hostile_traffic(port: int, db: Path, stop: threading.Event, tally: Tally) ->
     return threads
 
 
-def rss_mb(pid: int) -> float:
-    total = 0
-    for each in [pid, *hb._children(pid)]:
-        try:
-            status = Path(f"/proc/{each}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M)
-        total += int(match.group(1)) if match else 0
-    return total / 1024
-
-
 def accepted(port: int) -> int:
     status, body = hb.request(port, "GET", "/metrics")
     match = re.search(rf'^monitor_records_accepted_total{{model="{VALID}",source="http"}} (\S+)$', body.decode(), re.M)
@@ -349,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         while (elapsed := time.monotonic() - started) < minutes * 60:
             time.sleep(min(30.0, minutes * 60 - elapsed))
             elapsed = time.monotonic() - started
-            samples.append((elapsed, rss_mb(server.process.pid)))
+            samples.append((elapsed, hb.rss_mb(server.process.pid)))
             counted = f"{accepted(port):,}/{tally.valid_sent:,}"
             print(f"{elapsed:5.0f} {samples[-1][1]:8.1f} {tally.server_errors:5d} {counted:>22} "
                   f"{receivers.delivered:12d} {receivers.slow_attempts:10d}", flush=True)  # fmt: skip
