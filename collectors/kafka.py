@@ -384,6 +384,9 @@ class KafkaCollector:
         if not revoked:
             return
         leaving = {model for model, tps in self._owned.items() if tps <= revoked}  # released by _forget below
+        # Said before the checkpoint below: an operator (and the crash tests) can tell a
+        # rebalance in progress from one done.
+        log.info("giving up %s: checkpointing first", ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in revoked)))
         try:
             self._applied()
             self._checkpoint(consumer, handed=leaving)

@@ -62,7 +62,7 @@ class KafkaBroker:
             [str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)],
             stdout=(self.workdir / "s3.log").open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # readiness: generous, the machine may be busy
         while True:
             try:
                 if httpx.put(f"http://127.0.0.1:{self.s3_port}/tansu", timeout=1).status_code == 200:
@@ -81,7 +81,7 @@ class KafkaBroker:
              "--storage-engine", "s3://tansu/" if self.durable else "memory://tansu/"],
             stdout=(self.workdir / "tansu.log").open("ab"), stderr=subprocess.STDOUT, env=self.env,
         )  # fmt: skip
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # readiness: generous, the machine may be busy
         while b"ready in" not in (self.workdir / "tansu.log").read_bytes().split(b"listening on")[-1]:
             if self._broker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"tansu did not start:\n{(self.workdir / 'tansu.log').read_text()}")

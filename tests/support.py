@@ -121,7 +121,8 @@ class ServiceProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> ServiceProcess:
+    def start(self, timeout: float = 120.0) -> ServiceProcess:
+        """Start and wait for ``/readyz``; generous: 20 s once ran out on a busy 2-core machine."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "monitor.cli", "serve", "--config", str(self.config_path)],
@@ -221,7 +222,14 @@ class Receiver:
         self.stop()
 
 
+GENEROUS_WAIT = 60.0  # seconds: the shortest wait_for deadline, whatever a caller asks
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that. The deadline is at
+    least :data:`GENEROUS_WAIT`: a wait is for a condition, never a speed limit, and the
+    suite must pass on a busy machine."""
+    timeout = max(timeout, GENEROUS_WAIT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()

