@@ -24,6 +24,7 @@ from monitor.api import alerts, dead_letters, docs, health, http_protocol, inges
 from monitor.api.auth import TokenChecker
 from monitor.api.availability import STORE_UNAVAILABLE_RESPONSE, add_store_error_handlers
 from monitor.api.body import BodyBudget
+from monitor.api.head_limit import HeadLimit
 from monitor.api.responses import JSONResponse
 from monitor.api.service import Service
 from monitor.api.timing import RequestTimer
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         settings.limits.max_inflight_body_bytes, metrics.requests_refused.labels("body_budget").inc
     )
     metrics.inflight_body_bytes.set_function(lambda: budget.used)
+    app.add_middleware(HeadLimit)  # inside the timer: its 431s are timed and counted by status
     app.add_middleware(RequestTimer, metrics=metrics)
     app.include_router(ingest.router, responses=STORE_UNAVAILABLE_RESPONSE)
     app.include_router(models.router)

@@ -56,6 +56,28 @@ class DeadlineH11Protocol(H11Protocol):
                 self._request_deadline = self.loop.call_later(_DEADLINE.seconds, self._request_timed_out)
         else:
             self._disarm()
+            self._keep_idle_connections_timed()
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and cycle.keep_alive and _length_twice_framed(cycle.scope["headers"]):
+            # RFC 9112 6.3: Transfer-Encoding wins over Content-Length, but such a request may be
+            # an attempt at request smuggling, and the connection MUST be closed after answering.
+            cycle.keep_alive = False
+
+    def _keep_idle_connections_timed(self) -> None:
+        """uvicorn cancels the keep-alive timer on every byte received and re-arms it only when
+        a response completes: when the rest of a body arrives after an early answer (a 413),
+        the connection goes idle with no timer at all and stays open for as long as the client
+        likes. Arm it again whenever the connection is idle between requests."""
+        conn = self.conn
+        if (
+            self.timeout_keep_alive_task is None
+            and conn.our_state is h11.IDLE
+            and conn.their_state is h11.IDLE
+            and not self.transport.is_closing()
+        ):
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -87,6 +109,11 @@ class DeadlineH11Protocol(H11Protocol):
             self.cycle.disconnected = True
             self.cycle.message_event.set()  # the app, waiting for more body, sees the disconnect
         self.transport.close()
+
+
+def _length_twice_framed(headers: list[tuple[bytes, bytes]]) -> bool:
+    names = {name for name, _ in headers}
+    return b"transfer-encoding" in names and b"content-length" in names
 
 
 def configure(request_timeout_seconds: float, on_timeout: Callable[[], None] | None) -> None:
