@@ -20,7 +20,7 @@ from monitor.cardinality import CardinalityGuard
 
 UNKNOWN_MODEL = "_unknown"
 # The writes that wait in a retry buffer while the store is unreachable (monitor.store.retry_buffer).
-STORE_WRITE_KINDS = ("dead_letters", "results", "alerts")
+STORE_WRITE_KINDS = ("dead_letters", "results", "alerts", "histograms")
 
 # Request latency buckets in seconds: ingestion calls take ~0.2 ms (one record) to tens
 # of ms (a 10,000-record batch).
@@ -40,10 +40,12 @@ class Metrics:
         self._joins(r)
         self._detector_results(r)
         self._quality_latency_performance(r)
+        self._estimates(r)
         self._series_cap(r, max_series_per_model)
         self._alerts(r)
         self._kafka(r)
         self._http(r)
+        self._checkpoints(r)
 
     def _ingestion(self, r: CollectorRegistry) -> None:
         """Ingestion: items in, by how they ended; dead letters."""
@@ -248,6 +250,34 @@ class Metrics:
             registry=r,
         )
 
+    def _estimates(self, r: CollectorRegistry) -> None:
+        """Before labels come: estimated performance (CBPE) and multivariate drift of the
+        latest window (detectors.estimation)."""
+        self.estimated_performance = Gauge(
+            "monitor_estimated_performance",
+            "Performance estimated without labels (CBPE) in the latest window, by metric and bound (estimate, lower, upper, threshold).",
+            ["model", "metric", "bound"],
+            registry=r,
+        )
+        self.estimated_performance_drop = Gauge(
+            "monitor_estimated_performance_drop",
+            "1 when an estimated metric fell below the reference minus its sampling band.",
+            ["model"],
+            registry=r,
+        )
+        self.multivariate_drift_score = Gauge(
+            "monitor_multivariate_drift_score",
+            "Multivariate drift statistic of the latest window (pca_reconstruction: mean error; domain_classifier: ROC AUC).",
+            ["model", "method"],
+            registry=r,
+        )
+        self.multivariate_drift = Gauge(
+            "monitor_multivariate_drift",
+            "1 when the multivariate method flags drift in the latest window.",
+            ["model", "method"],
+            registry=r,
+        )
+
     def _series_cap(self, r: CollectorRegistry, max_series_per_model: int) -> None:
         """The cap on each model's result series (see monitor/cardinality.py)."""
         self.series_dropped = Counter(
@@ -309,6 +339,27 @@ class Metrics:
             "Bad messages copied to the dead-letter topic, by outcome (published, failed).",
             ["outcome"],
             registry=r,
+        )
+
+    def _checkpoints(self, r: CollectorRegistry) -> None:
+        """Checkpoints of the models no Kafka partition owns (monitor/checkpointer.py)."""
+        self.state_checkpoints = Counter(
+            "monitor_state_checkpoints_total",
+            "Checkpoints of the state of the models fed over HTTP (not owned by a Kafka partition), by outcome "
+            "(written, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("written", "failed"):
+            self.state_checkpoints.labels(outcome)
+        self.state_checkpoint_timestamp = Gauge(
+            "monitor_state_checkpoint_timestamp_seconds",
+            "When the state in the last checkpoint written was taken (epoch s): what was accepted before it "
+            "survives a crash.",
+            registry=r,
+        )
+        self.state_checkpoint_bytes = Gauge(
+            "monitor_state_checkpoint_bytes", "Bytes of model state written by the last checkpoint.", registry=r
         )
 
     def _http(self, r: CollectorRegistry) -> None:

@@ -1,4 +1,6 @@
-"""A model's state as bytes, for the Kafka collector's checkpoints.
+"""A model's state as bytes, for the Kafka collector's checkpoints and the instance
+checkpoints of the models fed over HTTP (monitor/checkpointer.py; those hold the label
+buffer every time, so that a retried id is a duplicate after a crash too).
 
 A checkpoint holds what the model's records have produced up to the consumed offsets it is
 stored with: the counts, the detector's windows (open window, RNG state, open performance
@@ -25,14 +27,17 @@ of the model goes on with the same alert episodes, so an alert fires once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeGuard
 
 import numpy as np
+import orjson
 
 from detectors.model import ModelDetector
 from detectors.sketches import pack, unpack
-from monitor.joins import Pending
+from monitor.joins import AwaitingColumns, Pending
 from monitor.model_state import ModelState
 from monitor.records import Record
 from monitor.store.results import json_safe
@@ -69,11 +74,26 @@ def dump_model(
     state: ModelState,
     partials: list[Pending],
     sinks: Mapping[str, ModelScopedSink],
-    awaiting: list[list[Any]] | None = None,
+    awaiting: list[list[Any]] | AwaitingColumns | None = None,
 ) -> bytes:
     """Serialise ``state`` (its pending records already fed), its buffered partial records,
     what ``sinks`` keep for it and, for a handover, its predictions awaiting labels
-    (:meth:`monitor.joins.LabelBuffer.entries_of`)."""
+    (:meth:`monitor.joins.LabelBuffer.entries_of` or :func:`monitor.joins.entries_by_model`)."""
+    return encode_model(capture_model(state, partials, sinks, awaiting))
+
+
+Captured = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+
+def capture_model(
+    state: ModelState,
+    partials: list[Pending],
+    sinks: Mapping[str, ModelScopedSink],
+    awaiting: list[list[Any]] | AwaitingColumns | None = None,
+) -> Captured:
+    """The first half of :func:`dump_model`, taken while the model cannot change: copies of
+    what the checkpoint holds, for :func:`encode_model` to serialise later, outside the
+    pipeline's lock (the predictions awaiting labels are most of the bytes)."""
     header: dict[str, Any] = {
         "kind": "model_state",
         "format_version": FORMAT_VERSION,
@@ -84,11 +104,56 @@ def dump_model(
         "sinks": {name: json_safe(sink.model_state(state.name)) for name, sink in sinks.items()},
     }
     if awaiting is not None:
-        header["awaiting"] = json_safe(awaiting)
+        header["awaiting"] = awaiting  # fresh lists of immutable values: safe to encode later, off the lock
     arrays = {}
     if state.detector is not None:
         arrays["detector"] = np.frombuffer(state.detector.to_bytes(), np.uint8)
+    return header, arrays
+
+
+@dataclass
+class LocalSnapshot:
+    """What :meth:`monitor.pipeline.Pipeline.snapshot_local` took at ``taken_at`` (epoch s): the state of each
+    local model that changed since the last snapshot, the count deltas of every local model
+    up to that moment, and the models owned elsewhere (whose stored local state is stale)."""
+
+    states: dict[str, Captured]
+    counts: dict[tuple[str, str], dict[str, int]]
+    external: set[str]
+    taken_at: float
+
+
+def encode_model(captured: Captured) -> bytes:
+    """A :func:`capture_model` as checkpoint bytes. The predictions awaiting labels (up to
+    the label buffer's byte budget) go as one orjson array beside the header rather than in
+    it: ~20x faster than the header's stdlib JSON for 100,000 entries."""
+    header, arrays = captured
+    if "awaiting" in header:
+        header = dict(header)
+        awaiting = header.pop("awaiting")
+        if isinstance(awaiting, tuple):  # ids and value rows (monitor.joins.entries_by_model)
+            header["awaiting_columns"] = True
+            encoded = b"[" + _json_list(awaiting[0]) + b"," + _json_list(awaiting[1]) + b"]"
+        else:
+            encoded = _json_list(awaiting)
+        arrays = {**arrays, "awaiting": np.frombuffer(encoded, np.uint8)}
     return pack(header, arrays)
+
+
+_ENCODE_CHUNK = 5_000  # entries per orjson call: ~1 ms each, so the event loop's thread gets the GIL between them
+
+
+def _json_list(items: list[Any]) -> bytes:
+    """``items`` as a JSON array, encoded a chunk at a time: one orjson call over 100,000
+    entries holds the GIL for tens of ms, a pause every request in flight would wait out.
+    NaN and infinities become null, numpy values numbers, other objects their repr (as
+    json_safe makes them)."""
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    chunks = []
+    for start in range(0, len(items), _ENCODE_CHUNK):
+        chunks.append(orjson.dumps(items[start : start + _ENCODE_CHUNK], default=repr, option=options)[1:-1])
+        time.sleep(0)  # lets the event loop's thread take the GIL
+    return b"[" + b",".join(chunks) + b"]"
 
 
 def load_model(
@@ -120,7 +185,13 @@ def load_model(
     for name, sink in sinks.items():
         sink.restore_model(state.name, saved.get(name, []))
     partials = [Pending(Record(**fields), float(arrived)) for fields, arrived in header["partials"]]
-    return partials, header.get("awaiting", [])
+    if "awaiting" in arrays:
+        awaiting = orjson.loads(arrays["awaiting"].tobytes())
+        if header.get("awaiting_columns"):  # ids and value rows (monitor.joins.entries_by_model)
+            ids, values = awaiting
+            awaiting = [[name, *value] for name, value in zip(ids, values, strict=True)]
+        return partials, awaiting
+    return partials, header.get("awaiting", [])  # as checkpoints before the array wrote them
 
 
 def reset_model(state: ModelState, sinks: Mapping[str, ModelScopedSink]) -> None:

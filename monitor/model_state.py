@@ -159,7 +159,7 @@ class ModelState:
             self._publish(result)
 
     def flush(self) -> None:
-        """Evaluate the open window whatever its size (end of a replay)."""
+        """Evaluate the open drift and performance windows whatever their size (end of a replay)."""
         self.feed()
         if self.evaluator is not None:
             self.evaluator.settle()  # windows closed earlier are published first
@@ -167,6 +167,9 @@ class ModelState:
             evaluation = self.detector.flush()
             if evaluation is not None:
                 self._evaluated(evaluation)
+            performance = self.detector.flush_performance()  # the last labels' partial window too
+            if performance is not None:
+                self._publish(performance)
 
     # -- internals --------------------------------------------------------------------------
     def _update(self, batch: Any) -> None:

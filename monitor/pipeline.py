@@ -20,9 +20,9 @@ from typing import Any, Protocol, cast
 from detectors.profiles import ReferenceProfile
 from detectors.results import ResultSink
 from monitor.evaluator import Evaluator
-from monitor.joins import JoinBuffer, LabelBuffer
+from monitor.joins import JoinBuffer, LabelBuffer, entries_by_model
 from monitor.metrics import UNKNOWN_MODEL, Metrics
-from monitor.model_snapshots import dump_model, load_model, reset_model, scoped_sinks
+from monitor.model_snapshots import LocalSnapshot, capture_model, dump_model, load_model, reset_model, scoped_sinks
 from monitor.model_state import ModelState, ReferenceSaver
 from monitor.records import Record, Rejection
 from monitor.routing import PIPELINE_SOURCE, Routed, Router, label_predictions
@@ -85,7 +85,11 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         sinks: Sequence[ResultSink] = (),
         save_reference: ReferenceSaver | None = None,
+        external_source: str | None = None,
     ):
+        """``external_source``: the source (the Kafka collector's) whose models' state another
+        component checkpoints, through :meth:`checkpoint` and :meth:`restore`; every other
+        model is *local*, checkpointed through :meth:`snapshot_local`."""
         self.settings = settings
         self.metrics = metrics
         self._dead_letters = dead_letters
@@ -116,6 +120,11 @@ class Pipeline:
         self.validator = Validator(settings.limits, self.configs, accept_unknown=settings.unknown_models == "register")
         self._deltas: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_FIELDS, 0))
         self._router = Router(self._joins, self._labels, metrics, self._delta)
+        self._external_source = external_source
+        # Models whose state the Kafka collector owns (fed by its source, or passed to its
+        # checkpoint API), and the models changed since the last local snapshot.
+        self._external: set[str] = set()
+        self._changed: set[str] = set()
 
     # -- the one entry point for collectors -------------------------------------------
     def ingest(
@@ -220,14 +229,17 @@ class Pipeline:
                 state.feed()
 
     def take_count_deltas(
-        self, source: str | None = None, *, besides: str | None = None
+        self, source: str | None = None, *, besides: str | None = None, local: bool = True
     ) -> dict[tuple[str, str], dict[str, int]]:
         """Counts added since they were last taken, keyed ``(model, source)``, for the
-        store: of every source, of ``source`` only, or of every source but ``besides``."""
+        store: of every source, of ``source`` only, or of every source but ``besides``;
+        without ``local``, not those of local models (their snapshots carry them)."""
         with self._lock:
+            models = self.models
             keys = [
                 key for key in self._deltas
                 if (source is None or key[1] == source) and (besides is None or key[1] != besides)
+                and (local or key[0] not in models or key[0] in self._external)
             ]  # fmt: skip
             return {key: self._deltas.pop(key) for key in keys}
 
@@ -281,18 +293,15 @@ class Pipeline:
         that one)."""
         names = [name for name in models if name in self.models]
         with self._lock:
+            self._external.update(names)
             for name in names:
                 self.models[name].feed()
         self.evaluator.settle()
         sinks = scoped_sinks(self._sinks)
         with self._lock:
+            awaiting = entries_by_model(self._labels.copy(), names) if handover else {}
             return {
-                name: dump_model(
-                    self.models[name],
-                    self._joins.of_model(name),
-                    sinks,
-                    self._labels.entries_of(name) if handover else None,
-                )  # fmt: skip
+                name: dump_model(self.models[name], self._joins.of_model(name), sinks, awaiting.get(name))
                 for name in names
             }
 
@@ -300,15 +309,76 @@ class Pipeline:
         """Replace ``model``'s state with a checkpoint (taken here or by another instance)."""
         self.evaluator.settle()  # see release
         with self._lock:
-            if model not in self.models:
-                self._register(model)
-            self._joins.remove_model(model)
-            self._labels.remove_model(model)  # the checkpoint's own, if any, replace them
-            routed = Routed()
-            partials, awaiting = load_model(self.models[model], data, scoped_sinks(self._sinks))
-            self._router.evicted(self._joins.put_back(partials), routed)
-            self._router.lost(self._labels.put_back(model, awaiting), routed)
-            self._deliver(routed)
+            self._external.add(model)
+            self._restore(model, data)
+
+    # -- checkpoints of local models (monitor/checkpointer.py) ------------------------------
+    def snapshot_local(self) -> LocalSnapshot:
+        """The state of every local model changed since the last snapshot, with the count
+        deltas of every local model, taken at one instant: stored in one transaction, the
+        store's counts and the state restored after a crash agree exactly. Closed windows
+        are evaluated and published first (a snapshot never holds a window closed but not
+        evaluated). :meth:`unsnapshot` puts it back if it could not be stored.
+
+        Only records change a model's state (a new reference starts its windows over, and a
+        stored window of another reference is not restored), so a model no local record
+        reached is not written: a Kafka-only deployment writes nothing here."""
+        with self._lock:
+            if not self._changed - self._external and not any(
+                key[0] in self.models and key[0] not in self._external for key in self._deltas
+            ):
+                return LocalSnapshot({}, {}, set(self._external), time.time())
+        self.evaluator.settle()  # most of the queue, while requests go on
+        with self._lock:
+            local = {name for name in self.models if name not in self._external}
+            for name in local:
+                self.models[name].feed()
+            # The windows that feed or requests since the settle above closed: few or none,
+            # evaluated under the lock so that no request changes the state meanwhile.
+            self.evaluator.settle()
+            changed, self._changed = self._changed & local, self._changed - local
+            sinks = scoped_sinks(self._sinks)
+            states = {name: capture_model(self.models[name], self._joins.of_model(name), sinks) for name in changed}
+            labels = self._labels.copy() if changed else ([], {})
+            counts = {
+                key: self._deltas.pop(key)
+                for key in [key for key in self._deltas if key[0] in local and key[1] != self._external_source]
+            }  # fmt: skip
+            snapshot = LocalSnapshot(states, counts, set(self._external), time.time())
+        # The predictions awaiting labels, sorted out by model off the lock (the bulk of the work).
+        for name, entries in entries_by_model(labels, changed).items():
+            states[name][0]["awaiting"] = entries
+        return snapshot
+
+    def unsnapshot(self, snapshot: LocalSnapshot) -> None:
+        """A snapshot that could not be stored: its models and counts go with the next."""
+        self.restore_count_deltas(snapshot.counts)
+        with self._lock:
+            self._changed.update(snapshot.states)
+
+    def restore_local(self, model: str, data: bytes) -> bool:
+        """Put back a local model's stored state (at start-up); False, and nothing done, if
+        the Kafka collector owns the model already (its checkpoint is the one that counts)."""
+        with self._lock:
+            if model in self._external:
+                return False
+            if model not in self.models and not self.validator.accept_unknown:
+                raise KeyError(f"model {model!r} is not configured")
+            self._restore(model, data)
+            self._changed.add(model)  # written back by the next checkpoint
+            return True
+
+    def _restore(self, model: str, data: bytes) -> None:
+        """Under the lock: ``model``'s state replaced by a checkpoint's."""
+        if model not in self.models:
+            self._register(model)
+        self._joins.remove_model(model)
+        self._labels.remove_model(model)  # the checkpoint's own, if any, replace them
+        routed = Routed()
+        partials, awaiting = load_model(self.models[model], data, scoped_sinks(self._sinks))
+        self._router.evicted(self._joins.put_back(partials), routed)
+        self._router.lost(self._labels.put_back(model, awaiting), routed)
+        self._deliver(routed)
 
     def release(self, model: str) -> None:
         """Forget ``model``'s state: another instance now owns it and restores it from the
@@ -319,6 +389,7 @@ class Pipeline:
         # the records are read again.
         self.evaluator.settle()
         with self._lock:
+            self._external.add(model)
             if model in self.models:
                 reset_model(self.models[model], scoped_sinks(self._sinks))
                 self._joins.remove_model(model)
@@ -339,6 +410,9 @@ class Pipeline:
 
     def _deliver(self, routed: Routed) -> None:
         m = self.metrics
+        changed = self._changed
+        changed.update(routed.complete, routed.incomplete, routed.labels, routed.duplicates)
+        changed.update(model for model, _ in routed.labels_lost)
         for model, segments in routed.complete.items():
             state = self.models[model]
             records: list[Record] = []
@@ -380,6 +454,9 @@ class Pipeline:
         self._count(per_model, source)
 
     def _count(self, per_model: dict[str, int], source: str) -> None:
+        self._changed.update(per_model)
+        if source == self._external_source:
+            self._external.update(per_model)
         for model, n in per_model.items():
             self.metrics.records_received.labels(model, source).inc(n)
             self.metrics.records_accepted.labels(model, source).inc(n)

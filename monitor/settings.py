@@ -82,6 +82,9 @@ class ServerConfig(Strict):
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     # An idle keep-alive connection is closed after this many seconds.
     keep_alive_seconds: float = Field(default=5.0, gt=0)
+    # The service's address as people reach it (e.g. "https://monitor.example.com"): links in
+    # alert bodies and webhook payloads to the web page start with it; unset, they are paths.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
 
 
 class StorageConfig(Strict):
@@ -106,6 +109,25 @@ class StorageConfig(Strict):
     # While the database is unreachable, writes that could not be made (dead letters,
     # detector results, alert transitions) wait in memory, up to this many of each kind.
     retry_buffer_size: int = Field(default=10_000, ge=0)
+    # The state of every model not owned by a Kafka partition (open windows, join and label
+    # buffers, counts, alert states) is written to the store this often and at shutdown
+    # (null: never; open windows then start over at every restart). A kill -9 loses at most
+    # what was accepted since the last one: README, "What a 200 means".
+    checkpoint_seconds: float | None = Field(default=5.0, gt=0)
+    # Whose checkpoints these are: instances sharing one database need one id each (e.g. the
+    # StatefulSet pod name); one restarted with the same id takes its state back.
+    instance_id: str = Field(default="default", min_length=1, max_length=200)
+    # Answer an ingestion request only once its records are in a checkpoint (needs
+    # checkpoint_seconds): nothing acknowledged is lost to a crash, at the cost of a write per batch of requests.
+    ack_after_checkpoint: bool = False
+    # Windows' histograms (what the web page and reports draw) are kept this many days.
+    histogram_retention_days: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _strict_acks_need_checkpoints(self) -> StorageConfig:
+        if self.ack_after_checkpoint and self.checkpoint_seconds is None:
+            raise ValueError("ack_after_checkpoint: true needs checkpoint_seconds (got null)")
+        return self
 
 
 class LimitsConfig(Strict):

@@ -11,6 +11,7 @@ when every item was rejected.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from monitor.api.auth import require
 from monitor.api.availability import require_store
 from monitor.api.body import JSON_TYPES, NDJSON_TYPES, media_type, read_body
 from monitor.api.responses import JSONResponse
+from monitor.checkpointer import CheckpointFailed
 from monitor.pipeline import IngestResult
 from monitor.records import Rejection
 from monitor.store.dead_letters import kept_headers
@@ -75,6 +77,23 @@ def ingest_response(result: IngestResult) -> JSONResponse:
     return JSONResponse(result.to_dict(), status_code=status)
 
 
+async def acknowledge(request: Request, result: IngestResult) -> JSONResponse:
+    """:func:`ingest_response`, once the records are in a checkpoint when
+    ``storage.ack_after_checkpoint`` asks for it (one checkpoint serves every request waiting)."""
+    service = request.app.state.service
+    storage = service.settings.storage
+    if result.accepted and storage.ack_after_checkpoint and service.checkpointer is not None:
+        try:
+            await service.checkpointer.durable()
+        except CheckpointFailed as exc:
+            # Applied, not yet durable: a retry is safe, its ids are recognised as duplicates.
+            raise HTTPException(
+                503, f"{exc}; send the request again (ids already counted are recognised as duplicates)",
+                headers={"Retry-After": str(math.ceil(storage.checkpoint_seconds or 1))},
+            ) from None  # fmt: skip
+    return ingest_response(result)
+
+
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {
         code: {"description": "Refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes
@@ -120,7 +139,7 @@ async def post_records(request: Request) -> JSONResponse:
     except BodyError as exc:
         raise HTTPException(exc.status, exc.message) from None
     result = state.pipeline.ingest_items(items, "http", time.time(), indices=indices, rejections=rejections)
-    return ingest_response(result)
+    return await acknowledge(request, result)
 
 
 @router.post(
@@ -164,6 +183,6 @@ async def post_cloudevents(request: Request) -> JSONResponse:
         )
     except cloudevents.EventEnvelopeError as exc:
         raise HTTPException(exc.status, exc.message) from None
-    return ingest_response(
-        state.pipeline.ingest(records, rejections, "cloudevents", headers=headers if rejections else None)
+    return await acknowledge(
+        request, state.pipeline.ingest(records, rejections, "cloudevents", headers=headers if rejections else None)
     )

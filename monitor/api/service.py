@@ -20,6 +20,7 @@ from alerts.dispatcher import WebhookDispatcher
 from alerts.sink import AlertSink
 from collectors.kafka import SOURCE as KAFKA_SOURCE
 from collectors.kafka import KafkaCollector
+from monitor.checkpointer import Checkpointer
 from monitor.metrics import Metrics, StoreMetrics
 from monitor.pipeline import Pipeline
 from monitor.reference_startup import load_references, reference_saver
@@ -35,10 +36,11 @@ from monitor.store.retry_buffer import BackgroundWriter, RetryBuffer
 log = logging.getLogger(__name__)
 
 
-def flush_counts(pipeline: Pipeline, store: Store, *, besides: str | None = None) -> None:
-    """Write the pipeline's count deltas (of every source but ``besides``) to the store; on
-    failure keep them for next time."""
-    deltas = pipeline.take_count_deltas(besides=besides)
+def flush_counts(pipeline: Pipeline, store: Store, *, besides: str | None = None, local: bool = True) -> None:
+    """Write the pipeline's count deltas (of every source but ``besides``; without ``local``,
+    not those of local models, which go with their checkpoints) to the store; on failure
+    keep them for next time."""
+    deltas = pipeline.take_count_deltas(besides=besides, local=local)
     if not deltas:
         return
     try:
@@ -78,23 +80,35 @@ class Service:
         results_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer(
             "results", store.add_results, store, store_metrics, max_items=size, writer=self.writer
         )
+        keep_histograms = storage.histogram_retention_days * 86_400.0
+        histograms_buffer: RetryBuffer[dict[str, Any]] = RetryBuffer(
+            "histograms", lambda rows: store.add_histograms(rows, keep_seconds=keep_histograms),
+            store, store_metrics, max_items=size, writer=self.writer,
+        )  # fmt: skip
         persist_alerts = AlertPersister(store, settings, metrics, store_metrics)
         assert persist_alerts.buffer is not None  # made from store_metrics
         persist_alerts.buffer.writer = self.writer
         self.retry_buffers: tuple[RetryBuffer[Any], ...] = (
-            self.dead_letter_buffer, results_buffer, persist_alerts.buffer,
+            self.dead_letter_buffer, results_buffer, persist_alerts.buffer, histograms_buffer,
         )  # fmt: skip
         self.pipeline = Pipeline(
             settings,
             metrics,
             dead_letters=dead_letter_sink(self.dead_letter_buffer, metrics, storage.dead_letter_max_item_bytes),
             sinks=[
-                StoreSink(store, results_buffer),
+                StoreSink(store, results_buffer, histograms=histograms_buffer),
                 MetricsSink(metrics),
                 AlertSink(settings.alerts.rules, metrics, persist_alerts, store.alert_engine_state()),
             ],
             save_reference=reference_saver(store),
+            external_source=KAFKA_SOURCE,
         )
+        # The models no Kafka partition owns are checkpointed here (monitor/checkpointer.py).
+        self.checkpointer = (
+            None if storage.checkpoint_seconds is None
+            else Checkpointer(self.pipeline, store, metrics, storage.instance_id)
+        )  # fmt: skip
+        self._checkpoints: asyncio.Task[None] | None = None
         self.kafka: KafkaCollector | None = None
         self._dispatcher: WebhookDispatcher | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -104,6 +118,12 @@ class Service:
         for name, config in settings.models.items():
             await asyncio.to_thread(store.upsert_model, name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, self.pipeline, store)
+        await asyncio.to_thread(MetricsSink(self.metrics).restore, store, list(settings.models))  # restart-safe
+        if self.checkpointer is not None:  # before Kafka: its own checkpoints replace these
+            await asyncio.to_thread(self.checkpointer.restore)
+            interval = settings.storage.checkpoint_seconds
+            assert interval is not None  # a checkpointer is made only then
+            self._checkpoints = asyncio.create_task(self.checkpointer.run(interval))
         if settings.kafka.topics:
             self.kafka = KafkaCollector(settings.kafka, self.pipeline, store, self.metrics)
             self.kafka.start()
@@ -113,18 +133,26 @@ class Service:
             self._dispatcher.start()
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._checkpoints):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._dispatcher is not None:  # after the attempt in flight; the outbox keeps the rest
             await asyncio.to_thread(self._dispatcher.stop)
         if self.kafka is not None:  # the batch in hand is applied, checkpointed and committed
             await asyncio.to_thread(self.kafka.stop)
-        # Uvicorn has finished the requests in flight: hand every buffered part on and
-        # persist the counts, so no accepted record is lost.
+        # Uvicorn has finished the requests in flight: checkpoint the state (open windows, partial
+        # records included) or, without checkpoints, hand every buffered part on and persist the
+        # counts, so no accepted record is lost.
         pipeline = self.pipeline
-        pipeline.drain()
+        if self.checkpointer is None:
+            pipeline.drain()
+        else:
+            try:
+                await asyncio.to_thread(self.checkpointer.checkpoint)
+            except Exception as exc:
+                log.error("final checkpoint failed: the state since the last one is lost: %s", exc)
         await asyncio.to_thread(pipeline.close)  # windows already closed are evaluated and stored
         await asyncio.to_thread(self.writer.stop)  # what it was asked to write; the rest just below
         await self.flush_waiting_writes()
@@ -142,7 +170,8 @@ class Service:
             await asyncio.to_thread(buffer.flush)
         # The Kafka collector writes its counts with its checkpoints: see collectors/kafka.py.
         besides = None if self.kafka is None else KAFKA_SOURCE
-        await asyncio.to_thread(lambda: flush_counts(self.pipeline, self.store, besides=besides))
+        local = self.checkpointer is None  # else the checkpoints write them, with the state that counted them
+        await asyncio.to_thread(lambda: flush_counts(self.pipeline, self.store, besides=besides, local=local))
 
     async def _housekeeping_loop(self) -> None:
         """Periodically release expired partial records, check that the store answers (marking

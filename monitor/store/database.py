@@ -38,6 +38,8 @@ from monitor.store.engine import (
     make_engine,
     write_transaction,
 )
+from monitor.store.histograms import HistogramsStore
+from monitor.store.instance_checkpoints import InstanceCheckpointStore
 from monitor.store.kafka_checkpoints import CheckpointStore
 from monitor.store.migrate import upgrade
 from monitor.store.outbox import OutboxStore
@@ -49,7 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Store(ResultsStore, AlertsStore, OutboxStore, CheckpointStore, DeadLettersStore):
+class Store(
+    ResultsStore, AlertsStore, OutboxStore, CheckpointStore, InstanceCheckpointStore, DeadLettersStore, HistogramsStore
+):
     """Typed access to the service's tables. Create one per process and share it between threads.
 
     References and detector results: see :class:`monitor.store.results.ResultsStore`; alerts:

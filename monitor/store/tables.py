@@ -242,6 +242,38 @@ model_checkpoints = sa.Table(
     sa.PrimaryKeyConstraint("group_id", "model", name="pk_model_checkpoints"),
 )
 
+# The state of each model no Kafka partition owns, per service instance (migration 0008):
+# monitor/store/instance_checkpoints.py.
+instance_checkpoints = sa.Table(
+    "instance_checkpoints",
+    metadata,
+    sa.Column("instance_id", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("state", sa.LargeBinary(), nullable=False),
+    sa.Column("taken_at", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("instance_id", "model", name="pk_instance_checkpoints"),
+)
+
+
+# Drawing data (migration 0009): per evaluated window and channel, its counts in the reference's
+# bins or categories and what the slots are (``data``: see detectors.histograms), a few KB.
+histograms = sa.Table(
+    "histograms",
+    metadata,
+    sa.Column("id", BigId, nullable=False, autoincrement=True),
+    sa.Column("model", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("reference_version", sa.String(VERSION_LENGTH), nullable=False),
+    sa.Column("window_seq", sa.BigInteger(), nullable=False),
+    sa.Column("feature", sa.String(MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("window_end", sa.Double(), nullable=True),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_histograms"),
+    sa.UniqueConstraint("model", "reference_version", "window_seq", "feature", name="uq_histograms_window_feature"),
+    sa.Index("ix_histograms_model_feature_seq", "model", "feature", "window_seq"),
+    sa.Index("ix_histograms_model_created_at", "model", "created_at"),
+)
 
 # One statement for any deltas (zeros add nothing), built once: SQLAlchemy caches its SQL.
 ADD_COUNTS = (

@@ -18,19 +18,20 @@ from monitor.store.engine import StoreError, make_engine
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
 from monitor.store.tables import COUNT_COLUMNS, metadata
 
-HEAD = "0007_dead_letter_sizes"
+HEAD = "0009_histograms"
 # The dead_letters columns before 0007: what older code wrote and read.
 OLD_DEAD_LETTER_COLUMNS = (
     "id", "received_at", "source", "model", "item_index", "path", "reason", "message", "raw", "raw_bytes", "headers",
 )  # fmt: skip
 SIZE_COLUMNS = ("raw_size", "raw_truncated", "raw_bytes_size", "raw_bytes_truncated", "stored_bytes")
 ALL_TABLES = [
-    "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "kafka_offsets",
-    "model_checkpoints", "models", "record_counts", "references", "results", "webhook_deliveries",
+    "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "histograms",
+    "instance_checkpoints", "kafka_offsets", "model_checkpoints", "models", "record_counts", "references", "results",
+    "webhook_deliveries",
 ]  # fmt: skip
 
 
-LATER_THAN_0004 = ("kafka_offsets", "model_checkpoints", "webhook_deliveries")
+LATER_THAN_0004 = ("histograms", "instance_checkpoints", "kafka_offsets", "model_checkpoints", "webhook_deliveries")
 
 
 def tables(url: str) -> list[str]:
