@@ -12,8 +12,10 @@ them at every scrape, so ``for:`` counts wall time, not windows: ``for: 30m`` fi
 every window that was the latest during 30 minutes said "drift". With windows closing
 every 5 minutes that is 6 consecutive drifted windows; one clean window in between resets
 it. A window longer than ``for:`` fires alone once it has been the latest for that long.
-To require N windows, set the durations below to N x the window period and re-export.
-(The service's own alert engine, :mod:`alerts.engine`, counts windows exactly.)
+To require N windows without editing this module: ``monitor rules export --window-period
+5m --for-windows N`` sets the ``for:`` of these result alerts to N x the window period
+(:func:`windows_for`). (The service's own alert engine, :mod:`alerts.engine`, counts
+windows exactly.)
 
 Counter ratios are per model over all sources, so one noisy source does not page per
 source and a model with several sources is judged as a whole.
@@ -21,6 +23,7 @@ source and a model with several sources is judged as a whole.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -105,73 +108,111 @@ def _share(part: str, rest: str, range_: str) -> str:
     return f"{p}\n/\n(\n  {p}\n  + ({r} or 0 * {p})\n)"
 
 
-def alerts() -> list[Alert]:
-    """Every shipped alert, in file order."""
-    return [*_result_alerts(), *_ingestion_alerts()]
+_UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
-def _result_alerts() -> list[Alert]:
+def duration_seconds(text: str) -> int:
+    """Seconds of a Prometheus duration in whole seconds ("5m", "1h30m", "90s"); ValueError
+    naming the value otherwise."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None or not any(match.groups()):
+        raise ValueError(f"not a Prometheus duration such as 5m, 1h or 90s: {text!r}")
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNITS.values(), strict=True) if n)
+
+
+def duration_text(seconds: int) -> str:
+    """A whole number of seconds as a Prometheus duration: 1800 -> "30m", 5400 -> "1h30m"."""
+    parts = []
+    for unit, size in (("h", 3_600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def windows_for(window_period: str, for_windows: int) -> str:
+    """The ``for:`` that holds ``for_windows`` windows closing every ``window_period``: the
+    latest window's gauge must say "breach" for that long (see the module docstring)."""
+    if isinstance(for_windows, bool) or not isinstance(for_windows, int) or for_windows < 1:
+        raise ValueError(f"for_windows must be an integer >= 1, got {for_windows!r}")
+    period = duration_seconds(window_period)
+    if period == 0:
+        raise ValueError(f"the window period must be longer than 0s, got {window_period!r}")
+    return duration_text(period * for_windows)
+
+
+def alerts(result_for: str | None = None) -> list[Alert]:
+    """Every shipped alert, in file order. ``result_for``: the ``for:`` of every alert on a
+    detector verdict (drift, quality, latency, performance) instead of the defaults above."""
+    return [*_result_alerts(result_for), *_ingestion_alerts()]
+
+
+def _result_alerts(result_for: str | None = None) -> list[Alert]:
     """On the detectors' verdicts: drift, data quality, latency, performance."""
+    drift_for, quality_for, latency_for, performance_for = (
+        (result_for,) * 4 if result_for else (DRIFT_FOR, QUALITY_FOR, LATENCY_FOR, PERFORMANCE_FOR)
+    )
     return [
         Alert(
             "ModelFeatureDrift",
             "monitor_feature_drift == 1",
-            DRIFT_FOR,
+            drift_for,
             "warning",
             f"Feature {FEATURE} of model {MODEL} drifted",
             f"Feature {FEATURE} of model {MODEL} has differed from the model's reference (significant test and "
-            f"effect size over the minimum) in every window evaluated for {DRIFT_FOR}. "
+            f"effect size over the minimum) in every window evaluated for {drift_for}. "
             f"Scores: GET /v1/models/{MODEL}/results?kind=feature_drift&feature={FEATURE}",
         ),
         Alert(
             "ModelDatasetDrift",
             # The share as the value: "62.5% of the features" says more than "1".
             "monitor_dataset_drift_share and on (model) (monitor_dataset_drift == 1)",
-            DRIFT_FOR,
+            drift_for,
             "critical",
             f"Model {MODEL}: {PERCENT} of its features drifted",
             f"{PERCENT} of the features of model {MODEL} drifted in the latest window, at or over "
-            f"drift.dataset_drift_share, in every window evaluated for {DRIFT_FOR}. "
+            f"drift.dataset_drift_share, in every window evaluated for {drift_for}. "
             f"The model sees data unlike its reference: consider retraining. "
             f"Scores: GET /v1/models/{MODEL}/results?kind=dataset_drift",
         ),
         Alert(
             "ModelPredictionDrift",
             "monitor_prediction_drift == 1",
-            DRIFT_FOR,
+            drift_for,
             "warning",
             f"Predictions of model {MODEL} drifted",
             f"The distribution of the predictions of model {MODEL} has differed from the reference's in every "
-            f"window evaluated for {DRIFT_FOR}. Scores: GET /v1/models/{MODEL}/results?kind=prediction_drift",
+            f"window evaluated for {drift_for}. Scores: GET /v1/models/{MODEL}/results?kind=prediction_drift",
         ),
         Alert(
             "ModelDataQualityBreach",
             "monitor_quality_ratio and on (model, feature, check) (monitor_quality_breach == 1)",
-            QUALITY_FOR,
+            quality_for,
             "warning",
             f"Model {MODEL}: {PERCENT} of the records fail the {CHECK} check on {FEATURE}",
             f"{PERCENT} of the records of model {MODEL} in the latest window fail the {CHECK} check on "
-            f"{FEATURE}, over its quality.{CHECK} threshold, in every window evaluated for {QUALITY_FOR}. "
+            f"{FEATURE}, over its quality.{CHECK} threshold, in every window evaluated for {quality_for}. "
             f"Details: GET /v1/models/{MODEL}/results?kind=quality&feature={FEATURE}",
         ),
         Alert(
             "ModelLatencySLOBreach",
             "monitor_latency_slo_breach == 1",
-            LATENCY_FOR,
+            latency_for,
             "critical",
             f"Model {MODEL} is over its latency SLO",
             f"The configured quantile (latency.quantile) of the latency of model {MODEL} has been over latency.slo_ms in every "
-            f"window evaluated for {LATENCY_FOR}. Quantiles: monitor_model_latency_seconds, or "
+            f"window evaluated for {latency_for}. Quantiles: monitor_model_latency_seconds, or "
             f"GET /v1/models/{MODEL}/results?kind=latency",
         ),
         Alert(
             "ModelPerformanceDegraded",
             "monitor_performance_degraded == 1",
-            PERFORMANCE_FOR,
+            performance_for,
             "critical",
             f"Performance of model {MODEL} degraded",
             f"Accuracy or ROC AUC of model {MODEL} in the latest labelled window is more than "
-            f"performance.max_drop below the reference's, for {PERFORMANCE_FOR}. "
+            f"performance.max_drop below the reference's, for {performance_for}. "
             f"Figures: GET /v1/models/{MODEL}/results?kind=performance",
         ),
     ]
@@ -241,9 +282,9 @@ def _ingestion_alerts() -> list[Alert]:
     ]
 
 
-def rules(runbook_base: str = RUNBOOK_BASE) -> dict[str, Any]:
+def rules(runbook_base: str = RUNBOOK_BASE, result_for: str | None = None) -> dict[str, Any]:
     """The rules file's content: one group, ``monitor``."""
-    return {"groups": [{"name": GROUP, "rules": [alert.rule(runbook_base) for alert in alerts()]}]}
+    return {"groups": [{"name": GROUP, "rules": [alert.rule(runbook_base) for alert in alerts(result_for)]}]}
 
 
 HEADER = """\
@@ -266,10 +307,10 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def render(runbook_base: str = RUNBOOK_BASE) -> str:
+def render(runbook_base: str = RUNBOOK_BASE, result_for: str | None = None) -> str:
     """The rules file as text: a header comment, then the YAML in insertion order."""
     body = yaml.dump(
-        rules(runbook_base),
+        rules(runbook_base, result_for),
         Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,

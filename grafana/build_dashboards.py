@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # run as a script from a checkout: the project's packages
+    sys.path.insert(0, str(HERE.parent))
+
+from alerts.prometheus_rules import RUNBOOK_BASE, alerts, runbook_url  # noqa: E402  (after the path)
+
 DASHBOARDS = HERE / "dashboards"
 SCHEMA_VERSION = 41  # Grafana 11/12 dashboards; Grafana migrates older ones on load
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
@@ -136,7 +141,7 @@ def query_variable(name: str, label: str, query: str, *, multi: bool = False) ->
     return v
 
 
-def textbox(name: str, label: str, value: float, description: str) -> dict[str, Any]:
+def textbox(name: str, label: str, value: float | str, description: str) -> dict[str, Any]:
     text = str(value)
     return {"name": name, "label": label, "type": "textbox", "query": text, "description": description, "hide": 0,
             "current": {"text": text, "value": text}, "options": [{"selected": True, "text": text, "value": text}]}  # fmt: skip
@@ -154,6 +159,28 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
                                   "name": "Annotations & Alerts", "type": "dashboard"}]},
         "templating": {"list": variables}, "links": links, "panels": panels,
     }  # fmt: skip
+
+
+def runbooks_panel(layout: Layout) -> dict[str, Any]:
+    """The Prometheus alerts of the shipped rules (alerts/prometheus_rules.py) that are
+    pending or firing, by name, with a link to each alert's runbook in the panel's menu."""
+    p = panel(
+        layout,
+        "table",
+        "Prometheus alerts pending and firing (runbooks: panel links)",
+        [target('ALERTS{alertname=~"Model.+|Monitor.+"}', instant=True, table=True)],
+        w=8,
+        description="The shipped Prometheus rules' alerts (monitor rules export), by alert name, model and "
+        "feature; alertstate is pending until the rule's for: has passed. Each alert's runbook is linked "
+        "from this panel's menu ($runbook_base). The built-in engine's alerts: GET /v1/alerts.",
+    )
+    link = {"type": "link", "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False,
+            "targetBlank": True, "icon": "doc", "tooltip": ""}  # fmt: skip
+    p["links"] = [
+        {**link, "title": f"Runbook: {alert.name}", "url": runbook_url(alert.name, "${runbook_base}")}
+        for alert in alerts()
+    ]
+    return p
 
 
 def overview() -> dict[str, Any]:
@@ -334,6 +361,7 @@ def overview() -> dict[str, Any]:
             custom={"drawStyle": "bars", "fillOpacity": 60},
             description="delivered, failed_attempt (will retry), dead (gave up), suppressed (cooldown).",
         ),
+        runbooks_panel(L),
         panel(
             L,
             "stat",
@@ -347,6 +375,12 @@ def overview() -> dict[str, Any]:
         ds_variable(),
         textbox("latency_slo_seconds", "Latency SLO (s)", LATENCY_SLO_SECONDS, "Drawn on the latency panel."),
         textbox("dataset_drift_share", "Dataset drift share", DATASET_DRIFT_SHARE, "drift.dataset_drift_share"),
+        textbox(
+            "runbook_base",
+            "Runbooks",
+            RUNBOOK_BASE,
+            "Where the runbook links point (monitor rules export --runbook-base)",
+        ),
     ]
     links = [{"title": "Model detail", "type": "dashboards", "tags": ["model-monitor"], "asDropdown": False,
               "includeVars": False, "keepTime": True, "targetBlank": False, "icon": "dashboard", "tooltip": "",

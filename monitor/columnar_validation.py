@@ -20,6 +20,8 @@ from monitor.timestamps import EventTimeRange, plain_floats, timestamps_column
 
 # Feature values the fast path accepts by exact type (str is checked for length apart).
 PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
+# monitor.validation.BOOLEAN_WORDS (which imports this module).
+_WORDS = frozenset({"true", "false"})
 
 
 class ColumnarValidation:
@@ -177,13 +179,14 @@ class ColumnarValidation:
         limit = self.limits.max_string_length
         if kinds <= PLAIN_SCALARS | {str}:
             strings = col if kinds == {str} else [v for v in col if type(v) is str]
-            if max(map(len, strings)) <= limit:
+            # Only 4- and 5-character strings can spell a boolean: no lowered copy of the rest.
+            if max(map(len, strings)) <= limit and not any(len(v) in (4, 5) and v.lower() in _WORDS for v in strings):
                 return
         for j, value in enumerate(col):
             kind = type(value)
             if kind is str:
-                if len(value) > limit:
-                    bad.add(j)
+                if len(value) > limit or value.lower() in _WORDS:
+                    bad.add(j)  # item-by-item validation turns a boolean word into the boolean
             elif kind not in PLAIN_SCALARS:
                 bad.add(j)  # item-by-item validation says why (or accepts an odd subclass)
 

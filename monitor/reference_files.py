@@ -24,6 +24,7 @@ from detectors.schema import Schema
 from detectors.windows.performance import performance_from_arrays
 from monitor.detection import performance_settings, schema_for
 from monitor.settings import ModelConfig
+from monitor.validation import BOOLEAN_WORDS
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TOP_CATEGORIES = 10  # categories listed per channel in a summary
@@ -94,8 +95,10 @@ def _profile(data: bytes, fmt: str, schema: Schema, **options: int) -> tuple[Ref
     table = _read_table(data, fmt)
     if isinstance(table, pd.DataFrame):
         _check_columns(table, schema)
+        table = _boolean_words_in_frame(table, schema)
     else:
         _check_record_keys(table, schema)
+        table = [_boolean_words_in_record(row) for row in table]
     # Timestamps play no part in a profile, and an odd one must not refuse the file.
     try:
         if isinstance(table, pd.DataFrame):
@@ -108,6 +111,36 @@ def _profile(data: bytes, fmt: str, schema: Schema, **options: int) -> tuple[Ref
             return ReferenceProfile.from_batch(batch, schema, version="new", **options), len(table), table
     except (ValueError, TypeError, OverflowError) as exc:
         raise ReferenceDataError(f"cannot profile the reference rows: {exc}") from None
+
+
+def _boolean_word(value: Any) -> Any:
+    if isinstance(value, str):
+        return BOOLEAN_WORDS.get(value.lower(), value)
+    return value
+
+
+def _boolean_words_in_frame(table: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Feature columns with "true"/"false" in any case as booleans, as live records have
+    them (monitor.validation.BOOLEAN_WORDS); pandas reads only some spellings as booleans."""
+    changed = {}
+    for name in schema.features:
+        column = table[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            try:
+                values = column.astype(object)
+            except Exception:  # e.g. Arrow strings that are not UTF-8: profiling words the problem
+                continue
+            words = values.map(lambda v: isinstance(v, str) and v.lower() in BOOLEAN_WORDS)
+            if words.any():
+                changed[name] = values.map(_boolean_word)
+    return table.assign(**changed) if changed else table
+
+
+def _boolean_words_in_record(row: dict[str, Any]) -> dict[str, Any]:
+    inputs = row.get("inputs")
+    if not isinstance(inputs, dict):
+        return row
+    return {**row, "inputs": {name: _boolean_word(value) for name, value in inputs.items()}}
 
 
 def profile_summary(profile: ReferenceProfile, rows: int, fmt: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ start-up. A model with none of these is counted but not evaluated.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,66 @@ from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
 
+# How often a model still without a reference is named in the log again.
+REMINDER_SECONDS = 3600.0
+WAITING = "waiting for a reference"
+
+
+def detection_state(pipeline: Pipeline, model: str) -> str:
+    """What the model's detection is doing: "active", building its reference from the
+    first records, or waiting for a reference (records counted, nothing compared)."""
+    state = pipeline.models[model]
+    if state.detector is not None:
+        return "active"
+    wanted = state.config.reference.from_first_records
+    if wanted > 0:
+        return f"building a reference from the first {wanted} records"
+    return WAITING
+
+
+def waiting_models(pipeline: Pipeline) -> list[str]:
+    return [name for name in list(pipeline.models) if detection_state(pipeline, name) == WAITING]
+
+
+def log_waiting(pipeline: Pipeline) -> list[str]:
+    """One warning per model without a reference (what start-up and the hourly reminder say)."""
+    waiting = waiting_models(pipeline)
+    for name in waiting:
+        log.warning(
+            "model %s: %s: its records are counted but not compared with anything; give it one with "
+            "reference.file or reference.from_first_records in the config, PUT /v1/models/%s/reference "
+            "or `monitor reference set %s FILE`",
+            name, WAITING, name, name,
+        )  # fmt: skip
+    return waiting
+
+
+# The pipelines of this process to remind about; one daemon thread for all of them, so a
+# pipeline that is gone (a stopped app, a finished test) is simply forgotten.
+_watched: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+_reminder: threading.Thread | None = None
+_lock = threading.Lock()
+
+
+def _remind_forever() -> None:
+    while True:
+        threading.Event().wait(REMINDER_SECONDS)
+        for pipeline in list(_watched):
+            try:
+                log_waiting(pipeline)
+            except Exception:  # e.g. a model registered mid-read: the next hour tells
+                log.debug("reference reminder skipped a round", exc_info=True)
+
+
+def remind_hourly(pipeline: Pipeline) -> None:
+    """Name ``pipeline``'s models without a reference in the log every REMINDER_SECONDS."""
+    global _reminder
+    with _lock:
+        _watched.add(pipeline)
+        if _reminder is None:
+            _reminder = threading.Thread(target=_remind_forever, name="reference-reminder", daemon=True)
+            _reminder.start()
+
 
 def active_summary(store: Store, model: str) -> dict[str, Any]:
     for row in store.references(model):
@@ -29,8 +91,9 @@ def active_summary(store: Store, model: str) -> dict[str, Any]:
     return {}
 
 
-def load_references(pipeline: Pipeline, store: Store) -> None:
-    """Give every configured model its reference (see the module docstring)."""
+def load_references(pipeline: Pipeline, store: Store, *, announce: bool = True) -> None:
+    """Give every configured model its reference (see the module docstring). ``announce``:
+    warn about each model left without one, now and hourly (a service; not a replay)."""
     for name, config in pipeline.configs.items():
         stored = store.active_reference(name)
         if stored is not None:
@@ -51,6 +114,8 @@ def load_references(pipeline: Pipeline, store: Store) -> None:
             )
             pipeline.set_reference(name, with_version(profile, version), summary)
             log.info("model %s: reference version %s built from %s (%d rows)", name, version, path, summary["rows"])
+    if announce and log_waiting(pipeline):
+        remind_hourly(pipeline)
 
 
 def _versioned_bytes(profile: ReferenceProfile) -> Callable[[str], bytes]:

@@ -1,15 +1,30 @@
-"""Detector results as Prometheus gauges: each model's latest evaluated window."""
+"""Detector results as Prometheus gauges: each model's latest evaluated window, published
+as windows close and restored from the store at start-up (so a restart does not blank the
+drift panels, nor resolve a Prometheus alert whose ``for:`` is longer than the restart)."""
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
+from detectors.estimation.cbpe import EstimatedPerformance
+from detectors.estimation.multivariate import MultivariateDrift
 from detectors.performance import PerformanceResult
-from detectors.results import Result
+from detectors.results import Estimate, Result
 from detectors.schema import channel_name
 from monitor.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class LatestResults(Protocol):
+    """The store's query of each kind's newest window (monitor.store.results)."""
+
+    def latest_results(self, model: str) -> list[dict[str, Any]]: ...
 
 
 def _value(x: float | None) -> float:
@@ -23,8 +38,11 @@ class MetricsSink:
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
 
-    def publish(self, model: str, reference_version: str, result: Result) -> None:
+    def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
         m = self.metrics
+        if isinstance(result, EstimatedPerformance | MultivariateDrift):
+            self._estimate(model, result)
+            return
         if reference_version.isdigit():
             m.reference_version.labels(model).set(int(reference_version))
         if isinstance(result, PerformanceResult):
@@ -77,6 +95,80 @@ class MetricsSink:
             ):
                 m.latency.labels(model, quantile).set(_value(value) / 1000.0)
             m.latency_slo_breach.labels(model).set(int(result.latency.breached))
+
+    def restore(self, store: LatestResults, models: Iterable[str]) -> int:
+        """Set the gauges from each model's latest stored rows, as :meth:`publish` set them
+        when those windows closed (the window counters start at 0: they count this
+        process's windows). Returns the rows read; a store that cannot answer is logged,
+        not raised: the gauges then fill as windows close."""
+        restored = 0
+        for model in models:
+            try:
+                rows = store.latest_results(model)
+            except Exception as exc:
+                log.warning("model %s: latest results not restored into the gauges: %s", model, exc)
+                continue
+            for row in rows:
+                self._restore_row(model, row)
+            performance = [bool(row["drift"]) for row in rows if row["kind"] == "performance"]
+            if performance:  # degraded when any metric of the window was
+                self.metrics.performance_degraded.labels(model).set(int(any(performance)))
+            restored += len(rows)
+        return restored
+
+    def _restore_row(self, model: str, row: Mapping[str, Any]) -> None:
+        m, kind, feature, method = self.metrics, row["kind"], row["feature"], row["method"]
+        detail, drift, statistic = row.get("detail") or {}, int(bool(row["drift"])), row.get("statistic")
+        version = row.get("reference_version") or ""
+        if version.isdigit():
+            m.reference_version.labels(model).set(int(version))
+        if kind == "feature_drift":
+            self._guarded(m.feature_drift, drift, model, feature)
+            if detail.get("role") == "effect":
+                self._guarded(m.feature_drift_score, _value(statistic), model, feature, method)
+            elif detail.get("role") == "test":
+                self._guarded(m.feature_drift_pvalue, _value(detail.get("adjusted_pvalue")), model, feature, method)
+        elif kind == "prediction_drift":
+            m.prediction_drift.labels(model).set(drift)
+            if detail.get("role") == "effect":
+                m.prediction_drift_score.labels(model, method).set(_value(statistic))
+            elif detail.get("role") == "test":
+                m.prediction_drift_pvalue.labels(model, method).set(_value(row.get("pvalue")))
+        elif kind == "dataset_drift":
+            m.window_records.labels(model).set(row.get("n_current") or 0)
+            m.window_end.labels(model).set(_value(row.get("window_end")))
+            m.drifted_features.labels(model).set(len(detail.get("drifted") or ()))
+            m.dataset_drift_share.labels(model).set(_value(statistic))
+            m.dataset_drift.labels(model).set(drift)
+        elif kind == "quality":
+            self._guarded(m.quality_ratio, _value(statistic), model, feature, method)
+            self._guarded(m.quality_breach, drift, model, feature, method)
+        elif kind == "latency":
+            for quantile, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
+                m.latency.labels(model, quantile).set(_value(detail.get(key)) / 1000.0)
+            m.latency_slo_breach.labels(model).set(drift)
+        elif kind == "performance":
+            m.performance.labels(model, method).set(_value(statistic))
+
+    def _estimate(self, model: str, result: Estimate) -> None:
+        """Estimated performance (per metric: the estimate, its band and the alert threshold)
+        or one multivariate method's statistic and verdict."""
+        m = self.metrics
+        if isinstance(result, MultivariateDrift):
+            m.windows_evaluated.labels(model, result.method).inc()  # each method once per window
+            m.multivariate_drift_score.labels(model, result.method).set(_value(result.statistic))
+            m.multivariate_drift.labels(model, result.method).set(int(result.drift))
+            return
+        m.windows_evaluated.labels(model, "estimated_performance").inc()
+        for metric, e in result.metrics.items():
+            for bound, value in (
+                ("estimate", e.value),
+                ("lower", e.lower),
+                ("upper", e.upper),
+                ("threshold", e.threshold),
+            ):
+                m.estimated_performance.labels(model, metric, bound).set(_value(value))
+        m.estimated_performance_drop.labels(model).set(int(result.alert))
 
     def _guarded(self, family: Gauge, value: float, model: str, *labels: str) -> None:
         child = self.metrics.guard.labels(family, model, *labels)

@@ -38,6 +38,12 @@ from monitor.records import (
 from monitor.settings import LimitsConfig
 from monitor.timestamps import EventTimeRange, parse_timestamp
 
+# "true" and "false" in any case are the booleans they spell (Python's str(False) is
+# "False", a CSV may hold "FALSE"): one category whatever the client's spelling, as JSON
+# booleans and a reference file's boolean column give (README, Records: booleans).
+BOOLEAN_WORDS = {"true": True, "false": False}
+_WORD_LENGTHS = frozenset(map(len, BOOLEAN_WORDS))
+
 # Batches smaller than this are validated item by item (the columnar set-up does not pay off).
 MIN_COLUMNAR = 8
 HISTORY = EventTimeRange.history()
@@ -230,7 +236,7 @@ class Validator(ColumnarValidation):
             for value in inputs.values():
                 kind = type(value)
                 if kind is str:
-                    if len(value) > max_len:
+                    if len(value) > max_len or (len(value) in _WORD_LENGTHS and value.lower() in BOOLEAN_WORDS):
                         break
                 elif kind not in PLAIN_SCALARS:
                     break
@@ -251,6 +257,7 @@ class Validator(ColumnarValidation):
                 "inputs", Reason.TOO_MANY, f"at most {self.limits.max_inputs_per_record} features, got {len(inputs)}"
             )
         max_len = self.limits.max_string_length
+        words: list[str] = []  # features whose value is "true" or "false" in some case
         for name, value in inputs.items():
             if value is None or isinstance(value, (int, float)):  # bool is an int; the JSON parser refuses NaN/inf
                 continue
@@ -258,6 +265,8 @@ class Validator(ColumnarValidation):
                 if len(value) > max_len:
                     message = f"string values must be at most {max_len} characters, got {len(value)}"
                     raise Invalid(f"inputs.{name}", Reason.TOO_LONG, message)
+                if value.lower() in BOOLEAN_WORDS:
+                    words.append(name)
                 continue
             message = f"must be a number, string, boolean or null, got {json_type(value)}"
             raise Invalid(f"inputs.{name}", Reason.WRONG_TYPE, message)
@@ -265,6 +274,8 @@ class Validator(ColumnarValidation):
             if len(name) > max_len:
                 message = f"feature names must be at most {max_len} characters, got {len(name)}"
                 raise Invalid("inputs", Reason.TOO_LONG, message)
+        if words:  # a copy: the caller's item is kept as sent (dead letters, Kafka copies)
+            inputs = {**inputs, **{name: BOOLEAN_WORDS[inputs[name].lower()] for name in words}}
         return inputs
 
     def _prediction(self, value: Any, path: str) -> Any:

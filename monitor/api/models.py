@@ -4,7 +4,7 @@ GET /v1/models                     (read)  models known to this instance, with t
 PUT /v1/models/{model}/reference   (admin) upload reference rows (CSV, Parquet or JSONL); 201
 GET /v1/models/{model}/reference   (read)  the active reference's version and summary
 GET /v1/models/{model}/references  (read)  every version, newest first
-GET /v1/models/{model}/results     (read)  detector results as a time series
+GET /v1/models/{model}/results     (read)  detector results as a time series (monitor/api/results.py)
 
 The reference file is profiled with the model's schema (:func:`schema_for`) and stored as
 the model's next version, which becomes the active one; the pipeline is told through
@@ -26,9 +26,12 @@ from monitor.api.auth import require
 from monitor.api.availability import require_store
 from monitor.api.body import NDJSON_TYPES, media_type
 from monitor.api.responses import JSONResponse
+from monitor.api.results import check_filters, parse_cursor, parse_time
+from monitor.api.results import query as query_results
 from monitor.detection import with_version
 from monitor.pipeline import Pipeline
 from monitor.reference_files import build_reference
+from monitor.reference_startup import detection_state
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,9 @@ ModelName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 
 @router.get("/v1/models", dependencies=[Depends(require("read"))])
 async def list_models(request: Request) -> dict[str, Any]:
-    """Models known to this instance, with their record counts since start-up."""
+    """Models known to this instance, with their record counts since start-up, their active
+    reference version (null: none) and what detection does: ``active``, ``building a
+    reference from the first N records`` or ``waiting for a reference``."""
     pipeline: Pipeline = request.app.state.pipeline
     return {
         "models": [
@@ -106,6 +111,8 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "labelled": state.labelled,
                 "windows_evaluated": state.windows_evaluated,
                 "open_window_records": state.detector.open_records if state.detector is not None else 0,
+                "reference": state.reference_version,
+                "detection": detection_state(pipeline, state.name),
             }
             for state in pipeline.models.values()
         ]
@@ -193,21 +200,31 @@ async def list_references(request: Request, model: ModelName) -> dict[str, Any]:
     return {"model": model, "references": [_public(row) for row in rows]}
 
 
-@router.get("/v1/models/{model}/results", dependencies=[Depends(require("read"))], responses={404: {}})
+@router.get("/v1/models/{model}/results", dependencies=[Depends(require("read"))], responses={404: {}, 422: {}})
 async def get_results(
     request: Request,
     model: ModelName,
-    kind: str | None = Query(None, max_length=32),
-    feature: str | None = Query(None, max_length=MAX_NAME),
-    method: str | None = Query(None, max_length=64),
-    since_seq: int | None = Query(None, ge=-(2**62), le=2**62),
-    limit: int = Query(1000, ge=1, le=10_000),
+    kind: str | None = Query(None, max_length=32, description="one kind of row, e.g. feature_drift"),
+    feature: str | None = Query(None, max_length=MAX_NAME, description="a feature, prediction, latency_ms"),
+    method: str | None = Query(None, max_length=64, description="a test, effect, check or metric, e.g. ks"),
+    since_seq: int | None = Query(None, ge=-(2**62), le=2**62, description="from this window on (inclusive)"),
+    since: str | None = Query(None, max_length=64, description="windows that ended at or after (ISO 8601 or epoch s)"),
+    until: str | None = Query(None, max_length=64, description="windows that ended before (ISO 8601 or epoch s)"),
+    cursor: str | None = Query(None, max_length=64, description="the `next` of the previous page"),
+    limit: int = Query(1000, ge=1, le=10_000, description="rows per page"),
 ) -> dict[str, Any]:
-    """Detector results by window then id, from window ``since_seq`` on (inclusive)."""
-    rows = await asyncio.to_thread(
-        request.app.state.store.results,
-        model, kind=kind, feature=feature, method=method, since_seq=since_seq, limit=limit,
+    """Detector results by window then id. ``next`` is the ``cursor`` of the following
+    page (null on the last); each time is in epoch seconds and, as ``*_iso``, ISO 8601."""
+    store = request.app.state.store
+    configs = getattr(request.app.state.pipeline, "configs", {})
+    config = configs.get(model)
+    features = config.feature_names if config is not None else []
+    begin, end, after = parse_time(since, "since"), parse_time(until, "until"), parse_cursor(cursor)
+    await asyncio.to_thread(check_filters, store, model, features, kind, feature)
+    rows, following = await asyncio.to_thread(
+        query_results, store, model, kind=kind, feature=feature, method=method, since_seq=since_seq,
+        since=begin, until=end, after=after, limit=limit,
     )  # fmt: skip
-    if not rows:
+    if not rows and config is None:
         _config(request, model)  # nothing stored: 404 unless the model is configured
-    return {"model": model, "results": rows}
+    return {"model": model, "results": rows, "next": following}

@@ -223,11 +223,38 @@ def report(http: httpx.Client, out: Any) -> None:
     for feature in drifted:
         methods = ", ".join(f"{m}={v:.4f}" for (f, m), v in sorted(scores.items()) if f == feature) or "no score"
         print(f"  {feature:<25} {methods}", file=out)
-    performance = {labels.get("metric"): v for n, labels, v in samples
-                   if n == "monitor_performance" and labels.get("model") == MODEL}  # fmt: skip
-    if performance:
-        shown = ", ".join(f"{k}={performance[k]:.4f}" for k in ("accuracy", "roc_auc", "f1") if k in performance)
-        print(f"\nPerformance of the latest labelled window: {shown}", file=out)
+    performance_verdict(http, out)
+
+
+SHOWN_METRICS = ("accuracy", "roc_auc", "f1")
+
+
+def performance_verdict(http: httpx.Client, out: Any) -> None:
+    """The latest labelled window's metrics beside the reference's, and whether any
+    dropped by more than the model allows (``performance.max_drop``)."""
+    rows = http.get(f"/v1/models/{MODEL}/results", params={"kind": "performance", "limit": 10_000}).json()["results"]
+    if not rows:
+        return
+    latest = [row for row in rows if row["window_seq"] == rows[-1]["window_seq"]]
+    by_metric = {row["method"]: row for row in latest}
+    print(f"\nPerformance of the latest labelled window ({latest[0]['n_current']:,} labels) against the reference:",
+          file=out)  # fmt: skip
+    for metric in (m for m in SHOWN_METRICS if m in by_metric):
+        row = by_metric[metric]
+        reference, drop = row["detail"].get("reference"), row["detail"].get("drop")
+        allowed = f"allowed {row['threshold']:.4f}" if row["threshold"] is not None else "no limit"
+        verdict = "DEGRADED" if row["drift"] else "ok"
+        print(f"  {metric:<9} {_number(row['statistic'])}  reference {_number(reference)}  drop {_number(drop)}  "
+              f"{allowed:<15} {verdict}", file=out)  # fmt: skip
+    degraded = sorted(row["method"] for row in latest if row["drift"])
+    if degraded:
+        print(f"Verdict: DEGRADED ({', '.join(degraded)} dropped more than allowed)", file=out)
+    else:
+        print("Verdict: performance holds (no metric dropped more than allowed)", file=out)
+
+
+def _number(value: float | None) -> str:
+    return "     -" if value is None else f"{value:.4f}"
 
 
 def _keep_running_help(url: str, port: int, out: Any) -> None:

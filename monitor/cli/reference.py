@@ -38,18 +38,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub = reference.add_subparsers(dest="reference_command", required=True)
 
     set_ = sub.add_parser("set", help="profile a CSV, Parquet or JSONL file and make it the model's reference")
-    set_.add_argument("model")
+    set_.add_argument("model", help="a model of the config")
     set_.add_argument("file", help="reference rows: .csv, .parquet/.pq or .jsonl/.ndjson, optionally .gz")
     set_.add_argument("--config", required=True, help="YAML config file (models and storage)")
     set_.add_argument(
         "--prediction-column", help="column of the predictions (default: the model's reference config, or prediction)"
     )
     set_.add_argument("--latency-column", help="column of the latency in milliseconds (default: none)")
-    set_.add_argument("--label-column", help="column of the labels: keeps the reference's own performance")
+    set_.add_argument(
+        "--label-column", help="column of the labels: keeps the reference's own performance (default: none)"
+    )
     set_.set_defaults(func=cmd_set)
 
     show = sub.add_parser("show", help="list a model's reference versions, newest first")
-    show.add_argument("model")
+    show.add_argument("model", help="a model of the config")
     show.add_argument("--config", required=True, help="YAML config file (models and storage)")
     show.set_defaults(func=cmd_show)
 

@@ -2,8 +2,9 @@
 
 The file's rows go through the same validation, pipeline and detectors as live traffic,
 with a throw-away store, so nothing is written to the service's database. The reference
-is the model's active one in the configured store if it has one, else the config's
-``reference.file``. The last, partial window is evaluated too (marked partial).
+is ``--reference FILE`` when given, else the model's active one in the configured store if
+it has one, else the config's ``reference.file``. The last, partial windows are evaluated
+too (drift windows marked partial, and the performance window of the last labels).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from detectors.performance import PerformanceResult
 from detectors.profiles import ReferenceProfile
 from detectors.results import Result
 from monitor.cli.config import load_or_exit
+from monitor.detection import with_version
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
 from monitor.records import Record
 from monitor.reference_files import read_table
 from monitor.reference_startup import active_summary, load_references
+from monitor.report.report import report_html, view_from_results, write_report
 from monitor.settings import Settings
 from monitor.store.database import Store
 from monitor.validation import Validator
@@ -70,6 +73,20 @@ def _copy_active_reference(settings: Settings, model: str, into: Store) -> None:
         )
 
 
+def _save_reference_file(settings: Settings, model: str, path: Path, into: Store) -> None:
+    """``--reference FILE``, profiled with the model's config, as the replay's reference."""
+    from monitor.reference_files import reference_from_file
+
+    profile, summary = reference_from_file(path, settings.models[model])
+    into.save_reference(
+        model,
+        lambda version: with_version(profile, version).to_bytes(),
+        content_hash=profile.content_hash,
+        source="cli",
+        summary={**summary, "file": str(path)},
+    )
+
+
 def replay(
     settings: Settings,
     model: str,
@@ -79,6 +96,7 @@ def replay(
     labels: Path | None = None,
     label_id_column: str = "id",
     label_column: str = "label",
+    reference: Path | None = None,
     progress: bool = True,
     chunk: int = 1_000,
 ) -> tuple[Collected, int]:
@@ -90,11 +108,17 @@ def replay(
     rejected = 0
     with tempfile.TemporaryDirectory(prefix="monitor-replay-") as tmp:
         with Store(f"sqlite:///{Path(tmp) / 'replay.db'}") as store:
-            _copy_active_reference(settings, model, store)
+            if reference is not None:
+                _save_reference_file(settings, model, reference, store)
+            else:
+                _copy_active_reference(settings, model, store)
             pipeline = Pipeline(settings, Metrics(CollectorRegistry()), sinks=[collected])
-            load_references(pipeline, store)
+            load_references(pipeline, store, announce=False)  # only the replayed model matters
             if pipeline.models[model].detector is None:
-                raise ValueError(f"model {model!r} has no reference: upload one, or set reference.file in the config")
+                raise ValueError(
+                    f"model {model!r} has no reference: give one with --reference FILE, set reference.file in "
+                    "the config, or upload one to the service"
+                )
             # A file is history: no receive time to hold its event times to (1970-2100 still holds).
             validator = Validator(settings.limits, pipeline.configs, check_event_time=False)
             with tqdm(total=len(frame), unit="rows", disable=not progress, file=sys.stderr, desc=path.name) as bar:
@@ -178,21 +202,42 @@ def print_json(collected: Collected, out: TextIO) -> None:
 def add_commands(commands: argparse._SubParsersAction) -> None:
     rep = commands.add_parser("replay", help="evaluate a file against a model's reference, offline")
     rep.add_argument("file", help="CSV, Parquet or JSONL (optionally .gz) with one row per prediction")
-    rep.add_argument("--model", required=True)
-    rep.add_argument("--config", required=True)
+    rep.add_argument("--model", required=True, help="the model of the config whose traffic the file holds")
+    rep.add_argument("--config", required=True, help="YAML config file (the model's features, windows, detectors)")
+    rep.add_argument(
+        "--reference",
+        help="reference file (CSV, Parquet or JSONL) to compare with (default: the model's active reference in "
+        "the configured store, else its reference.file)",
+    )
+    rep.add_argument(
+        "--window-size",
+        type=int,
+        metavar="N",
+        help="count windows of N records instead of the model's window config (default: the config's)",
+    )
     rep.add_argument("--labels", help="a file of delayed labels (id and label columns) for performance windows")
-    rep.add_argument("--prediction-column", default="prediction")
-    rep.add_argument("--latency-column")
-    rep.add_argument("--id-column", default="id")
-    rep.add_argument("--timestamp-column", default="timestamp")
-    rep.add_argument("--label-column", default="label", help="the label column of --labels")
-    rep.add_argument("--json", action="store_true", help="print the results as JSON")
-    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument(
+        "--prediction-column", default="prediction", help="prediction column of FILE (default: %(default)s)"
+    )
+    rep.add_argument("--latency-column", help="latency column of FILE, in milliseconds (default: none)")
+    rep.add_argument("--id-column", default="id", help="request id column of FILE and --labels (default: %(default)s)")
+    rep.add_argument("--timestamp-column", default="timestamp", help="event time column of FILE (default: %(default)s)")
+    rep.add_argument("--label-column", default="label", help="the label column of --labels (default: %(default)s)")
+    rep.add_argument("--json", action="store_true", help="print the results as JSON (default: a table)")
+    rep.add_argument("--html", help="also write the results as a self-contained HTML report to this file")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar (default: one on a terminal)")
     rep.set_defaults(func=cmd_replay)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = load_or_exit(args.config)
+    if args.window_size is not None:
+        if args.window_size < 1:
+            print(f"monitor replay: --window-size must be at least 1, got {args.window_size}", file=sys.stderr)
+            return 2
+        if args.model in settings.models:
+            config = settings.models[args.model]
+            config.window = config.window.model_copy(update={"kind": "count", "size": args.window_size})
     logging.basicConfig(level=logging.WARNING)
     columns = TableColumns(
         prediction=args.prediction_column,
@@ -209,6 +254,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             labels=Path(args.labels) if args.labels else None,
             label_id_column=args.id_column,
             label_column=args.label_column,
+            reference=Path(args.reference) if args.reference else None,
             progress=not args.no_progress and sys.stderr.isatty(),
         )
     except (ValueError, OSError) as exc:
@@ -219,6 +265,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         window = settings.models[args.model].window
         print_table(collected, sys.stdout, window.size if window.kind == "count" else None)
+    if args.html:
+        view = view_from_results(args.model, collected.evaluations, collected.performance)
+        size = write_report(Path(args.html), report_html(view, source=args.file))
+        print(f"wrote {args.html} ({size:,} bytes)", file=sys.stderr)
     if rejected:
         print(f"{rejected} row(s) rejected by validation", file=sys.stderr)
     return 0

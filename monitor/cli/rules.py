@@ -1,12 +1,14 @@
 """The ``monitor rules`` command: the Prometheus alerting rules for the service's metrics.
 
-monitor rules export [--output FILE] [--runbook-base URL]
+monitor rules export [--output FILE] [--runbook-base URL] [--window-period 5m --for-windows N]
 
 ``export`` prints the rules file (YAML, one group ``monitor``; see
 :mod:`alerts.prometheus_rules`) or writes it to FILE. ``--runbook-base`` points the
 ``runbook_url`` annotations at another copy of the README (a fork, an internal wiki that
-keeps the ``#runbook-<alertname>`` anchors). A FILE that cannot be written prints one
-``error:`` line and exits with 2.
+keeps the ``#runbook-<alertname>`` anchors). ``--window-period`` (how often a model's
+windows close) with ``--for-windows N`` sets the ``for:`` of the alerts on detector
+verdicts to N windows, without editing :mod:`alerts.prometheus_rules`. A FILE that cannot
+be written, or a bad duration, prints one ``error:`` line and exits with 2.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from alerts.prometheus_rules import RUNBOOK_BASE, alerts, render
+from alerts.prometheus_rules import DRIFT_FOR, RUNBOOK_BASE, alerts, render, windows_for
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -30,11 +32,33 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="document the runbook_url annotations point into, before #runbook-<alert> (default: %(default)s)",
     )
+    export.add_argument(
+        "--window-period",
+        metavar="DURATION",
+        help="how often a model's windows close, as a Prometheus duration (5m); with --for-windows",
+    )
+    export.add_argument(
+        "--for-windows",
+        type=int,
+        metavar="N",
+        help="fire the drift, quality, latency and performance alerts after N windows in breach: for: = N x "
+        f"--window-period (default: the shipped for:, e.g. {DRIFT_FOR} for drift)",
+    )
     export.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    text = render(args.runbook_base)
+    result_for = None
+    if (args.window_period is None) != (args.for_windows is None):
+        print("error: give --window-period and --for-windows together", file=sys.stderr)
+        return 2
+    if args.window_period is not None:
+        try:
+            result_for = windows_for(args.window_period, args.for_windows)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    text = render(args.runbook_base, result_for)
     if args.output is None:
         sys.stdout.write(text)
         return 0

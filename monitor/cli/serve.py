@@ -11,6 +11,7 @@ import sys
 from monitor.api.http_protocol import DeadlineH11Protocol
 from monitor.cli.config import load_or_exit, redact
 from monitor.logs import log_config
+from monitor.process_tuning import limit_blas_threads
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -23,8 +24,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     consume = commands.add_parser("consume", help="run the Kafka collector alone (no HTTP API)")
     consume.add_argument("--config", required=True, help="YAML config file with a kafka section")
-    consume.add_argument("--metrics-port", type=int, help="serve /metrics for Prometheus on this port")
-    consume.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    consume.add_argument("--metrics-port", type=int, help="serve /metrics for Prometheus on this port (default: none)")
+    consume.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default: %(default)s)"
+    )
     consume.set_defaults(func=cmd_consume)
 
 
@@ -32,14 +35,15 @@ def add_db_commands(commands: argparse._SubParsersAction) -> None:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_upgrade = db_commands.add_parser("upgrade", help="apply Alembic migrations up to the latest revision")
-    db_upgrade.add_argument("--config", required=True)
+    db_upgrade.add_argument("--config", required=True, help="YAML config file (storage.url)")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = load_or_exit(args.config)
+    settings = load_or_exit(args.config, references=True)
+    limit_blas_threads()
     server = settings.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
@@ -83,7 +87,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from monitor.api.app import create_app
     from monitor.gc_tuning import tune_garbage_collector
 
-    settings = load_or_exit(args.config)
+    settings = load_or_exit(args.config, references=True)
+    limit_blas_threads()
     if not settings.kafka.topics:
         print(f"{args.config}: kafka.topics is empty: nothing to consume", file=sys.stderr)
         return 2

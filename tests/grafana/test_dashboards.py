@@ -135,6 +135,9 @@ def exported_series() -> dict[str, set[str]]:
     for family in registry.collect():
         for sample in family.samples:
             names.setdefault(sample.name, set()).update(sample.labels)
+    # Prometheus's own series of the shipped alerting rules: each alert's name and state, and
+    # the labels of its expression and of the rule.
+    names["ALERTS"] = {"alertname", "alertstate", "model", "feature", "check", "severity", "metric", "quantile"}
     return names
 
 
@@ -340,6 +343,7 @@ class PrometheusProcess:
         self.config = self.dir / "prometheus.yml"
         self.config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: ['{ROOT / 'alerts' / 'prometheus' / 'monitor-alerts.yml'}']\n"  # the ALERTS panel
             "scrape_configs:\n"
             f"  - job_name: monitor\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
@@ -488,3 +492,21 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
                 service.__exit__()
         receiver.stop()
         broker.stop()
+
+
+def test_the_overview_names_the_alerts_and_links_every_runbook() -> None:
+    """Issue 17, item 9: which alerts, not only how many, and a runbook link per alert that
+    lands on a README section."""
+    from alerts.prometheus_rules import RUNBOOK_BASE, alerts
+
+    overview = load(GRAFANA / "dashboards" / "models-overview.json")
+    (table,) = [p for p in panels(overview) if p["title"].startswith("Prometheus alerts pending and firing")]
+    assert table["targets"][0]["expr"] == 'ALERTS{alertname=~"Model.+|Monitor.+"}'
+    names = [alert.name for alert in alerts()]
+    assert [link["title"] for link in table["links"]] == [f"Runbook: {name}" for name in names]
+    readme = (ROOT / "README.md").read_text()
+    for link, name in zip(table["links"], names, strict=True):
+        assert link["url"] == f"${{runbook_base}}#runbook-{name.lower()}"
+        assert f"### Runbook: {name}\n" in readme
+    variables = {v["name"]: v for v in overview["templating"]["list"]}
+    assert variables["runbook_base"]["query"] == RUNBOOK_BASE  # the same default as `monitor rules export`

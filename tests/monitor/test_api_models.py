@@ -185,7 +185,7 @@ def test_unknown_models_are_404_everywhere(http: TestClient, csv_file: Path) -> 
         "model 'iris' has no reference yet: PUT /v1/models/iris/reference",
     )
     assert http.get("/v1/models/iris/references").json() == {"model": "iris", "references": []}
-    assert http.get("/v1/models/iris/results").json() == {"model": "iris", "results": []}
+    assert http.get("/v1/models/iris/results").json() == {"model": "iris", "results": [], "next": None}
 
 
 def test_bad_files_are_400_naming_the_problem(http: TestClient, frame: pd.DataFrame) -> None:

@@ -27,6 +27,14 @@ def test_demo_fires_the_drift_alerts(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert feature not in out
     assert "Accepted 50,000 predictions and 50,000 labels; 10 drift windows" in out
     assert "Service stopped cleanly" in out
+    # The latest labelled window beside the reference's figures, and a verdict (issue 17, item 9).
+    performance = out.split("Performance of the latest labelled window (5,000 labels) against the reference:\n", 1)[1]
+    assert performance.splitlines()[:4] == [
+        "  accuracy  0.9118  reference 0.9477  drop 0.0359  allowed 0.0500  ok",
+        "  roc_auc   0.9576  reference 0.9710  drop 0.0134  allowed 0.0500  ok",
+        "  f1        0.9161  reference 0.9478  drop 0.0317  no limit        ok",
+        "Verdict: performance holds (no metric dropped more than allowed)",
+    ]
     assert (tmp_path / "service.log").exists() and (tmp_path / "monitor.db").exists()
 
 
