@@ -182,8 +182,11 @@ def payload(transition: Transition) -> dict[str, Any]:
     """The generic body: the alert, what it looked at (``detail``) and when."""
     detail = dict(transition.detail)
     version = detail.pop("reference_version", None)
+    # The page showing what moved, when the service knows its public address (server.public_base_url).
+    url = detail.pop("url", None)
     value = transition.value
     return {
+        **({"url": url} if url else {}),
         "alert_id": transition.alert_id,
         "rule": transition.rule,
         "state": transition.to_state,

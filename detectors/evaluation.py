@@ -24,6 +24,7 @@ from detectors.decision import (
     decide,
     decide_prediction,
 )
+from detectors.histograms import FeatureHistogram, window_histogram
 from detectors.latency import LatencyResult, LatencySettings, check_latency
 from detectors.profiles import NumericProfile
 from detectors.quality import QualityReport, QualitySettings, check_quality
@@ -57,6 +58,9 @@ class Evaluation:
     prediction: FeatureDrift | None
     quality: QualityReport
     latency: LatencyResult | None
+    # Per feature (then the prediction), its counts in the reference's bins or categories:
+    # what a page draws of this window (empty when built by hand, e.g. in tests).
+    histograms: tuple[FeatureHistogram, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +103,7 @@ def evaluate_window(window: WindowState, settings: EvaluationSettings | None = N
         )
     quality = check_quality(window, settings.quality, settings.quality_overrides)
     latency = check_latency(window, settings.latency)  # with or without a reference latency channel
+    drawn = [*features, *([PREDICTION] if PREDICTION in reference.channels else [])]
     start = window.start if np.isfinite(window.start) else window.min_ts
     end = window.end if np.isfinite(window.end) else window.max_ts
     return Evaluation(
@@ -111,4 +116,5 @@ def evaluate_window(window: WindowState, settings: EvaluationSettings | None = N
         prediction=prediction,
         quality=quality,
         latency=latency,
+        histograms=tuple(window_histogram(window, name) for name in drawn),
     )

@@ -3,11 +3,13 @@ state and the webhook deliveries they cause, in one transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alerts.transition import Transition
 from monitor.metrics import Metrics, StoreMetrics
+from monitor.report.links import page_url
 from monitor.settings import Settings
 from monitor.store.database import Store
 from monitor.store.retry_buffer import RetryBuffer
@@ -26,6 +28,9 @@ class AlertPersister:
         self.store = store
         self.webhooks = settings.alerts.webhooks
         self.metrics = metrics
+        # With server.public_base_url, each transition's detail (stored with the alert, sent in
+        # webhook payloads as "url") links to the page showing what moved.
+        self.public_base_url = settings.server.public_base_url
         self.buffer: RetryBuffer[AlertUpdate] | None = None
         if store_metrics is not None:
             size = settings.storage.retry_buffer_size
@@ -39,8 +44,15 @@ class AlertPersister:
                 self.metrics.webhook_deliveries.labels(webhook, "suppressed").inc()
 
     def __call__(self, transitions: Sequence[Transition], engine_state: Mapping[str, Any]) -> None:
+        if self.public_base_url:
+            transitions = [_with_url(t, self.public_base_url) for t in transitions]
         update = [(list(transitions), dict(engine_state))]
         if self.buffer is None:
             self.write(update)
         else:
             self.buffer.submit(update)
+
+
+def _with_url(transition: Transition, base: str) -> Transition:
+    url = page_url(base, transition.model, transition.feature, transition.window_seq)
+    return dataclasses.replace(transition, detail={**transition.detail, "url": url})

@@ -1,11 +1,14 @@
-"""The store as a result sink: every evaluated window becomes rows of the results table."""
+"""The store as a result sink: every evaluated window becomes rows of the results table,
+and its histograms rows of the histograms table (what the web page and reports draw)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from detectors.results import Result
+from detectors.schema import channel_name
 from monitor.detection import evaluation_rows, performance_rows
 from monitor.store.database import Store
 
@@ -15,11 +18,22 @@ if TYPE_CHECKING:
 
 class StoreSink:
     """Writes each result's rows; with ``buffer``, rows that find the store unreachable wait
-    there (bounded, counted when dropped) and are written when it answers again."""
+    there (bounded, counted when dropped) and are written when it answers again. Histograms
+    go through ``histograms`` (a buffer whose writer is :meth:`Store.add_histograms`) when
+    given, else straight to the store (which then prunes those older than ``keep_seconds``)."""
 
-    def __init__(self, store: Store, buffer: RetryBuffer[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        buffer: RetryBuffer[dict[str, Any]] | None = None,
+        *,
+        histograms: RetryBuffer[dict[str, Any]] | None = None,
+        keep_seconds: float | None = None,
+    ):
         self.store = store
         self.buffer = buffer
+        self.histograms = histograms
+        self.keep_seconds = keep_seconds
 
     def publish(self, model: str, reference_version: str, result: Result) -> None:
         if isinstance(result, PerformanceResult):
@@ -30,3 +44,25 @@ class StoreSink:
             self.buffer.submit(rows)
         else:
             self.store.add_results(rows)
+        if isinstance(result, Evaluation) and result.histograms:
+            drawn = histogram_rows(model, result)
+            if self.histograms is not None:
+                self.histograms.submit(drawn)
+            else:
+                self.store.add_histograms(drawn, keep_seconds=self.keep_seconds)
+
+
+def histogram_rows(model: str, evaluation: Evaluation) -> list[dict[str, Any]]:
+    """The rows of the histograms table for one evaluated window."""
+    return [
+        {
+            "model": model,
+            "reference_version": evaluation.reference_version,
+            "window_seq": evaluation.window_seq,
+            "window_end": evaluation.window_end,
+            "feature": channel_name(histogram.feature),
+            "kind": histogram.kind,
+            "data": histogram.to_dict(),
+        }
+        for histogram in evaluation.histograms
+    ]

@@ -156,6 +156,9 @@ def test_cooldown_suppresses_a_second_firing_of_the_same_model(store: Store) -> 
         class alerts:
             webhooks = [hook(cooldown_seconds=6 * 3600)]
 
+        class server:
+            public_base_url = None
+
     persist = AlertPersister(store, Cfg, metrics)  # type: ignore[arg-type]
     persist([firing(n=1)], STATE)
     persist([firing(n=1, rule="feature-drift"), firing(model="iris")], STATE)
