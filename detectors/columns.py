@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.frame_columns import category_codes, numeric_array
 from detectors.schema import LATENCY, NUMERIC, PREDICTION, Schema
 
 VALID, NULL, WRONG_TYPE = 0, 1, 2
@@ -385,20 +386,17 @@ class Batch:
         inputs: dict[str, np.ndarray] = {}
         status: dict[str, np.ndarray] = {}
         for name, kind in schema.features.items():
-            if kind == NUMERIC:
-                arr, st = coerce_numeric(_frame_values(df[name]))
-            else:
-                arr, st = coerce_categorical(_frame_list(df[name]))
+            arr, st = _frame_numeric(df[name]) if kind == NUMERIC else _frame_categorical(df[name])
             inputs[name] = arr
             if st is not None:
                 status[name] = st
         prediction = latency = None
         if schema.prediction_type is not None:
-            prediction, st = _prediction_column(_frame_list(df[schema.prediction_column]), schema)
+            prediction, st = _frame_prediction(df[schema.prediction_column], schema)
             if st is not None:
                 status[PREDICTION] = st
         if schema.latency_column is not None:
-            latency, st = coerce_numeric(_frame_values(df[schema.latency_column]))
+            latency, st = _frame_numeric(df[schema.latency_column])
             if st is not None:
                 status[LATENCY] = st
         n = len(df)
@@ -438,14 +436,39 @@ def _frame_list(col: pd.Series) -> list[Any]:
     return [None if (v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)) else v for v in values]
 
 
-def _frame_values(col: pd.Series) -> np.ndarray | list[Any]:
-    """A pandas column for a numeric channel: a numpy array when possible, else raw values."""
-    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "fiub":
-        return col.to_numpy()
-    if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-        # nullable extension dtypes (Int64, Float64, boolean): pd.NA -> NaN (null)
+def _frame_numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column for a numeric channel, as :func:`coerce_numeric` reads it (NaN is null)."""
+    arr = numeric_array(col)
+    if arr is None:
+        return coerce_numeric(_frame_list(col))
+    nan = np.isnan(arr)
+    return arr, (nan.astype(np.int8) if nan.any() else None)
+
+
+def _frame_prediction(col: pd.Series, schema: Schema) -> tuple[np.ndarray, np.ndarray | None]:
+    """A prediction column: numbers or labels through the fast paths, mappings (class ->
+    probability) value by value."""
+    if schema.prediction_type == NUMERIC and numeric_array(col) is not None:
+        return _frame_numeric(col)
+    if schema.prediction_type != NUMERIC and category_codes(col) is not None:
+        return _frame_categorical(col)
+    return _prediction_column(_frame_list(col), schema)
+
+
+def _frame_categorical(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column for a categorical channel, as :func:`coerce_categorical` reads it, through
+    its codes: one category string per distinct value, shared by the rows that hold it."""
+    coded = category_codes(col)
+    if coded is None:
+        return coerce_categorical(_frame_list(col))
+    codes, distinct = coded
+    names = np.empty(len(distinct) + 2, dtype=object)  # [categories..., wrong type, null]: both None
+    wrong = np.zeros(len(distinct) + 2, dtype=bool)
+    for i, value in enumerate(distinct):
         try:
-            return col.to_numpy(dtype=np.float64, na_value=np.nan)
-        except Exception as exc:  # e.g. Arrow decimals or huge integers that float64 cannot take
-            raise ValueError(f"column {col.name!r}: cannot read its values as numbers: {exc}") from None
-    return _frame_list(col)
+            names[i] = category_string(value)
+        except TypeError:
+            wrong[i] = True
+    codes = np.where(codes < 0, len(distinct) + 1, codes)
+    status = wrong[codes].astype(np.int8) * np.int8(WRONG_TYPE) if wrong.any() else None
+    return names[codes], status

@@ -43,6 +43,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from detectors.columns import NULL, WRONG_TYPE, Batch
 from detectors.profiles import CategoricalProfile, NumericProfile, ReferenceProfile
@@ -144,6 +145,23 @@ class WindowLayout:
         return (max(lo, 0.0) if name == LATENCY else lo), p.max + pad
 
 
+_FACTORISE_FROM = 1024  # rows: below, a dict look-up per value costs less than factorising
+
+
+def _category_slots(col: np.ndarray, slots: Mapping[str | None, int], size: int) -> np.ndarray:
+    """Each value's slot (see ``WindowLayout.cat_maps``; unknown values -> ``size + 1``).
+
+    A large batch is factorised first (one hash per value, in C), so that the dict is
+    looked up once per distinct value rather than once per row."""
+    n, unseen = col.shape[0], size + 1
+    if n < _FACTORISE_FROM:
+        # map() calls dict.get in C: a third of the cost of a generator expression.
+        return np.fromiter(map(slots.get, col, repeat(unseen, n)), dtype=np.intp, count=n)
+    found, distinct = pd.factorize(col, use_na_sentinel=True)  # None -> -1
+    lookup = np.fromiter(map(slots.get, distinct, repeat(unseen)), dtype=np.intp, count=len(distinct))
+    return np.append(lookup, slots[None])[found]  # -1 takes the last entry: the null slot
+
+
 class WindowState:
     """Counts, samples and sketches of the records of one window (see the module docstring)."""
 
@@ -187,9 +205,7 @@ class WindowState:
                 continue
             if col.dtype.kind not in "OUT":
                 raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
-            get, unseen = lay.cat_maps[c].get, size + 1
-            # map() calls dict.get in C: a third of the cost of a generator expression.
-            codes = np.fromiter(map(get, col, repeat(unseen, n)), dtype=np.intp, count=n)
+            codes = _category_slots(col, lay.cat_maps[c], size)
             self.cat_counts[o : o + size + 3] += np.bincount(codes, minlength=size + 3)
             st = batch.status.get(ch)
             if st is not None:

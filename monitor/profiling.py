@@ -1,0 +1,188 @@
+"""``monitor.profile``: a reference profile from a table, a file or chunks of rows, for
+notebooks and batch jobs; saved, loaded and handed to :func:`monitor.compare.compare`.
+
+Column kinds are inferred from the first rows (see :func:`monitor.frames.infer_kinds`)
+unless given; booleans are compared as the categories 'false' / 'true'. A whole
+in-memory table is profiled exactly as the service profiles a reference file; a file is
+read in chunks and profiled in bounded memory (:mod:`monitor.profile_builder`), as is
+anything fed through :meth:`Profile.update`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from detectors.columns import Batch
+from detectors.profiles import ReferenceProfile
+from detectors.schema import CATEGORICAL, NUMERIC, Schema
+from detectors.sketches import pack, unpack
+from monitor.frames import (
+    BOOLEAN,
+    Table,
+    TableError,
+    as_boolean,
+    check_kinds,
+    chunks,
+    head,
+    infer_kinds,
+    is_columnar_file,
+)
+from monitor.profile_builder import ProfileBuilder
+
+_OPTIONS = {"bins": 10, "sample_size": 10_000, "top_k": 50, "max_tracked_categories": 10_000, "seed": 0}
+
+
+def detector_schema(kinds: Mapping[str, str]) -> Schema:
+    return Schema(features={name: NUMERIC if kind == NUMERIC else CATEGORICAL for name, kind in kinds.items()})
+
+
+def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> Batch:
+    """Rows of ``frame`` as a detector batch of the columns in ``kinds`` (booleans as
+    'false' / 'true'); ``where`` names the table in messages."""
+    missing = [name for name in kinds if name not in frame.columns]
+    if missing:
+        shown = ", ".join(map(str, list(frame.columns)[:20]))
+        raise TableError(f"column {missing[0]!r} is not in the {where} (its columns: {shown or 'none'})")
+    columns = {}
+    for name, kind in kinds.items():
+        columns[name] = as_boolean(frame[name]) if kind == BOOLEAN else frame[name]
+    table = pd.DataFrame(columns, index=frame.index, copy=False)
+    try:
+        return Batch.from_frame(table, detector_schema(kinds), default_timestamp=0.0)
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+
+
+def _kinds_for(source: Table, schema: Mapping[str, str] | None) -> dict[str, str]:
+    if schema is not None:
+        return check_kinds(schema)
+    first = head(source)
+    if first.empty:
+        raise TableError("the reference table has no rows")
+    return check_kinds(infer_kinds(first))
+
+
+class Profile:
+    """A reference profile under construction or finished (see the module docstring).
+
+    ``schema`` maps column -> 'numeric' | 'categorical' | 'boolean' (inferred from the
+    first chunk when None); ``options`` are the profile's ``bins``, ``sample_size``,
+    ``top_k``, ``max_tracked_categories`` and ``seed``."""
+
+    def __init__(self, schema: Mapping[str, str] | None = None, **options: int) -> None:
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown profile option {unknown[0]!r} (options: {', '.join(_OPTIONS)})")
+        self.options = {**_OPTIONS, **options}
+        self.kinds: dict[str, str] | None = None if schema is None else check_kinds(schema)
+        self._builder: ProfileBuilder | None = None
+        self._final: ReferenceProfile | None = None
+        self.rows = 0
+
+    def update(self, chunk: pd.DataFrame | pa.Table, columns: Mapping[str, str] | None = None) -> Profile:
+        """Count a chunk of rows into the profile (bounded memory, whatever the total);
+        ``columns``: only these of the profile's columns are in the chunk."""
+        if self._final is not None and self._builder is None:
+            raise TableError("this profile is final (built from a whole table or loaded): start a new Profile()")
+        if isinstance(chunk, pa.Table):
+            chunk = chunk.to_pandas(types_mapper=pd.ArrowDtype)
+        if self.kinds is None:
+            self.kinds = check_kinds(infer_kinds(chunk))
+        if self._builder is None:
+            self._builder = ProfileBuilder(detector_schema(self.kinds), **self.options)
+        if len(chunk):
+            part = self.kinds if columns is None else dict(columns)
+            batch = to_batch(chunk, part, "reference chunk")
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._builder.update(batch, None if columns is None else list(part))
+            self.rows = self._builder.rows
+            self._final = None
+        return self
+
+    @property
+    def reference(self) -> ReferenceProfile:
+        """The detector's profile of what was seen so far."""
+        if self._final is None:
+            if self._builder is None or not self.rows:
+                raise TableError("the profile has no rows: the reference table is empty")
+            self._final = self._builder.reference(version="notebook")
+            check_values(self._final, "reference")
+        return self._final
+
+    @classmethod
+    def exact(cls, frame: pd.DataFrame, schema: Mapping[str, str] | None = None, **options: int) -> Profile:
+        """Of a whole in-memory table, exactly as the service profiles a reference file."""
+        out = cls(schema, **options)
+        if not len(frame):
+            raise TableError("the reference table has no rows")
+        out.kinds = out.kinds or _kinds_for(frame, None)
+        batch = to_batch(frame, out.kinds, "reference table")
+        with np.errstate(over="ignore", invalid="ignore"):
+            reference = ReferenceProfile.from_batch(
+                batch, detector_schema(out.kinds), version="notebook", **out.options
+            )
+        check_values(reference, "reference")
+        out._final, out.rows = reference, len(frame)
+        return out
+
+    def to_bytes(self) -> bytes:
+        header = {"kind": "monitor.profile", "format_version": 1, "kinds": list(map(list, (self.kinds or {}).items()))}
+        header["rows"] = self.rows
+        return pack(header, {"reference": np.frombuffer(self.reference.to_bytes(), np.uint8)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Profile:
+        header, arrays = unpack(data)
+        if header.get("kind") != "monitor.profile" or header.get("format_version") != 1:
+            raise TableError("not a saved monitor profile (format 1)")
+        out = cls({name: kind for name, kind in header["kinds"]})
+        out._final = ReferenceProfile.from_bytes(arrays["reference"].tobytes())
+        out.rows = int(header["rows"])
+        return out
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        return cls.from_bytes(Path(path).read_bytes())
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{name}: {kind}" for name, kind in (self.kinds or {}).items())
+        return f"Profile({self.rows} rows; {kinds or 'no columns yet'})"
+
+
+def check_values(reference: ReferenceProfile, where: str) -> None:
+    """A column with no value at all (only nulls) cannot be compared: say which."""
+    for name, channel in reference.channels.items():
+        if channel.count and channel.null_count + channel.wrong_type_count == channel.count:
+            raise TableError(f"column {name!r} of the {where} has no values (all {channel.count} rows are null)")
+
+
+def profile(source: Table | Profile, schema: Mapping[str, str] | None = None, **options: int) -> Profile:
+    """A reference profile of a DataFrame, a pyarrow Table or a file (.csv, .parquet,
+    .jsonl, optionally .gz). Files are read in chunks (bounded memory)."""
+    if isinstance(source, Profile):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return Profile.exact(source, schema, **options)
+    if isinstance(source, pa.Table):
+        return Profile.exact(source.to_pandas(types_mapper=pd.ArrowDtype), schema, **options)
+    out = Profile(_kinds_for(source, schema), **options)
+    kinds = dict(out.kinds or {})
+    if is_columnar_file(source):
+        # Parquet is stored by column: one column at a time keeps one column of one row
+        # group in memory, however wide the file and however large its row groups.
+        for name, kind in kinds.items():
+            for chunk in chunks(source, columns=[name]):
+                out.update(chunk, {name: kind})
+    else:
+        for chunk in chunks(source, columns=list(kinds)):
+            out.update(chunk)
+    out.reference  # noqa: B018  # built now, so an empty or all-null file fails here
+    return out
