@@ -32,7 +32,7 @@ from typing import Any
 
 from alerts.rules import AlertRuleConfig, Signal, signals, validate_rules
 from alerts.transition import Transition
-from detectors.results import Result
+from detectors.results import Estimate, Result
 
 STATES = ("inactive", "pending", "firing", "resolved")
 FORMAT_VERSION = 1
@@ -99,7 +99,7 @@ class AlertEngine:
         self._states: dict[Key, AlertState] = {}
 
     # -- input ------------------------------------------------------------------------------
-    def observe(self, model: str, reference_version: str, result: Result, now: float) -> list[Transition]:
+    def observe(self, model: str, reference_version: str, result: Result | Estimate, now: float) -> list[Transition]:
         """Apply one published result at time ``now``; the transitions it caused, in rule
         order then result order (features as the result lists them)."""
         now = _check_now(now)

@@ -10,6 +10,12 @@ engine (:mod:`alerts.engine`) debounces it. :func:`signals` reads one result -- 
 A verdict that could not be reached (an insufficient feature, a window without latencies,
 performance without reference metrics) gives *no* signal: it is neither a breach nor a
 clean window, so it can neither advance nor resolve an alert.
+
+Before labels come (:data:`detectors.results.Estimate`): ``estimated_performance_drop``
+breaches when a covered metric's CBPE estimate falls below its threshold (the reference
+minus ``band`` sampling errors at the window's size: :mod:`detectors.estimation.cbpe`);
+``multivariate_drift`` gives one signal per method (``feature`` = ``pca_reconstruction`` or
+``domain_classifier``: each method its own alert), breaching when the method flags drift.
 """
 
 from __future__ import annotations
@@ -22,15 +28,18 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from alerts.selection import ALL, plain_name, selection
+from detectors.estimation.cbpe import EstimatedPerformance
+from detectors.estimation.multivariate import MultivariateDrift
 from detectors.evaluation import Evaluation
 from detectors.performance import METRICS, PerformanceResult
 from detectors.quality import CHECKS
-from detectors.results import Result
+from detectors.results import Estimate, Result
 from detectors.schema import channel_name
 
 RuleKind = Literal[
-    "feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo", "performance_drop"
-]
+    "feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo", "performance_drop",
+    "estimated_performance_drop", "multivariate_drift",
+]  # fmt: skip
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(RuleKind)
 SEVERITIES: tuple[str, ...] = get_args(Severity)
@@ -44,7 +53,7 @@ _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "checks": ("data_quality",),
     "min_share": ("dataset_drift",),
     "slo_ms": ("latency_slo",),
-    "metrics": ("performance_drop",),
+    "metrics": ("performance_drop", "estimated_performance_drop"),
     "max_drop": ("performance_drop",),
 }
 
@@ -193,13 +202,15 @@ def _wanted(selection: list[str], name: str) -> bool:
     return selection == [ALL] or name in selection
 
 
-def signals(rule: AlertRuleConfig, model: str, result: Result) -> list[Signal]:
+def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> list[Signal]:
     """The signals of ``rule`` for one result of ``model`` (see the module docstring)."""
     if not rule.covers_model(model):
         return []
     if isinstance(result, PerformanceResult):
         return _performance(rule, model, result) if rule.kind == "performance_drop" else []
-    if rule.kind == "performance_drop":
+    if isinstance(result, EstimatedPerformance | MultivariateDrift):
+        return _estimate(rule, model, result)
+    if rule.kind in ("performance_drop", "estimated_performance_drop", "multivariate_drift"):
         return []
     out: list[tuple[str, bool, float | None, dict[str, Any]]] = []
     if rule.kind == "feature_drift":
@@ -282,6 +293,33 @@ def _performance(rule: AlertRuleConfig, model: str, result: PerformanceResult) -
         "n": result.n,
     }
     return [Signal(rule.name, model, "", bool(degraded), _json_number(worst), detail)]
+
+
+def _estimate(rule: AlertRuleConfig, model: str, result: Estimate) -> list[Signal]:
+    """An estimated performance (model-wide: breaching if a covered metric's estimate is
+    under its threshold; no verdict when every covered estimate is undefined) or one
+    multivariate method's verdict (keyed by the method)."""
+    if isinstance(result, MultivariateDrift):
+        if rule.kind != "multivariate_drift":
+            return []
+        detail: dict[str, Any] = {"kind": rule.kind, "lower": result.lower, "upper": result.upper, "n": result.n}
+        return [Signal(rule.name, model, result.method, result.drift, _json_number(result.statistic), detail)]
+    if rule.kind != "estimated_performance_drop":
+        return []
+    covered = {m: e for m, e in result.metrics.items() if _wanted(rule.metrics, m) and e.value is not None}
+    if not covered:
+        return []
+    below = [m for m, e in covered.items() if e.alert]
+    # The value is the largest shortfall from the reference among the metrics looked at.
+    worst = max((e.reference or 0.0) - (e.value or 0.0) for m, e in covered.items() if not below or m in below)
+    info: dict[str, Any] = {
+        "kind": rule.kind,
+        "degraded": below,
+        "estimated": {m: e.value for m, e in covered.items()},
+        "threshold": {m: e.threshold for m, e in covered.items()},
+        "n": result.n,
+    }
+    return [Signal(rule.name, model, "", bool(below), _json_number(worst), info)]
 
 
 __all__ = [

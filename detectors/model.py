@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from detectors.columns import Batch
+from detectors.estimation.window import Estimate, Estimators, estimate_window
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.performance import PerformanceResult, PerformanceSettings
 from detectors.profiles import ReferenceProfile
@@ -41,6 +42,9 @@ class DetectorSettings:
     performance_window: int = 5_000
     reference_performance: dict[str, float | None] | None = None
     seed: int = 0
+    # Fitted on the labelled reference (detectors.estimation): CBPE or direct loss estimation,
+    # and multivariate drift.
+    estimators: Estimators | None = None
 
 
 class ModelDetector:
@@ -71,10 +75,22 @@ class ModelDetector:
     def evaluate(self, window: WindowState) -> Evaluation:
         return evaluate_window(window, self.settings.evaluation)
 
+    def estimate(self, window: WindowState) -> list[Estimate]:
+        """Estimated performance and multivariate drift of a closed window (none without
+        estimators). Reads only the window's row sample, so, like :meth:`evaluate`, it can
+        run on another thread, and a restored window gives the same estimates."""
+        estimators = self.settings.estimators
+        return [] if estimators is None else estimate_window(window, estimators)
+
     def flush(self) -> Evaluation | None:
         """Close and evaluate the open window whatever its size (end of a replay)."""
         window = self.windower.flush()
         return None if window is None or window.n == 0 else evaluate_window(window, self.settings.evaluation)
+
+    def flush_performance(self) -> PerformanceResult | None:
+        """Close the open performance window whatever its size (end of a replay); its
+        result, or None without labels or under ``min_labels``."""
+        return None if self.performance is None else self.performance.flush()
 
     def observe_labels(self, predictions: Any, labels: Any, timestamps: Any = None) -> list[PerformanceResult]:
         """Count labelled predictions; the results of the performance windows that closed."""

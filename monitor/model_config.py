@@ -173,6 +173,23 @@ class PerformanceConfig(Strict):
     max_drop: float = Field(default=0.05, ge=0)
 
 
+class EstimationConfig(Strict):
+    """Before labels come (``detectors.estimation``; README "Without labels"), fitted on the
+    reference file. ``performance``: CBPE (classifiers) or direct loss estimation
+    (regression), when the file has ``reference.label_column``; ``multivariate``: PCA
+    reconstruction error on the numeric features; ``domain_classifier``: also a
+    reference-vs-window classifier (about 1 s per 5,000-row window). ``band``: sampling
+    errors either side of an estimate, and below the reference before an alert.
+    ``proba_prefix``: multiclass reference columns ``<prefix><class>``."""
+
+    performance: bool = True
+    multivariate: bool = True
+    domain_classifier: bool = False
+    proba_prefix: str | None = None
+    band: float = Field(default=3.0, gt=0, le=10)
+    chunk_size: int = Field(default=5_000, ge=100)
+
+
 class ModelConfig(Strict):
     """One monitored model. Feature order matters: it maps positional rows (KServe
     ``instances`` lists, V2 ``[N, F]`` tensors) to feature names."""
@@ -185,6 +202,7 @@ class ModelConfig(Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    estimation: EstimationConfig = Field(default_factory=EstimationConfig)
 
     @field_validator("features", mode="before")
     @classmethod

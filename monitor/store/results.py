@@ -261,6 +261,27 @@ def result_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, Any]
     return out
 
 
+def estimate_rows(model: str, estimate: Any) -> list[dict[str, Any]]:
+    """Results rows of an estimate made before labels come (:data:`detectors.results.Estimate`,
+    read through its ``to_dict()``): kind ``estimated_performance``, one row per metric
+    (statistic = the estimate, threshold = the alert threshold, drift = the alert), or kind
+    ``multivariate_drift``, one row per method (threshold = the upper bound)."""
+    d = estimate.to_dict()
+    base = {"model": model, "window_seq": d["window_seq"], "window_start": d["window_start"],
+            "window_end": d["window_end"], "reference_version": d["reference_version"], "feature": ""}  # fmt: skip
+    if d["result"] == "multivariate_drift":
+        detail = {"lower": d["lower"], "upper": d["upper"], "reference": d["reference"]}
+        return [{**base, "kind": "multivariate_drift", "method": d["method"], "statistic": d["statistic"],
+                 "threshold": d["upper"], "drift": d["drift"], "n_reference": d["n_reference"],
+                 "n_current": d["n"], "detail": detail}]  # fmt: skip
+    return [
+        {**base, "kind": "estimated_performance", "method": name, "statistic": m["value"], "threshold": m["threshold"],
+         "drift": m["alert"], "n_current": d["n"],
+         "detail": {k: m[k] for k in ("lower", "upper", "sampling_error", "reference")} | {"model_kind": d["kind"]}}
+        for name, m in d["metrics"].items()
+    ]  # fmt: skip
+
+
 def json_safe(value: Any) -> Any:
     """``value`` as plain JSON values: numpy scalars and arrays become numbers and lists,
     NaN and infinities null, other objects their repr (PostgreSQL's JSON has no NaN)."""
