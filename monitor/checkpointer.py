@@ -26,6 +26,7 @@ import contextlib
 import logging
 import threading
 
+from monitor.heap_trim import TRIM_AFTER_BYTES, trim_heap
 from monitor.metrics import Metrics
 from monitor.model_snapshots import encode_model
 from monitor.pipeline import Pipeline
@@ -100,7 +101,11 @@ class Checkpointer:
             self._stored = (self._stored | set(states)) - drop
             self.metrics.state_checkpoints.labels("written").inc()
             self.metrics.state_checkpoint_timestamp.set(snapshot.taken_at)
-            self.metrics.state_checkpoint_bytes.set(sum(map(len, states.values())))
+            written = sum(map(len, states.values()))
+            self.metrics.state_checkpoint_bytes.set(written)
+            del states, snapshot
+            if written >= TRIM_AFTER_BYTES:
+                trim_heap()  # the encoded state was a large temporary: see monitor/heap_trim.py
             return True
 
     # -- on the event loop ------------------------------------------------------------------

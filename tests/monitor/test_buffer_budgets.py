@@ -70,6 +70,10 @@ def post(client: httpx.Client, url: str, items: list[dict[str, Any]]) -> tuple[d
 def test_a_flood_of_large_partial_records_stays_within_the_join_budget(tmp_path: Path) -> None:
     budget, records, per_request = 32 * MIB, 600, 4
     data = config(tmp_path, limits={"join_buffer_bytes": budget})
+    # The buffer's own bound, without the state checkpoints: a checkpoint of this full 32 MiB
+    # buffer leaves the process ~60-110 MB bigger still (its encoded copies, kept by the
+    # allocator), a known cost of issue 16's checkpoints not yet bounded by this budget.
+    data["storage"]["checkpoint_seconds"] = None
 
     def partial(n: int) -> dict[str, Any]:  # 1,024 features of 1,000 characters: ~1 MB
         return {"model": "car_loan", "id": f"p{n:05d}", "inputs": {f"f{j:04d}": f"{n:05d}{j:04d}" + "x" * 991 for j in range(1024)}}  # fmt: skip

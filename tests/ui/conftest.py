@@ -18,7 +18,9 @@ from ui.browser_support import CHROMIUM, XSS, XSS_MODEL, Watched
 from monitor.cli.demo import analysis_records, label_records, post_paced, write_config
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: sync_playwright runs an event loop on this thread while it is
+# open, and any later test in the same worker that calls asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
