@@ -21,7 +21,7 @@ TRIM_AFTER_BYTES = 1 << 20  # below this a temporary cannot leave much behind
 def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[no-any-return]  # a C function
+        return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
         return None
 
