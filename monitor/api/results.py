@@ -4,7 +4,7 @@ An unknown ``kind`` or ``feature`` is a 422 that lists the known ones (a typo mu
 look like "no results"); ``since`` / ``until`` take ISO 8601 or epoch seconds and select
 windows by their end time; pages follow ``(window_seq, id)`` with an opaque ``cursor``;
 each row carries its times as ISO 8601 (``*_iso``) beside the epoch seconds it always had.
-The store's tables are read, never written, through :attr:`Store.engine`.
+Rows come from :meth:`Store.results`.
 """
 
 from __future__ import annotations
@@ -103,23 +103,13 @@ def query(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of rows by ``window_seq`` then ``id``, and the cursor of the next page (None
     on the last). ``since`` / ``until``: windows that ended at or after / before."""
-    c = t.results.c
-    filters = [c.model == model]
-    for column, value in ((c.kind, kind), (c.feature, feature), (c.method, method)):
-        if value is not None:
-            filters.append(column == value)
-    if since_seq is not None:
-        filters.append(c.window_seq >= since_seq)
-    ended = sa.func.coalesce(c.window_end, c.created_at)
-    if since is not None:
-        filters.append(ended >= since)
-    if until is not None:
-        filters.append(ended < until)
-    if after is not None:
-        filters.append(sa.or_(c.window_seq > after[0], sa.and_(c.window_seq == after[0], c.id > after[1])))
-    statement = sa.select(t.results).where(*filters).order_by(c.window_seq, c.id).limit(limit + 1)
-    with store.engine.connect() as conn:
-        rows = [_row(row) for row in conn.execute(statement).mappings()]
+    rows = store.results(
+        model, kind=kind, feature=feature, method=method, since_seq=since_seq, since=since, until=until,
+        after=after, limit=limit + 1,
+    )  # fmt: skip
+    for row in rows:
+        for name in TIME_FIELDS:
+            row[f"{name}_iso"] = iso(row.get(name))
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -131,10 +121,3 @@ def iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _row(row: sa.RowMapping) -> dict[str, Any]:
-    out = {**row, "drift": bool(row["drift"])}
-    for name in TIME_FIELDS:
-        out[f"{name}_iso"] = iso(out.get(name))
-    return out

@@ -190,10 +190,14 @@ class ResultsStore:
         feature: str | None = None,
         method: str | None = None,
         since_seq: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: tuple[int, int] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """A time series: the first ``limit`` matching rows by ``window_seq`` then ``id``,
-        from window ``since_seq`` on (inclusive)."""
+        from window ``since_seq`` on (inclusive). ``since`` / ``until``: windows that ended
+        at or after / before (epoch seconds); ``after``: rows past this ``(window_seq, id)``."""
         if limit < 1:
             raise ValueError(f"results: limit must be at least 1, got {limit}")
         c = t.results.c
@@ -203,6 +207,13 @@ class ResultsStore:
                 filters.append(column == value)
         if since_seq is not None:
             filters.append(c.window_seq >= since_seq)
+        ended = sa.func.coalesce(c.window_end, c.created_at)
+        if since is not None:
+            filters.append(ended >= since)
+        if until is not None:
+            filters.append(ended < until)
+        if after is not None:
+            filters.append(sa.or_(c.window_seq > after[0], sa.and_(c.window_seq == after[0], c.id > after[1])))
         query = sa.select(t.results).where(*filters).order_by(c.window_seq, c.id).limit(limit)
         with self._engine.connect() as conn:
             return [_result_out(row) for row in conn.execute(query).mappings()]
