@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,16 @@ def client(settings: Settings) -> Iterator[tuple[TestClient, CollectorRegistry]]
     app = create_app(settings, registry=registry)
     with TestClient(app) as test_client:
         yield test_client, registry
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Sample name with labels -> value, from the text exposition."""
+    samples = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        match = re.match(r"^(\w+(?:\{[^}]*\})?) (\S+)$", line)
+        if match:
+            samples[match.group(1)] = float(match.group(2))
+    return samples
 
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -12,14 +12,13 @@ Without the budgets the same floods grow the process by ~650-690 MiB.
 from __future__ import annotations
 
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from support import ServiceProcess, config
+from support import ServiceProcess, config, scrape
 
 from monitor.buffer_bytes import label_entry_bytes, record_bytes
 from monitor.records import Record
@@ -27,15 +26,6 @@ from monitor.records import Record
 MIB = 1024 * 1024
 NDJSON = {"content-type": "application/x-ndjson"}
 WIDE = {"features": {"a": {"type": "numeric"}, "b": {"type": "numeric"}}, "prediction": {"kind": "multiclass"}}
-
-
-def scrape(url: str) -> dict[str, float]:
-    samples = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        match = re.match(r"^(\w+(?:\{[^}]*\})?) (\S+)$", line)
-        if match:
-            samples[match.group(1)] = float(match.group(2))
-    return samples
 
 
 def rss(pid: int) -> int:

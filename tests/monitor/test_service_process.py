@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import signal
 from pathlib import Path
 
 import httpx
 import orjson
-from support import ServiceProcess, car_loan_record, config
+from support import ServiceProcess, car_loan_record, config, scrape
 
 from monitor.store.database import Store
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Sample name with labels -> value, from the text exposition."""
-    samples = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        match = re.match(r"^(\w+(?:\{[^}]*\})?) (\S+)$", line)
-        if match:
-            samples[match.group(1)] = float(match.group(2))
-    return samples
-
 
 KSERVE_HEADERS = {
     "ce-specversion": "1.0",
