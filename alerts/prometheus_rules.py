@@ -29,10 +29,14 @@ from typing import Any, Literal
 
 import yaml
 
-# Where each alert's runbook lives: README.md's "Runbook: <AlertName>" sections. OWNER is a
-# placeholder until the repository's public address is fixed; `monitor rules export
-# --runbook-base URL` points the links at a fork or an internal wiki instead.
-RUNBOOK_BASE = "https://github.com/OWNER/model-monitor/blob/main/README.md"
+# Where each alert's runbook lives: the service serves one page per alert at
+# /runbooks/<AlertName> (monitor/api/runbooks.py), so a link opens wherever the service runs.
+# The default is the service at its default address (server.host/port); `monitor rules export
+# --service-url URL` points the links at the service as people reach it, `--runbook-base URL`
+# at any other place with a page per alert (a wiki).
+SERVICE_URL = "http://127.0.0.1:8000"
+RUNBOOKS_PATH = "/runbooks"
+RUNBOOK_BASE = SERVICE_URL + RUNBOOKS_PATH
 GROUP = "monitor"
 # Unknown-model traffic counts under this label value (monitor.metrics.UNKNOWN_MODEL); it is
 # not a model, so "no traffic" makes no sense for it. Kept literal: this module renders text.
@@ -90,8 +94,13 @@ class Alert:
 
 
 def runbook_url(alert: str, runbook_base: str = RUNBOOK_BASE) -> str:
-    """The README anchor GitHub makes of the heading ``Runbook: <alert>``."""
-    return f"{runbook_base}#runbook-{alert.lower()}"
+    """The page of ``alert``'s runbook under ``runbook_base`` (the service's ``/runbooks``)."""
+    return f"{runbook_base.rstrip('/')}/{alert}"
+
+
+def runbook_base(service_url: str) -> str:
+    """The runbooks of the service at ``service_url`` ("https://monitor.example.com/ml/")."""
+    return service_url.rstrip("/") + RUNBOOKS_PATH
 
 
 def _rate_by_model(counter: str, range_: str) -> str:

@@ -55,6 +55,7 @@ _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "slo_ms": ("latency_slo",),
     "metrics": ("performance_drop", "estimated_performance_drop"),
     "max_drop": ("performance_drop",),
+    "segments": ("feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo"),
 }
 
 
@@ -97,6 +98,9 @@ class AlertRuleConfig(BaseModel):
     slo_ms: float | None = None  # latency_slo: breach at value > slo_ms instead of the detector's SLO
     metrics: list[str] = [ALL]  # performance_drop: which metrics count (default: all)
     max_drop: float | None = None  # performance_drop: breach at drop > max_drop instead of the detector's limits
+    # Segment results (detectors.segments) this rule covers: "region:eu" or "region:*";
+    # None (the default): the whole population only. A rule with segments covers only them.
+    segments: list[str] | None = None
 
     @field_validator("name", mode="before")
     @classmethod
@@ -132,6 +136,17 @@ class AlertRuleConfig(BaseModel):
     @classmethod
     def _metrics(cls, value: Any) -> Any:
         return selection("metrics", value, ALL_METRICS)
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _segments(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        for entry in selection("segments", value):
+            key, sep, tag = entry.partition(":")
+            if not (key and sep and tag) or key == ALL:
+                raise ValueError(f"segments entries are 'key:value' or 'key:*' (e.g. 'region:eu'), got {entry!r}")
+        return value
 
     @field_validator("for_windows", "resolve_windows", mode="before")
     @classmethod
@@ -173,6 +188,13 @@ class AlertRuleConfig(BaseModel):
     def covers_model(self, model: str) -> bool:
         return self.models == [ALL] or model in self.models
 
+    def covers_segment(self, segment: str) -> bool:
+        """Whether results of ``segment`` ('' the whole population) are this rule's."""
+        if self.segments is None or not segment:
+            return self.segments is None and not segment
+        key = segment.partition(":")[0]
+        return segment in self.segments or f"{key}:{ALL}" in self.segments
+
 
 def validate_rules(rules: Iterable[AlertRuleConfig | Mapping[str, Any]]) -> list[AlertRuleConfig]:
     """Rules parsed (mappings are validated) and checked for duplicate names."""
@@ -206,6 +228,9 @@ def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> lis
     """The signals of ``rule`` for one result of ``model`` (see the module docstring)."""
     if not rule.covers_model(model):
         return []
+    segment = getattr(result, "segment", "")
+    if not rule.covers_segment(segment):
+        return []
     if isinstance(result, PerformanceResult):
         return _performance(rule, model, result) if rule.kind == "performance_drop" else []
     if isinstance(result, EstimatedPerformance | MultivariateDrift):
@@ -236,6 +261,9 @@ def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> lis
         if lat is not None and slo is not None and math.isfinite(lat.value):
             breaching = lat.breached if rule.slo_ms is None else lat.value > rule.slo_ms
             out.append(("", breaching, float(lat.value), {"slo_ms": slo, "quantile": lat.quantile, "n": lat.n}))
+    if segment:  # one alert per slice: the key's feature carries it ("age@region:eu", "@region:eu")
+        return [Signal(rule.name, model, f"{f}@{segment}", b, v, {"kind": rule.kind, "segment": segment, **d})
+                for f, b, v, d in out]  # fmt: skip
     return [Signal(rule.name, model, f, b, v, {"kind": rule.kind, **d}) for f, b, v, d in out]
 
 

@@ -19,7 +19,7 @@ from prometheus_client import Gauge
 from alerts.engine import AlertEngine, AlertState
 from alerts.rules import AlertRuleConfig
 from alerts.transition import Transition
-from detectors.results import Result
+from detectors.results import Estimate, Result
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class AlertSink:
         self._firing_series: set[tuple[str, str]] = set()
         self._update_gauge()
 
-    def publish(self, model: str, reference_version: str, result: Result) -> None:
+    def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
         with self._lock:
             before = self.engine.to_dict()
             transitions = self.engine.observe(model, reference_version, result, self._clock())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -163,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [50_000] if args.quick else [50_000, 500_000]
     parquet_rows = 1_000_000 if args.quick else args.parquet_rows
     print(f"pandas {pd.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+    # Timings on a shared machine mean little without its load: printed before and after.
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     passed = True
     results: dict[str, object] = {}
     for n in sizes:
@@ -189,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\npeak memory growth, {what} at {n:,} rows: {memory['growth_mb']:.1f} MB"
               + (" (target <= 100 MB: " + ("PASS" if ok else "FAIL") + ")" if what == "compare" else ""))  # fmt: skip
     if not parquet_rows:
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print(json.dumps({"passed": passed}))
         return 0 if passed else 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nprofile of a {parquet_rows:,}-row Parquet file ({path.stat().st_size / 1e6:.0f} MB): "
               f"{memory['seconds']:.1f} s, peak growth {memory['growth_mb']:.1f} MB "
               f"(target <= 200 MB: {'PASS' if ok else 'FAIL'})")  # fmt: skip
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(json.dumps({"passed": passed}))
     return 0 if passed else 1
 

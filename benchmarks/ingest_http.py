@@ -1,6 +1,7 @@
 """HTTP ingestion: the service's ``POST /v1/records`` against a bare FastAPI endpoint.
 
-    python benchmarks/ingest_http.py [--batches N] [--seconds S] [--rate R] [--connections C] [--quick]
+    python benchmarks/ingest_http.py [--batches N] [--seconds S] [--rate R] [--connections C]
+                                     [--checkpoints on|off|strict] [--quick]
     ./dev bench ingest_http [same options]
 
 Starts two real servers in subprocesses, each uvicorn with one worker on a free
@@ -39,6 +40,10 @@ source="http"}`` equals the number of records sent, so dropped records cannot pa
 unnoticed. Targets: service >= 100,000 records/s batched; single-record p99 <= 5 ms
 at 500 requests/s; service throughput >= 0.25 x bare. Exit status 0 when every
 target and check passes, 1 otherwise.
+
+``--checkpoints``: the service's state checkpoints (monitor/checkpointer.py) ``on`` (the
+default config: every 5 s), ``off`` (``storage.checkpoint_seconds: null``) or ``strict``
+(``storage.ack_after_checkpoint``: each answer waits for a checkpoint holding its records).
 
 ``--quick`` is a smoke run of a few seconds (20 batches, 1 s of single records): it
 checks that everything works; its figures are too short to judge the targets by.
@@ -154,9 +159,10 @@ REFERENCE_ROWS = 20_000
 WINDOW_SIZE = 10_000
 
 
-def service_config(workdir: Path, port: int) -> dict:
+def service_config(workdir: Path, port: int, checkpoints: str = "on") -> dict:
     """The service with its detectors on: a reference of 20,000 records of the same
-    distribution (records-shaped JSONL), tumbling windows of 10,000 records."""
+    distribution (records-shaped JSONL), tumbling windows of 10,000 records; state
+    checkpoints ``on`` (every 5 s, the default), ``off`` or ``strict`` (acks wait for them)."""
     features = {name: {"type": "numeric"} for name in NUMERIC_FEATURES}
     features.update({name: {"type": "categorical"} for name in CATEGORIES})
     reference = workdir / "reference.jsonl"
@@ -167,9 +173,14 @@ def service_config(workdir: Path, port: int) -> dict:
         "reference": {"file": str(reference)},
         "window": {"kind": "count", "size": WINDOW_SIZE},
     }
+    storage: dict = {"url": f"sqlite:///{workdir / 'monitor.db'}"}
+    if checkpoints == "off":
+        storage["checkpoint_seconds"] = None
+    elif checkpoints == "strict":
+        storage["ack_after_checkpoint"] = True
     return {
         "server": {"host": HOST, "port": port, "workers": 1, "log_level": "warning"},
-        "storage": {"url": f"sqlite:///{workdir / 'monitor.db'}"},
+        "storage": storage,
         "models": {MODEL: model},
     }
 
@@ -511,6 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--connections", type=int, default=4, help="keep-alive connections for single records (default 4)"
     )
+    parser.add_argument(
+        "--checkpoints", choices=("on", "off", "strict"), default="on",
+        help="state checkpoints: on (every 5 s, default), off, or strict (answers wait for them)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds; too short for the targets")
     args = parser.parse_args(argv)
     batches = args.batches if args.batches is not None else (20 if args.quick else 1_000)
@@ -532,7 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"records: model {MODEL!r}, {len(NUMERIC_FEATURES)} numeric + {len(CATEGORIES)} categorical features, "
         f"binary prediction, ~{len(sample) / 100:.0f} bytes per NDJSON line; batches of {BATCH_SIZE:,}, "
         f"{batches} timed after {warmup_batches} warm-up; single records at {args.rate:g}/s for {seconds:g} s "
-        f"after {warmup_singles} warm-up requests, over {args.connections} connection(s)"
+        f"after {warmup_singles} warm-up requests, over {args.connections} connection(s); "
+        f"state checkpoints {args.checkpoints}"
     )
     print()
 
@@ -544,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         service_port, bare_port = free_port(), free_port()
         config_path = workdir / "bench.yaml"
-        config_path.write_text(json.dumps(service_config(workdir, service_port), indent=2))  # JSON is YAML
+        config = service_config(workdir, service_port, args.checkpoints)
+        config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         service = Server(
             "service",
             [PYTHON, "-m", "monitor.cli", "serve", "--config", str(config_path)],

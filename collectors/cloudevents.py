@@ -39,7 +39,9 @@ earlier event of the request will register count against the last).
 
 An event is accepted or rejected as a whole. Rejection paths name what was sent:
 ``ce-type`` (a binary-mode header), ``type`` (a structured-mode member) or
-``data.instances[3][2]`` (inside the data). Only problems that belong to no event raise
+``data.instances[3][2]`` (inside the data); a value that is not a boolean for a feature
+declared ``type: boolean`` is named by its row and feature, ``data.rows[3].flag``, as rows
+are read the same way from V1, V2 and Seldon bodies. Only problems that belong to no event raise
 :class:`EventEnvelopeError`: unreadable JSON or a non-object/non-array envelope (400), a
 binary-mode request missing a required ``ce-*`` header (400: without them it is probably
 not an event at all), a content type that is neither (415), too many events or bytes (413).
@@ -88,6 +90,7 @@ from monitor.records import (
 from monitor.records import json_type as json_type
 from monitor.settings import LimitsConfig
 from monitor.timestamps import EventTimeRange
+from monitor.validation import spelled_booleans
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
 KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
@@ -313,6 +316,8 @@ class _Parser:
             base_id, id_path = self._base_id(event, kind, prefix)
             if kind in REQUEST_TYPES:
                 rows = request_rows(data, config.feature_names if config else [], self.limits)
+                booleans = config.boolean_features if config else frozenset()
+                rows = [spelled_booleans(row, booleans, f"data.rows[{r}]") for r, row in enumerate(rows)]
             else:
                 rows = response_predictions(data, config.prediction if config else PredictionConfig(), self.limits)
             self._check_budget(len(rows), base_id, id_path)

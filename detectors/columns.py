@@ -26,6 +26,10 @@ Column encoding (per *channel*: a feature name, or :data:`PREDICTION` / :data:`L
 
 Strings are always the wrong type for numeric channels, even ``"3.5"``: a
 client sending strings is itself worth reporting. Booleans are accepted as 0/1.
+
+``Batch.codes[channel]`` (categorical channels read by :meth:`Batch.from_frame`) is
+``(codes, names)``, the column being ``names[codes]`` (``None`` names: null or wrong type):
+windows and profiles count the codes instead of hashing a string per row.
 """
 
 from __future__ import annotations
@@ -202,6 +206,7 @@ class Batch:
     prediction: np.ndarray | None = None
     latency_ms: np.ndarray | None = None
     status: dict[str, np.ndarray] = field(default_factory=dict)
+    codes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
@@ -215,6 +220,9 @@ class Batch:
         for ch, st in self.status.items():
             if st.shape != (n,) or st.dtype != np.int8:
                 raise ValueError(f"status[{ch!r}] must be int8 with shape ({n},), got {st.dtype} {st.shape}")
+        for ch, (codes, names) in self.codes.items():
+            if codes.shape != (n,) or codes.dtype.kind not in "iu" or names.dtype.kind != "O" or ch not in self.inputs:
+                raise ValueError(f"codes[{ch!r}] must be integers with shape ({n},) into object names of an input")
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
@@ -235,6 +243,7 @@ class Batch:
             prediction=None if self.prediction is None else self.prediction[index],
             latency_ms=None if self.latency_ms is None else self.latency_ms[index],
             status={k: v[index] for k, v in self.status.items()},
+            codes={k: (codes[index], names) for k, (codes, names) in self.codes.items()},
         )
 
     @classmethod
@@ -361,12 +370,19 @@ class Batch:
                         st = np.zeros(k, dtype=np.int8)
                 parts.append(st)
             status[ch] = np.concatenate(parts)
+        codes = {}
+        for ch, (_, names) in first.codes.items():
+            # kept where every batch coded the channel with the same names (chunks of one column)
+            coded = [b.codes.get(ch) for b in batches]
+            if all(c is not None and (c[1] is names or c[1].tolist() == names.tolist()) for c in coded):
+                codes[ch] = (np.concatenate([c[0] for c in coded if c is not None]), names)
         return cls(
             timestamps=np.concatenate([b.timestamps for b in batches]),
             inputs={k: np.concatenate([b.inputs[k] for b in batches]) for k in first.inputs},
             prediction=joined(lambda b: b.prediction),
             latency_ms=joined(lambda b: b.latency_ms),
             status=status,
+            codes=codes,
         )
 
     @classmethod
@@ -385,8 +401,14 @@ class Batch:
             raise ValueError(f"columns missing from the table: {missing}")
         inputs: dict[str, np.ndarray] = {}
         status: dict[str, np.ndarray] = {}
+        codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, kind in schema.features.items():
-            arr, st = _frame_numeric(df[name]) if kind == NUMERIC else _frame_categorical(df[name])
+            if kind == NUMERIC:
+                arr, st = _frame_numeric(df[name])
+            else:
+                arr, st, coded = _frame_categorical(df[name])
+                if coded is not None:
+                    codes[name] = coded
             inputs[name] = arr
             if st is not None:
                 status[name] = st
@@ -412,7 +434,7 @@ class Batch:
             raise ValueError(
                 f"timestamp column {schema.timestamp_column!r} is missing and no default_timestamp was given"
             )
-        return cls(timestamps=ts, inputs=inputs, prediction=prediction, latency_ms=latency, status=status)
+        return cls(timestamps=ts, inputs=inputs, prediction=prediction, latency_ms=latency, status=status, codes=codes)
 
 
 def _bad_record(rows: Sequence[Any]) -> str:
@@ -441,8 +463,8 @@ def _frame_numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
     arr = numeric_array(col)
     if arr is None:
         return coerce_numeric(_frame_list(col))
-    nan = np.isnan(arr)
-    return arr, (nan.astype(np.int8) if nan.any() else None)
+    # No status: without one a NaN is null, as in a numeric pandas column (no mask to build).
+    return arr, None
 
 
 def _frame_prediction(col: pd.Series, schema: Schema) -> tuple[np.ndarray, np.ndarray | None]:
@@ -451,16 +473,19 @@ def _frame_prediction(col: pd.Series, schema: Schema) -> tuple[np.ndarray, np.nd
     if schema.prediction_type == NUMERIC and numeric_array(col) is not None:
         return _frame_numeric(col)
     if schema.prediction_type != NUMERIC and category_codes(col) is not None:
-        return _frame_categorical(col)
+        return _frame_categorical(col)[:2]
     return _prediction_column(_frame_list(col), schema)
 
 
-def _frame_categorical(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+def _frame_categorical(
+    col: pd.Series,
+) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
     """A column for a categorical channel, as :func:`coerce_categorical` reads it, through
-    its codes: one category string per distinct value, shared by the rows that hold it."""
+    its codes: one category string per distinct value, shared by the rows that hold it;
+    with ``(codes, names)`` (see ``Batch.codes``), None when read value by value."""
     coded = category_codes(col)
     if coded is None:
-        return coerce_categorical(_frame_list(col))
+        return (*coerce_categorical(_frame_list(col)), None)
     codes, distinct = coded
     names = np.empty(len(distinct) + 2, dtype=object)  # [categories..., wrong type, null]: both None
     wrong = np.zeros(len(distinct) + 2, dtype=bool)
@@ -469,6 +494,7 @@ def _frame_categorical(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
             names[i] = category_string(value)
         except TypeError:
             wrong[i] = True
-    codes = np.where(codes < 0, len(distinct) + 1, codes)
+    narrow = np.int8 if names.size <= 127 else np.int16 if names.size <= 32_767 else np.int32  # kept: small
+    codes = np.where(codes < 0, len(distinct) + 1, codes).astype(narrow)
     status = wrong[codes].astype(np.int8) * np.int8(WRONG_TYPE) if wrong.any() else None
-    return names[codes], status
+    return names[codes], status, (codes, names)

@@ -61,9 +61,15 @@ class Evaluation:
     # Per feature (then the prediction), its counts in the reference's bins or categories:
     # what a page draws of this window (empty when built by hand, e.g. in tests).
     histograms: tuple[FeatureHistogram, ...] = ()
+    # Segment analysis (detectors.segments): the slice this window is of ("region:eu"; ''
+    # for the whole population) and the reference it was compared with (the slice's own
+    # rows, "region:eu", or "whole" when the slice had too few reference rows).
+    segment: str = ""
+    reference_slice: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"segment": self.segment, "reference_slice": self.reference_slice} if self.segment else {}),
             "window_seq": self.window_seq,
             "window_start": json_float(self.window_start),
             "window_end": json_float(self.window_end),

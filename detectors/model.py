@@ -50,10 +50,14 @@ class DetectorSettings:
 class ModelDetector:
     """Windows, evaluation and performance for one model and one reference."""
 
-    def __init__(self, reference: ReferenceProfile, settings: DetectorSettings | None = None) -> None:
+    def __init__(
+        self, reference: ReferenceProfile, settings: DetectorSettings | None = None, layout: WindowLayout | None = None
+    ) -> None:
+        """``layout``: one already built for ``reference`` with these settings, to share
+        (segment detectors on the whole reference share its layout: one copy of its samples)."""
         self.reference = reference
         self.settings = settings = settings or DetectorSettings()
-        self.layout = WindowLayout(
+        self.layout = layout or WindowLayout(
             reference, sample_size=settings.sample_size, bounds=settings.bounds, range_margin=settings.range_margin
         )
         self.windower = settings.policy.windower(self.layout, settings.seed)
@@ -113,7 +117,11 @@ class ModelDetector:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, reference: ReferenceProfile, settings: DetectorSettings | None = None
+        cls,
+        data: bytes,
+        reference: ReferenceProfile,
+        settings: DetectorSettings | None = None,
+        layout: WindowLayout | None = None,
     ) -> ModelDetector:
         """Restore a checkpoint taken with the same reference (and the same window settings)."""
         header, arrays = unpack(data)
@@ -121,7 +129,7 @@ class ModelDetector:
             raise ValueError(f"not a model detector checkpoint of format {FORMAT_VERSION}")
         if header.get("reference") != reference.content_hash:
             raise ValueError("the checkpoint was taken with another reference profile")
-        detector = cls(reference, settings)
+        detector = cls(reference, settings, layout)
         detector.windower = Windower.from_bytes(arrays["windower"].tobytes(), detector.layout)
         if "performance" in arrays and detector.performance is not None:
             detector.performance = PerformanceWindows.from_bytes(arrays["performance"].tobytes())

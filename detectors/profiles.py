@@ -128,9 +128,15 @@ def numeric_profile(
     x: np.ndarray, status: np.ndarray | None, *, bins: int = 10, sample_size: int = 10_000, seed: int = 0
 ) -> NumericProfile:
     """Profile of one numeric column (encoding as in :mod:`detectors.columns`)."""
-    null, wrong = _status_masks(x, status, numeric=True)
     finite = np.isfinite(x)
-    v = x[finite]
+    if status is None and bool(finite.all()):
+        # The usual column (no null, NaN or infinity): no masks to count, no copy of the values.
+        v, null_count, wrong_count, nonfinite_count = x, 0, 0, 0
+    else:
+        null, wrong = _status_masks(x, status, numeric=True)
+        v = x[finite]
+        null_count, wrong_count = int(null.sum()), int(wrong.sum())
+        nonfinite_count = int((~finite & ~null & ~wrong).sum())
     edges = np.empty(0)
     counts = np.zeros(1, dtype=np.int64)
     if v.size:
@@ -153,9 +159,9 @@ def numeric_profile(
         counts=_frozen(counts),
         sample=_frozen(sample),
         count=int(x.size),
-        null_count=int(null.sum()),
-        wrong_type_count=int(wrong.sum()),
-        nonfinite_count=int((~finite & ~null & ~wrong).sum()),
+        null_count=null_count,
+        wrong_type_count=wrong_count,
+        nonfinite_count=nonfinite_count,
         min=float(v.min()) if v.size else float("nan"),
         max=float(v.max()) if v.size else float("nan"),
         mean=float(v.mean()) if v.size else float("nan"),
@@ -200,6 +206,7 @@ class ReferenceProfile:
         *,
         version: str | int,
         params: Mapping[str, Any] | None = None,
+        slices: Mapping[str, ReferenceProfile] | None = None,
     ) -> None:
         if not isinstance(version, (str, int)) or isinstance(version, bool):
             raise ValueError(f"version must be a str or int, got {version!r}")
@@ -214,6 +221,9 @@ class ReferenceProfile:
         self.channels: dict[str, Profile] = dict(channels)
         self.version = version
         self.params: dict[str, Any] = dict(params or {})
+        # Segment analysis (detectors.segments): the profile of each tag value's own rows,
+        # by slice name ("region:eu"); part of the content and of the stored bytes.
+        self.slices: dict[str, ReferenceProfile] = dict(slices or {})
         self.content_hash = hashlib.sha256(self._payload(include_version=False)).hexdigest()
 
     @property
@@ -330,6 +340,10 @@ class ReferenceProfile:
         }
         if include_version:
             header["version"] = self.version
+        if self.slices:
+            header["slices"] = list(self.slices)
+            for j, part in enumerate(self.slices.values()):
+                arrays[f"slice.{j}"] = np.frombuffer(part.to_bytes(), np.uint8)
         return header, arrays
 
     def _payload(self, include_version: bool) -> bytes:
@@ -376,7 +390,10 @@ class ReferenceProfile:
                     mean=mean,
                     std=std,
                 )
-        out = cls(schema, channels, version=header["version"], params=header["params"])
+        slices = {
+            name: cls.from_bytes(arrays[f"slice.{j}"].tobytes()) for j, name in enumerate(header.get("slices", ()))
+        }
+        out = cls(schema, channels, version=header["version"], params=header["params"], slices=slices)
         if out.content_hash != header.get("content_hash"):
             raise ValueError("reference profile content hash mismatch: data corrupted or edited")
         return out

@@ -22,10 +22,10 @@ from detectors.performance import PerformanceResult
 
 Result = Evaluation | PerformanceResult
 # Before labels come (issue 21): a window's estimated performance and multivariate drift.
-# Kept apart from Result until every sink and the pipeline handle them: widening Result
-# would make each consumer that narrows it to an Evaluation wrong.
+# Kept apart from Result: widening Result would make each consumer that narrows it to an
+# Evaluation wrong. Sinks receive both (published after the window's Evaluation).
 Estimate = EstimatedPerformance | MultivariateDrift
 
 
 class ResultSink(Protocol):
-    def publish(self, model: str, reference_version: str, result: Result) -> None: ...
+    def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None: ...

@@ -172,7 +172,8 @@ def runbooks_panel(layout: Layout) -> dict[str, Any]:
         w=8,
         description="The shipped Prometheus rules' alerts (monitor rules export), by alert name, model and "
         "feature; alertstate is pending until the rule's for: has passed. Each alert's runbook is linked "
-        "from this panel's menu ($runbook_base). The built-in engine's alerts: GET /v1/alerts.",
+        "from this panel's menu: the service's own page, $runbook_base/<alert>. The built-in engine's alerts: "
+        "GET /v1/alerts.",
     )
     link = {"type": "link", "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False,
             "targetBlank": True, "icon": "doc", "tooltip": ""}  # fmt: skip
@@ -379,7 +380,8 @@ def overview() -> dict[str, Any]:
             "runbook_base",
             "Runbooks",
             RUNBOOK_BASE,
-            "Where the runbook links point (monitor rules export --runbook-base)",
+            "The service's runbook pages as your browser reaches them, <service URL>/runbooks: the same "
+            "links as monitor rules export --service-url",
         ),
     ]
     links = [{"title": "Model detail", "type": "dashboards", "tags": ["model-monitor"], "asDropdown": False,

@@ -3,11 +3,13 @@ what makes an HTTP 200 survive a restart or a crash.
 
 Every ``storage.checkpoint_seconds``, and at shutdown, :meth:`Checkpointer.checkpoint`
 takes the state of each local model that changed (open windows, partial records awaiting
-their join, predictions awaiting labels, counts, alert-engine states) and the record
-counts accepted up to that instant, and stores both in one transaction
-(:mod:`monitor.store.instance_checkpoints`). At start-up :meth:`Checkpointer.restore`
-puts the stored state back: a window resumes where it was, and a retried id is still a
-duplicate.
+their join, counts, alert-engine states), what changed in the label buffer (predictions
+awaiting labels: :mod:`monitor.label_checkpoints`, a few thousand entries rather than all
+of them) and the record counts accepted up to that instant, and stores them in one
+transaction (:mod:`monitor.store.instance_checkpoints`). The encoding runs off the event
+loop and the pipeline's lock, a slice at a time (:mod:`monitor.checkpoint_bytes`). At
+start-up :meth:`Checkpointer.restore` puts the stored state back: a window resumes where it
+was, and a retried id is still a duplicate.
 
 So after SIGTERM nothing accepted is lost; after ``kill -9`` what was accepted since the
 state of the last checkpoint was taken is lost (at most ``checkpoint_seconds`` of traffic,
@@ -27,6 +29,7 @@ import logging
 import threading
 
 from monitor.heap_trim import TRIM_AFTER_BYTES, trim_heap
+from monitor.label_checkpoints import LabelJournal, restore_entries
 from monitor.metrics import Metrics
 from monitor.model_snapshots import encode_model
 from monitor.pipeline import Pipeline
@@ -49,6 +52,7 @@ class Checkpointer:
         self.instance = instance
         self._lock = threading.Lock()  # one checkpoint at a time: periodic, strict or final
         self._stored: set[str] = set()  # models this process wrote a row for
+        self._labels = LabelJournal()  # what is stored of the label buffer
         self._waiters: list[asyncio.Future[None]] = []
         self._wake: asyncio.Event | None = None
 
@@ -61,7 +65,8 @@ class Checkpointer:
         sharing the id one restores them; that one writes them back straight away, and a
         kill -9 between the two loses them (the store's counts keep them)."""
         restored = []
-        for model, (data, taken_at) in sorted(self.store.take_instance_checkpoint(self.instance).items()):
+        states, segments = self.store.take_instance_state(self.instance)
+        for model, (data, taken_at) in sorted(states.items()):
             try:
                 if self.pipeline.restore_local(model, data):
                     restored.append(model)
@@ -74,7 +79,17 @@ class Checkpointer:
                 "model %s: state restored from the checkpoint of instance %r taken at %.3f (%d records, %d in the "
                 "open window)", model, self.instance, taken_at, state.records, open_records,
             )  # fmt: skip
-        if restored:
+        try:  # the predictions awaiting labels of the models restored, in their order
+            keys, entries = restore_entries(segments, set(restored))
+        except ValueError as exc:
+            log.warning("label buffer of instance %r not restored (%s)", self.instance, exc)
+            keys, entries = [], []
+        if keys:
+            self.pipeline.restore_labels(keys, entries)
+            log.info(
+                "label buffer: %d predictions restored from the checkpoint of instance %r", len(keys), self.instance
+            )
+        if restored or segments:
             try:
                 self.checkpoint()
             except Exception as exc:  # the periodic checkpoints try again
@@ -86,24 +101,30 @@ class Checkpointer:
         off the event loop). Returns whether anything was written; raises if the store
         failed (the snapshot then goes with the next checkpoint)."""
         with self._lock:
-            snapshot = self.pipeline.snapshot_local()
+            snapshot = self.pipeline.snapshot_local(self._labels)
             drop = snapshot.external & self._stored  # rows of models now Kafka's
-            if not snapshot.states and not snapshot.counts and not drop:
+            if not snapshot.states and not snapshot.counts and not drop and snapshot.labels is None:
                 self.metrics.state_checkpoint_timestamp.set(snapshot.taken_at)  # nothing new since: all in
                 return False
-            states = {model: encode_model(captured) for model, captured in snapshot.states.items()}
             try:
-                self.store.save_instance_checkpoint(self.instance, states, snapshot.taken_at, snapshot.counts, drop)
+                labels = None if snapshot.labels is None else self._labels.plan(snapshot.labels)
+                states = {model: encode_model(captured) for model, captured in snapshot.states.items()}
+                self.store.save_instance_checkpoint(
+                    self.instance, states, snapshot.taken_at, snapshot.counts, drop, labels
+                )
             except Exception:
                 self.pipeline.unsnapshot(snapshot)
+                self._labels.reset()  # stored or not: the next checkpoint writes the label buffer whole
                 self.metrics.state_checkpoints.labels("failed").inc()
                 raise
+            if labels is not None:
+                self._labels.commit(labels)
             self._stored = (self._stored | set(states)) - drop
             self.metrics.state_checkpoints.labels("written").inc()
             self.metrics.state_checkpoint_timestamp.set(snapshot.taken_at)
-            written = sum(map(len, states.values()))
+            written = sum(map(len, states.values())) + (0 if labels is None else sum(map(len, labels.rows.values())))
             self.metrics.state_checkpoint_bytes.set(written)
-            del states, snapshot
+            del states, snapshot, labels
             if written >= TRIM_AFTER_BYTES:
                 trim_heap()  # the encoded state was a large temporary: see monitor/heap_trim.py
             return True

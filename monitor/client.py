@@ -216,20 +216,29 @@ class MonitorClient:
 
     # ---- reading and configuring the service --------------------------------------------------
     def set_reference(self, model: str, table: Any, **query: str) -> dict[str, Any]:
-        """Upload reference data for ``model`` (a DataFrame or pyarrow Table, sent as Parquet,
-        or a .csv / .parquet / .jsonl file path); ``query``: ``prediction_column``,
-        ``latency_column``, ``label_column``. The service profiles it with the model's schema."""
-        if isinstance(table, (str, Path)):
+        """Upload reference data for ``model``: a DataFrame or pyarrow Table (sent as Parquet),
+        a .csv / .parquet / .jsonl file path, or a profile (a :class:`monitor.Profile` or a
+        file saved by ``Profile.save``, sent as it is: nothing is read again); ``query``:
+        ``prediction_column``, ``latency_column``, ``label_column``. The service profiles rows
+        with the model's schema, and checks a profile against it (422 naming a mismatch)."""
+        from monitor.profiling import Profile
+        from monitor.saved_profiles import MEDIA_TYPE, is_saved_profile
+
+        if isinstance(table, Profile):
+            fmt, content = "profile", table.to_bytes()
+        elif isinstance(table, (str, Path)):
             path = Path(table)
             name = path.name.lower().removesuffix(".gz")
+            content = path.read_bytes()
             fmt = (
-                "parquet"
+                "profile"
+                if is_saved_profile(content)
+                else "parquet"
                 if name.endswith((".parquet", ".pq"))
                 else "jsonl"
                 if name.endswith((".jsonl", ".ndjson"))
                 else "csv"
             )
-            content = path.read_bytes()
         else:
             import io
 
@@ -240,7 +249,10 @@ class MonitorClient:
             arrow = table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False)
             pq.write_table(arrow, buffer)
             fmt, content = "parquet", buffer.getvalue()
-        answer = self._http.put(f"/v1/models/{model}/reference", params={"format": fmt, **query}, content=content)
+        headers = {"content-type": MEDIA_TYPE} if fmt == "profile" else {}
+        answer = self._http.put(
+            f"/v1/models/{model}/reference", params={"format": fmt, **query}, content=content, headers=headers
+        )
         _raise_for(answer)
         return dict(answer.json())
 

@@ -22,6 +22,8 @@ from monitor.timestamps import EventTimeRange, plain_floats, timestamps_column
 PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
 # monitor.validation.BOOLEAN_WORDS (which imports this module).
 _WORDS = frozenset({"true", "false"})
+# What a boolean feature's column holds as validated: left as they are.
+_BOOLEAN_TYPES = frozenset({bool, type(None)})
 
 
 class ColumnarValidation:
@@ -39,6 +41,9 @@ class ColumnarValidation:
         raise NotImplementedError
 
     def event_times(self, received_at: float) -> EventTimeRange:
+        raise NotImplementedError
+
+    def boolean_features(self, model: str) -> frozenset[str]:
         raise NotImplementedError
 
     def _columnar(
@@ -129,15 +134,7 @@ class ColumnarValidation:
             table = list(map(getter, inputs))
         cols: list[Sequence[Any]] = [table] if width == 1 else list(zip(*table, strict=True))
         bad: set[int] = set()
-        for k, (name, col) in enumerate(zip(names, cols, strict=True)):
-            if kinds[name] == "numeric":
-                numbers = _number_array(col)
-                if numbers is not None:
-                    # Valid, and already what the detector's column needs. cast: RecordColumns.inputs
-                    # (and Batch.from_columns) take a 1-D array where they say Sequence.
-                    cols[k] = cast(Sequence[Any], numbers)
-                    continue
-            self._check_values(col, bad)
+        self._check_inputs(names, kinds, self.boolean_features(model), cols, bad)
         ids = list(map(get, rows, repeat("id")))
         _check_texts(ids, self.limits.max_id_length, bad)
         versions = _optional(rows, "version", present)
@@ -170,6 +167,33 @@ class ColumnarValidation:
         return RecordColumns(
             model, positions, rows, names, cols, ids, timestamps, predictions, latencies, versions, labels, segments
         )
+
+    def _check_inputs(
+        self,
+        names: tuple[str, ...],
+        kinds: Mapping[str, str],
+        booleans: frozenset[str],
+        cols: list[Sequence[Any]],
+        bad: set[int],
+    ) -> None:
+        """Each feature's column: rows with a value item-by-item validation must see go in
+        ``bad``; a numeric column of numbers becomes its numpy array in ``cols``."""
+        for k, (name, col) in enumerate(zip(names, cols, strict=True)):
+            if name in booleans:
+                # JSON booleans and nulls are valid as they are; any other spelling (1, "0",
+                # "TRUE") or a refused value goes item by item, which turns it into the bool
+                # (in a copy of the row's inputs, which RecordColumns.record reads) or words the rejection.
+                if not set(map(type, col)) <= _BOOLEAN_TYPES:
+                    bad.update(j for j, value in enumerate(col) if type(value) not in _BOOLEAN_TYPES)
+                continue
+            if kinds[name] == "numeric":
+                numbers = _number_array(col)
+                if numbers is not None:
+                    # Valid, and already what the detector's column needs. cast: RecordColumns.inputs
+                    # (and Batch.from_columns) take a 1-D array where they say Sequence.
+                    cols[k] = cast(Sequence[Any], numbers)
+                    continue
+            self._check_values(col, bad)
 
     def _check_values(self, col: Sequence[Any], bad: set[int]) -> None:
         """Feature values: numbers, booleans, null, or strings within the length limit."""

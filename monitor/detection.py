@@ -30,7 +30,12 @@ def schema_for(
     (reference files); records always use ``prediction`` and ``latency_ms``."""
     reference = config.reference
     return Schema(
-        {name: feature.type for name, feature in config.features.items()},
+        # A boolean feature is a categorical channel: validation and reference files make its
+        # values bools, which the detectors count as the categories "true" and "false".
+        {
+            name: "categorical" if feature.type == "boolean" else feature.type
+            for name, feature in config.features.items()
+        },
         prediction_kind=config.prediction.kind,
         positive_class=config.performance.positive_class,
         prediction_column=prediction_column or reference.prediction_column,
@@ -163,6 +168,7 @@ def evaluation_rows(model: str, evaluation: Evaluation) -> list[dict[str, Any]]:
         "window_start": evaluation.window_start,
         "window_end": evaluation.window_end,
         "reference_version": evaluation.reference_version,
+        "segment": evaluation.segment,
     }
     rows: list[dict[str, Any]] = []
     drift = evaluation.drift
@@ -200,6 +206,9 @@ def evaluation_rows(model: str, evaluation: Evaluation) -> list[dict[str, Any]]:
              "statistic": latency.value, "threshold": latency.slo_ms, "drift": latency.breached, "n_current": latency.n,
              "detail": {"p50": latency.p50, "p95": latency.p95, "p99": latency.p99}}
         )  # fmt: skip
+    if evaluation.segment:  # which reference the slice was compared with (its own rows or the whole)
+        for row in rows:
+            row["detail"]["reference_slice"] = evaluation.reference_slice
     return rows
 
 
@@ -229,4 +238,6 @@ def performance_rows(model: str, result: PerformanceResult, reference_version: s
 def with_version(profile: ReferenceProfile, version: str) -> ReferenceProfile:
     """The same profile labelled with the version the store assigned (the content hash,
     which excludes the label, is unchanged)."""
-    return ReferenceProfile(profile.schema, profile.channels, version=version, params=profile.params)
+    return ReferenceProfile(
+        profile.schema, profile.channels, version=version, params=profile.params, slices=profile.slices
+    )

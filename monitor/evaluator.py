@@ -19,6 +19,15 @@ Where the numbers are crunched (``server.evaluation``):
   new child.
 * ``thread``: on the worker thread itself, in this process (no child, ~100 MB less
   memory; evaluation then competes with ingestion for the interpreter).
+
+Estimates before labels come (:meth:`Evaluator.submit_estimates`: CBPE, PCA
+reconstruction error, the domain classifier, direct loss estimation) run on the worker
+thread in both places, queued right after their window's evaluation, so they are
+published after it and in window order. Not in the child: the estimators belong to a
+model's reference (the domain classifier and the loss model hold up to 50,000 rows) and
+would have to be sent to it like a layout, while their work is a few vectorised numpy
+calls (CBPE and PCA: a few ms per 5,000-row window) or scikit-learn's compiled tree code
+for the domain classifier and the loss model, which mostly runs outside the interpreter lock.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
+from detectors.results import Estimate
 from detectors.windows.state import WindowLayout, WindowState
 from monitor import pipes
 
@@ -64,6 +74,17 @@ class Evaluator:
     ) -> None:
         """Queue a closed window's evaluation; ``then`` receives the verdicts on the worker thread."""
         self.submit(lambda: then(self.evaluate(window, settings)))
+
+    def submit_estimates(
+        self,
+        window: WindowState,
+        estimate: Callable[[WindowState], list[Estimate]],
+        then: Callable[[list[Estimate]], Any],
+    ) -> None:
+        """Queue a closed window's estimates (``estimate``, e.g. ``ModelDetector.estimate``)
+        on the worker thread (module docstring: why not in the child); ``then`` receives them
+        there. Submitted after the window's evaluation, they are published after it."""
+        self.submit(lambda: then(estimate(window)))
 
     def prepare(self, layout: WindowLayout) -> None:
         """Windows of ``layout`` will come: start the child and send it the layout now, so

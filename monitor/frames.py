@@ -140,7 +140,13 @@ def infer_kinds(frame: pd.DataFrame) -> dict[str, str]:
     return kinds
 
 
+_FIRST_LOOK = 1_000  # rows: a text column is seldom boolean, and its first rows usually say so
+
+
 def _boolean_values(col: pd.Series) -> bool:
+    # A value of the first rows that is no truth value settles it without hashing the rest.
+    if len(col) > _FIRST_LOOK and any(_truth(v) is None for v in _coded(col.iloc[:_FIRST_LOOK])[1]):
+        return False
     distinct = _coded(col)[1]
     return bool(distinct) and all(_truth(v) is not None for v in distinct)
 

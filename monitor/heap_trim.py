@@ -1,12 +1,20 @@
 """Give the heap's free memory back to the operating system after a large temporary.
 
-A checkpoint encodes a model's state into bytes (megabytes with full join and label
-buffers) and frees them once written. glibc raises its mmap threshold each time a large
-mmapped block is freed (up to 32 MiB), so the next such temporaries come from the heap, and
-freed heap memory stays resident. ``malloc_trim`` returns the free pages. Measured with a
-flood holding a 32 MiB join buffer: ~110 MB of growth with checkpoints against ~45 MB
-without; with this trim, one run of three grew 39 MB and two still ~108 MB, so part of the
-cost is elsewhere (not yet found). Elsewhere than glibc it does nothing.
+A checkpoint encodes a model's state into bytes (megabytes with a full join buffer) and
+frees them once written. glibc raises its mmap threshold each time a large mmapped block
+is freed (up to 32 MiB), so the next such temporaries come from the heap, and freed heap
+memory stays resident. ``malloc_trim`` returns the free pages. Elsewhere than glibc it does
+nothing.
+
+It was not enough alone: a flood holding a 32 MiB join buffer grew the process ~110 MB
+with checkpoints against ~45 MB without, and this trim helped one run of three, because
+most of that memory was not free. Found with tracemalloc and malloc_stats: SQLAlchemy's
+compiled-statement cache and SQLite's statement cache each kept the parameters of the
+last state written (fixed in monitor/store/instance_checkpoints.py), and the stdlib JSON
+encoder's many small temporaries fragmented the heap in 2 runs of 9 (partial records are
+encoded with orjson now: monitor/checkpoint_bytes.py). With those, the same flood with a
+checkpoint of the whole buffer every second grows the process 28-29 MiB (3 runs), the
+buffer's own size (tests/monitor/test_buffer_budgets.py).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class Metrics:
         self._detector_results(r)
         self._quality_latency_performance(r)
         self._estimates(r)
+        self._segments(r)
         self._series_cap(r, max_series_per_model)
         self._alerts(r)
         self._kafka(r)
@@ -139,7 +140,7 @@ class Metrics:
         """Detector results: the latest evaluated window of each model, and its drift."""
         self.windows_evaluated = Counter(
             "monitor_windows_evaluated_total",
-            "Windows closed and evaluated, by kind (drift, performance).",
+            "Windows closed and evaluated, by kind (drift, performance, estimated_performance, pca_reconstruction, domain_classifier).",
             ["model", "kind"],
             registry=r,
         )
@@ -277,6 +278,41 @@ class Metrics:
             ["model", "method"],
             registry=r,
         )
+
+    def _segments(self, r: CollectorRegistry) -> None:
+        """Segment analysis (detectors.segments): the latest window of each slice, labelled
+        ``segment="region:eu"``; at most keys x (segments.max_values + 1) slices a model."""
+        slice_labels = ["model", "segment"]
+        self.segment_feature_drift = Gauge(
+            "monitor_segment_feature_drift", "1 when the feature drifted in the slice's latest window.",
+            [*slice_labels, "feature"], registry=r,
+        )  # fmt: skip
+        self.segment_feature_drift_score = Gauge(
+            "monitor_segment_feature_drift_score",
+            "Effect size of the slice's latest window against its reference (its own rows, or the whole reference).",
+            [*slice_labels, "feature", "method"], registry=r,
+        )  # fmt: skip
+        self.segment_drifted_features = Gauge(
+            "monitor_segment_drifted_features", "Features that drifted in the slice's latest window.", slice_labels,
+            registry=r,
+        )  # fmt: skip
+        self.segment_prediction_drift = Gauge(
+            "monitor_segment_prediction_drift", "1 when the predictions drifted in the slice's latest window.",
+            slice_labels, registry=r,
+        )  # fmt: skip
+        self.segment_quality_breach = Gauge(
+            "monitor_segment_quality_breach", "1 when the slice's latest window breached a data-quality threshold.",
+            [*slice_labels, "feature", "check"], registry=r,
+        )  # fmt: skip
+        self.segment_window_records = Gauge(
+            "monitor_segment_window_records", "Records in the slice's latest evaluated window.", slice_labels,
+            registry=r,
+        )  # fmt: skip
+        self.segment_records_pooled = Counter(
+            "monitor_segment_records_pooled_total",
+            "Records of tag values beyond segments.max_values, counted into the key's __other__ slice.",
+            ["model", "key"], registry=r,
+        )  # fmt: skip
 
     def _series_cap(self, r: CollectorRegistry, max_series_per_model: int) -> None:
         """The cap on each model's result series (see monitor/cardinality.py)."""

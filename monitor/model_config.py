@@ -6,11 +6,14 @@ file and builds ``Settings`` from both.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-FEATURE_TYPES = ("numeric", "categorical")
+# A boolean feature is a categorical channel of the values "true" and "false" whatever the
+# client's spelling (true/false in any case, 1/0); other values are refused (monitor.validation).
+FEATURE_TYPES = ("numeric", "categorical", "boolean")
 PREDICTION_KINDS = ("binary", "multiclass", "regression")
 
 
@@ -87,13 +90,15 @@ class FeatureConfig(Strict):
     @classmethod
     def _known_type(cls, value: str) -> str:
         if value not in FEATURE_TYPES:
-            raise ValueError(f"must be numeric or categorical, got {value!r}")
+            raise ValueError(f"must be one of {', '.join(FEATURE_TYPES)}, got {value!r}")
         return value
 
     @model_validator(mode="after")
     def _ordered_bounds(self) -> FeatureConfig:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if self.type == "boolean" and (self.min is not None or self.max is not None):
+            raise ValueError("a boolean feature has no min or max (they bound numeric features)")
         return self
 
 
@@ -116,11 +121,63 @@ class PredictionConfig(Strict):
         return value
 
 
+# models:/NAME/VERSION, models:/NAME@ALIAS, or the template models:/NAME/{version} (a
+# version's number filled in: monitor/mlflow_references.py).
+MLFLOW_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@{}]+)(?:/(?P<version>[0-9]+|\{version\})|@(?P<alias>[\w-]+))$")
+
+
+class MlflowReferenceConfig(Strict):
+    """A reference from an MLflow model registry (README "MLflow"): the artifact
+    ``artifact_path`` (CSV, Parquet or JSONL) of the registered model version ``model_uri``
+    names, fetched in the background, retried after ``retry_seconds``, doubling up to
+    ``max_retry_seconds``; one attempt waits at most ``attempt_timeout_seconds`` on the
+    registry. ``tracking_uri`` defaults to the MLFLOW_TRACKING_URI environment variable."""
+
+    model_uri: str
+    artifact_path: str
+    tracking_uri: str | None = None
+    retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+    max_retry_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    attempt_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _registry_uri(cls, value: str) -> str:
+        if not MLFLOW_MODEL_URI.match(value):
+            raise ValueError(
+                "must be models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/{version}, got " + repr(value)
+            )
+        return value
+
+    @field_validator("artifact_path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        parts = value.split("/")
+        if not value or value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"must be a relative path inside the model version's artifacts, got {value!r}")
+        return value
+
+    @field_validator("max_retry_seconds")
+    @classmethod
+    def _not_below_first_wait(cls, value: float, info: ValidationInfo) -> float:
+        first = info.data.get("retry_seconds")  # absent when it failed its own check
+        if first is not None and value < first:
+            raise ValueError(f"must not be below retry_seconds ({first}), got {value}")
+        return value
+
+    @property
+    def per_version(self) -> bool:
+        """A template: the reference of each model version, none for the model itself."""
+        return "{version}" in self.model_uri
+
+
 class ReferenceConfig(Strict):
     """Where the model's reference comes from when none is stored yet: a file (CSV,
-    Parquet, JSONL) read at start-up, or the first N records after start-up."""
+    Parquet, JSONL) read at start-up, an MLflow registry (fetched in the background), or
+    the first N records after start-up. One source per model."""
 
     file: str | None = None
+    mlflow: MlflowReferenceConfig | None = None
     prediction_column: str = "prediction"
     latency_column: str | None = None
     label_column: str | None = None
@@ -128,6 +185,15 @@ class ReferenceConfig(Strict):
     bins: int = Field(default=10, ge=2, le=1000)
     top_k: int = Field(default=50, ge=1, le=10_000)
     sample_size: int = Field(default=10_000, ge=100, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReferenceConfig:
+        # Two sources would need a precedence nobody can guess from the file: refuse.
+        if self.mlflow is not None and self.file:
+            raise ValueError("file and mlflow are two sources of the reference: set one")
+        if self.mlflow is not None and self.from_first_records:
+            raise ValueError("from_first_records and mlflow are two sources of the reference: set one")
+        return self
 
 
 class WindowConfig(Strict):
@@ -190,6 +256,29 @@ class EstimationConfig(Strict):
     chunk_size: int = Field(default=5_000, ge=100)
 
 
+class SegmentsConfig(Strict):
+    """Segment analysis (detectors.segments): drift per value of these record tag keys
+    (``segment: {"region": "eu"}``), each value against its own reference rows when it has
+    ``min_reference_rows`` of them; at most ``max_values`` values per key (the rest pooled
+    as ``__other__``); a value seen only in traffic takes a free slot after ``admit_rows``
+    rows. ``segments: [region]`` is short for ``segments: {keys: [region]}``."""
+
+    keys: list[str] = Field(min_length=1, max_length=16)
+    max_values: int = Field(default=20, ge=1, le=1_000)
+    min_reference_rows: int = Field(default=500, ge=1)
+    admit_rows: int = Field(default=100, ge=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _plain_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not key or ":" in key:
+                raise ValueError(f"a segment key must be a non-empty tag name without ':', got {key!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"segment keys must be unique, got {value!r}")
+        return value
+
+
 class ModelConfig(Strict):
     """One monitored model. Feature order matters: it maps positional rows (KServe
     ``instances`` lists, V2 ``[N, F]`` tensors) to feature names."""
@@ -203,6 +292,12 @@ class ModelConfig(Strict):
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     estimation: EstimationConfig = Field(default_factory=EstimationConfig)
+    segments: SegmentsConfig | None = None
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _segment_keys(cls, value: Any) -> Any:
+        return {"keys": value} if isinstance(value, list) else value
 
     @field_validator("features", mode="before")
     @classmethod
@@ -213,3 +308,8 @@ class ModelConfig(Strict):
     @property
     def feature_names(self) -> list[str]:
         return list(self.features)
+
+    @property
+    def boolean_features(self) -> frozenset[str]:
+        """The features declared ``type: boolean`` (README, Records: booleans)."""
+        return frozenset(name for name, feature in self.features.items() if feature.type == "boolean")

@@ -1,6 +1,7 @@
 """A model's state as bytes, for the Kafka collector's checkpoints and the instance
 checkpoints of the models fed over HTTP (monitor/checkpointer.py; those hold the label
-buffer every time, so that a retried id is a duplicate after a crash too).
+buffer every time, so that a retried id is a duplicate after a crash too, but beside the
+model states, as what changed since the last checkpoint: monitor/label_checkpoints.py).
 
 A checkpoint holds what the model's records have produced up to the consumed offsets it is
 stored with: the counts, the detector's windows (open window, RNG state, open performance
@@ -26,8 +27,8 @@ of the model goes on with the same alert episodes, so an alert fires once.
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeGuard
@@ -36,15 +37,19 @@ import numpy as np
 import orjson
 
 from detectors.model import ModelDetector
-from detectors.sketches import pack, unpack
-from monitor.joins import AwaitingColumns, Pending
+from detectors.sketches import unpack
+from monitor.checkpoint_bytes import Chunks, exact_json, json_chunks, pack_chunks
+from monitor.joins import Pending
+from monitor.label_checkpoints import AwaitingColumns, LabelCapture
 from monitor.model_state import ModelState
 from monitor.records import Record
 from monitor.store.results import json_safe
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: the partial records in an array of their own (JSON), not in the header; 1 is still read.
+FORMAT_VERSION = 2
+_READ_VERSIONS = (1, 2)
 _RECORD_FIELDS = (
     "model", "id", "version", "timestamp", "inputs", "prediction", "latency_ms", "label", "segment",
     "has_prediction", "has_label",
@@ -78,11 +83,25 @@ def dump_model(
 ) -> bytes:
     """Serialise ``state`` (its pending records already fed), its buffered partial records,
     what ``sinks`` keep for it and, for a handover, its predictions awaiting labels
-    (:meth:`monitor.joins.LabelBuffer.entries_of` or :func:`monitor.joins.entries_by_model`)."""
-    return encode_model(capture_model(state, partials, sinks, awaiting))
+    (:meth:`monitor.label_buffer.LabelBuffer.entries_of` or
+    :func:`monitor.label_checkpoints.entries_by_model`)."""
+    return bytes(encode_model(capture_model(state, partials, sinks, awaiting)))
 
 
-Captured = tuple[dict[str, Any], dict[str, np.ndarray]]
+@dataclass
+class Captured:
+    """What :func:`capture_model` took of a model while it could not change, for
+    :func:`encode_model` to serialise later, outside the pipeline's lock: ``header`` (JSON
+    values), the partial records' fields and arrival times with their estimated sizes,
+    numeric arrays (the detector's and the segments' state as bytes) and, for a handover,
+    the predictions awaiting labels (most of the bytes with the partial records: both are
+    encoded a slice at a time)."""
+
+    header: dict[str, Any]
+    partials: list[tuple[dict[str, Any], float]]
+    partial_sizes: list[int]
+    arrays: dict[str, np.ndarray]
+    awaiting: list[list[Any]] | AwaitingColumns | None = None
 
 
 def capture_model(
@@ -91,69 +110,54 @@ def capture_model(
     sinks: Mapping[str, ModelScopedSink],
     awaiting: list[list[Any]] | AwaitingColumns | None = None,
 ) -> Captured:
-    """The first half of :func:`dump_model`, taken while the model cannot change: copies of
-    what the checkpoint holds, for :func:`encode_model` to serialise later, outside the
-    pipeline's lock (the predictions awaiting labels are most of the bytes)."""
+    """The first half of :func:`dump_model`, taken while the model cannot change. Only
+    references to the partial records' values are taken (they are not changed in place)
+    and fresh lists of immutable values for ``awaiting``: safe to encode later, off the lock."""
     header: dict[str, Any] = {
         "kind": "model_state",
         "format_version": FORMAT_VERSION,
         "model": state.name,
         "counts": {name: getattr(state, name) for name in _COUNTS},
         "reference_version": state.reference_version,
-        "partials": [[{f: getattr(p.record, f) for f in _RECORD_FIELDS}, p.arrived] for p in partials],
         "sinks": {name: json_safe(sink.model_state(state.name)) for name, sink in sinks.items()},
     }
-    if awaiting is not None:
-        header["awaiting"] = awaiting  # fresh lists of immutable values: safe to encode later, off the lock
+    fields = [({f: getattr(p.record, f) for f in _RECORD_FIELDS}, p.arrived) for p in partials]
     arrays = {}
     if state.detector is not None:
         arrays["detector"] = np.frombuffer(state.detector.to_bytes(), np.uint8)
-    return header, arrays
+    segments = state.segments.to_bytes() if state.segments is not None else None
+    if segments is not None:
+        arrays["segments"] = np.frombuffer(segments, np.uint8)
+    return Captured(header, fields, [p.size for p in partials], arrays, awaiting)
 
 
 @dataclass
 class LocalSnapshot:
     """What :meth:`monitor.pipeline.Pipeline.snapshot_local` took at ``taken_at`` (epoch s): the state of each
     local model that changed since the last snapshot, the count deltas of every local model
-    up to that moment, and the models owned elsewhere (whose stored local state is stale)."""
+    up to that moment, the models owned elsewhere (whose stored local state is stale) and
+    what changed in the label buffer (None: the caller keeps no journal of it)."""
 
     states: dict[str, Captured]
     counts: dict[tuple[str, str], dict[str, int]]
     external: set[str]
     taken_at: float
+    labels: LabelCapture | None = None
 
 
-def encode_model(captured: Captured) -> bytes:
-    """A :func:`capture_model` as checkpoint bytes. The predictions awaiting labels (up to
-    the label buffer's byte budget) go as one orjson array beside the header rather than in
-    it: ~20x faster than the header's stdlib JSON for 100,000 entries."""
-    header, arrays = captured
-    if "awaiting" in header:
-        header = dict(header)
-        awaiting = header.pop("awaiting")
-        if isinstance(awaiting, tuple):  # ids and value rows (monitor.joins.entries_by_model)
-            header["awaiting_columns"] = True
-            encoded = b"[" + _json_list(awaiting[0]) + b"," + _json_list(awaiting[1]) + b"]"
-        else:
-            encoded = _json_list(awaiting)
-        arrays = {**arrays, "awaiting": np.frombuffer(encoded, np.uint8)}
-    return pack(header, arrays)
-
-
-_ENCODE_CHUNK = 5_000  # entries per orjson call: ~1 ms each, so the event loop's thread gets the GIL between them
-
-
-def _json_list(items: list[Any]) -> bytes:
-    """``items`` as a JSON array, encoded a chunk at a time: one orjson call over 100,000
-    entries holds the GIL for tens of ms, a pause every request in flight would wait out.
-    NaN and infinities become null, numpy values numbers, other objects their repr (as
-    json_safe makes them)."""
-    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    chunks = []
-    for start in range(0, len(items), _ENCODE_CHUNK):
-        chunks.append(orjson.dumps(items[start : start + _ENCODE_CHUNK], default=repr, option=options)[1:-1])
-        time.sleep(0)  # lets the event loop's thread take the GIL
-    return b"[" + b",".join(chunks) + b"]"
+def encode_model(captured: Captured) -> bytearray:
+    """A :func:`capture_model` as checkpoint bytes: the partial records and the predictions
+    awaiting labels go as JSON arrays beside the header (encoded a slice at a time:
+    monitor/checkpoint_bytes.py), the detector as bytes."""
+    header = dict(captured.header)
+    parts: dict[str, Chunks] = {"partials": json_chunks(captured.partials, captured.partial_sizes, exact_json)}
+    awaiting = captured.awaiting
+    if isinstance(awaiting, tuple):  # ids and value rows (monitor.label_checkpoints.entries_by_model)
+        header["awaiting_columns"] = True
+        parts["awaiting"] = [b"[", *json_chunks(awaiting[0]), b",", *json_chunks(awaiting[1]), b"]"]
+    elif awaiting is not None:
+        parts["awaiting"] = json_chunks(awaiting)
+    return pack_chunks(header, captured.arrays, parts)
 
 
 def load_model(
@@ -167,8 +171,8 @@ def load_model(
     if it had been running.
     """
     header, arrays = unpack(data)
-    if header.get("kind") != "model_state" or header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"not a model state checkpoint of format {FORMAT_VERSION}")
+    if header.get("kind") != "model_state" or header.get("format_version") not in _READ_VERSIONS:
+        raise ValueError(f"not a model state checkpoint of format {' or '.join(map(str, _READ_VERSIONS))}")
     if header.get("model") != state.name:
         raise ValueError(f"checkpoint of model {header.get('model')!r}, not {state.name!r}")
     for name in _COUNTS:
@@ -181,17 +185,27 @@ def load_model(
             log.warning("model %s: windows of the checkpoint not restored (%s): new windows start", state.name, exc)
     elif "detector" in arrays:
         log.warning("model %s: no reference loaded, the checkpoint's windows cannot be restored", state.name)
+    if "segments" in arrays and state.segments is not None:
+        state.segments.restore(arrays["segments"].tobytes())
     saved = header.get("sinks", {})
     for name, sink in sinks.items():
         sink.restore_model(state.name, saved.get(name, []))
-    partials = [Pending(Record(**fields), float(arrived)) for fields, arrived in header["partials"]]
+    stored = _partials_json(arrays["partials"].tobytes()) if "partials" in arrays else header["partials"]
+    partials = [Pending(Record(**fields), float(arrived)) for fields, arrived in stored]
     if "awaiting" in arrays:
         awaiting = orjson.loads(arrays["awaiting"].tobytes())
-        if header.get("awaiting_columns"):  # ids and value rows (monitor.joins.entries_by_model)
+        if header.get("awaiting_columns"):  # ids and value rows (monitor.label_checkpoints.entries_by_model)
             ids, values = awaiting
             awaiting = [[name, *value] for name, value in zip(ids, values, strict=True)]
         return partials, awaiting
     return partials, header.get("awaiting", [])  # as checkpoints before the array wrote them
+
+
+def _partials_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN, infinities or a huge integer: written by the stdlib (exact_json)
+        return json.loads(data)
 
 
 def reset_model(state: ModelState, sinks: Mapping[str, ModelScopedSink]) -> None:
@@ -205,3 +219,5 @@ def reset_model(state: ModelState, sinks: Mapping[str, ModelScopedSink]) -> None
     state.feed()  # nothing pending may leak into the fresh windows
     if state.detector is not None:
         state.detector = ModelDetector(state.detector.reference, state.detector.settings)
+        if state.segments is not None:
+            state.segments.start(state.detector.reference, state.detector.settings)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from detectors.columns import Batch
+from detectors.estimation.window import Estimators
 from detectors.evaluation import Evaluation
 from detectors.model import ModelDetector
 from detectors.profiles import ReferenceProfile
-from detectors.results import Result, ResultSink
+from detectors.results import Estimate, Result, ResultSink
 from monitor.detection import (
     batch_from_columns,
     batch_from_records,
@@ -30,6 +32,7 @@ from monitor.detection import (
 )
 from monitor.evaluator import Evaluator
 from monitor.records import Record, RecordColumns
+from monitor.segment_state import ModelSegments, Tags
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,11 @@ class ModelState:
         self.windows_evaluated = 0
         self.detector: ModelDetector | None = None
         self.reference_version: str | None = None
+        # Drift per slice of the traffic (config ``segments:``), beside the whole population.
+        self.segments = ModelSegments.for_config(config)
+        # What /v1/models says of the estimates before labels come: the active methods and,
+        # when fitting them on the reference failed, why (the reference summary's "estimation").
+        self.estimation: dict[str, Any] = {"methods": [], "error": None}
         self._warmup: list[Any] = []
         self._warmup_rows = 0
         # Records waiting for the detector, in arrival order: batches already in columns,
@@ -78,12 +86,19 @@ class ModelState:
         self._pending_labels: list[tuple[Any, Any, float]] = []
 
     # -- reference --------------------------------------------------------------------------
-    def set_reference(self, profile: ReferenceProfile, summary: dict[str, Any] | None = None) -> None:
+    def set_reference(
+        self, profile: ReferenceProfile, summary: dict[str, Any] | None = None, estimators: Estimators | None = None
+    ) -> None:
         """Start new windows against ``profile`` (the open window of the old one is dropped:
-        its counts were against other bins)."""
+        its counts were against other bins), estimated with ``estimators`` (fitted on it)."""
         performance = (summary or {}).get("performance")
-        self.detector = ModelDetector(profile, detector_settings(self.config, performance))
+        settings = replace(detector_settings(self.config, performance), estimators=estimators)
+        self.detector = ModelDetector(profile, settings)
+        fitted = (summary or {}).get("estimation") or {}
+        self.estimation = {"methods": [] if estimators is None else estimators.methods, "error": fitted.get("error")}
         self.reference_version = str(profile.version)
+        if self.segments is not None:
+            self.segments.start(profile, settings)
         self._warmup.clear()
         self._warmup_rows = 0
         if self.evaluator is not None:
@@ -106,8 +121,10 @@ class ModelState:
             return
         self._pending.extend(records)
         self._pending_rows += len(records)
+        if self.segments is not None:
+            self.segments.add_records(records)
         if self._pending_rows >= DETECTOR_BATCH:
-            self.feed()
+            self.feed(drain=False)
 
     def observe_columns(self, columns: RecordColumns, rows: Sequence[int] | None = None) -> None:
         """Count complete records validated column-wise (``rows`` of ``columns``, or all)
@@ -121,22 +138,28 @@ class ModelState:
             self._pending_batches.append(batch_from_records(records, self.schema))
         self._pending_batches.append(batch_from_columns(columns, self.schema, rows))
         self._pending_rows += n
+        if self.segments is not None:
+            self.segments.add_columns(columns, rows)
         if self._pending_rows >= DETECTOR_BATCH:
-            self.feed()
+            self.feed(drain=False)
 
-    def feed(self) -> None:
+    def feed(self, drain: bool = True) -> None:
         """Hand the pending records and labels to the detector (called per batch and on
-        every housekeeping tick, and before a replay or checkpoint ends)."""
+        every housekeeping tick, and before a replay or checkpoint ends). ``drain``: the
+        slices' waiting rows too (not per batch: they wait to be counted in bulk)."""
         if self._pending_rows:
             batches, records = self._pending_batches, self._pending
             self._pending_batches, self._pending, self._pending_rows = [], [], 0
             if records:
                 batches.append(batch_from_records(records, self.schema))
             batch = Batch.concat(batches)
+            tags = None if self.segments is None else self.segments.take()
             if self.detector is None:
-                self._warm_up(batch)
+                self._warm_up(batch, tags)
             else:
-                self._update(batch)
+                self._update(batch, tags)
+        if drain and self.segments is not None:
+            self.segments.drain(self.evaluator, self._publish)
         if self._pending_labels:
             pairs, self._pending_labels = self._pending_labels, []
             self._labels(pairs)
@@ -148,7 +171,7 @@ class ModelState:
             return
         self._pending_labels.extend(pairs)
         if len(self._pending_labels) >= DETECTOR_BATCH:
-            self.feed()
+            self.feed(drain=False)
 
     def _labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
         assert self.detector is not None and self.detector.performance is not None
@@ -164,35 +187,47 @@ class ModelState:
         if self.evaluator is not None:
             self.evaluator.settle()  # windows closed earlier are published first
         if self.detector is not None:
-            evaluation = self.detector.flush()
-            if evaluation is not None:
-                self._evaluated(evaluation)
+            window = self.detector.windower.flush()
+            if window is not None and window.n:  # as ModelDetector.flush, keeping the window for its estimates
+                self._evaluated(self.detector.evaluate(window))
+                self._estimated(self.detector.estimate(window))
+            if self.segments is not None:
+                self.segments.flush(self.evaluator, self._publish)
             performance = self.detector.flush_performance()  # the last labels' partial window too
             if performance is not None:
                 self._publish(performance)
 
     # -- internals --------------------------------------------------------------------------
-    def _update(self, batch: Any) -> None:
+    def _update(self, batch: Any, tags: Tags | None = None) -> None:
         detector = self.detector
         assert detector is not None
+        if tags is not None and self.segments is not None:
+            self.segments.update(batch, tags, self.evaluator, self._publish)
         for window in detector.close(batch):
             if self.evaluator is None:
                 self._evaluated(detector.evaluate(window))
+                self._estimated(detector.estimate(window))
             else:
                 self.evaluator.submit_window(window, detector.settings.evaluation, self._evaluated)
+                if detector.settings.estimators is not None:  # queued after the evaluation: published after it
+                    self.evaluator.submit_estimates(window, detector.estimate, self._estimated)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         self._publish(evaluation)
         self.windows_evaluated += 1  # counted once published: readers then find the results
 
-    def _publish(self, result: Result) -> None:
+    def _estimated(self, estimates: Sequence[Estimate]) -> None:
+        for estimate in estimates:
+            self._publish(estimate)
+
+    def _publish(self, result: Result | Estimate) -> None:
         for sink in self.sinks:
             try:
                 sink.publish(self.name, self.reference_version or "", result)
             except Exception:  # one failing sink must not stop the others or the traffic
                 log.exception("model %s: %s could not publish a result", self.name, type(sink).__name__)
 
-    def _warm_up(self, batch: Any) -> None:
+    def _warm_up(self, batch: Any, tags: Tags | None = None) -> None:
         wanted = self.config.reference.from_first_records
         take = min(len(batch), wanted - self._warmup_rows)
         self._warmup.append(batch.select(slice(0, take)))
@@ -212,4 +247,4 @@ class ModelState:
         self.set_reference(profile, summary)
         rest = batch.select(slice(take, None))
         if len(rest):  # the records beyond the reference open the first window
-            self._update(rest)
+            self._update(rest, None if tags is None else {key: values[take:] for key, values in tags.items()})

@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from detectors.estimation.window import Estimators
 from detectors.profiles import ReferenceProfile
 from detectors.results import ResultSink
 from monitor.evaluator import Evaluator
-from monitor.joins import JoinBuffer, LabelBuffer, entries_by_model
+from monitor.joins import JoinBuffer
+from monitor.label_buffer import LabelBuffer
+from monitor.label_checkpoints import Entry, LabelJournal, entries_by_model
 from monitor.metrics import UNKNOWN_MODEL, Metrics
 from monitor.model_snapshots import LocalSnapshot, capture_model, dump_model, load_model, reset_model, scoped_sinks
 from monitor.model_state import ModelState, ReferenceSaver
@@ -257,10 +260,13 @@ class Pipeline:
                 for name, value in values.items():
                     target[name] += value
 
-    def set_reference(self, model: str, profile: ReferenceProfile, summary: dict[str, Any] | None = None) -> None:
-        """A new reference for ``model``: its windows start over against it."""
+    def set_reference(
+        self, model: str, profile: ReferenceProfile, summary: dict[str, Any] | None = None,
+        estimators: Estimators | None = None,
+    ) -> None:  # fmt: skip
+        """A new reference for ``model`` (and the estimators fitted on it): its windows start over against it."""
         with self._lock:
-            self.models[model].set_reference(profile, summary)
+            self.models[model].set_reference(profile, summary, estimators)
 
     def settle(self) -> None:
         """Hand every pending record to the detectors and wait until every closed window
@@ -313,7 +319,7 @@ class Pipeline:
             self._restore(model, data)
 
     # -- checkpoints of local models (monitor/checkpointer.py) ------------------------------
-    def snapshot_local(self) -> LocalSnapshot:
+    def snapshot_local(self, labels: LabelJournal | None = None) -> LocalSnapshot:
         """The state of every local model changed since the last snapshot, with the count
         deltas of every local model, taken at one instant: stored in one transaction, the
         store's counts and the state restored after a crash agree exactly. Closed windows
@@ -322,7 +328,8 @@ class Pipeline:
 
         Only records change a model's state (a new reference starts its windows over, and a
         stored window of another reference is not restored), so a model no local record
-        reached is not written: a Kafka-only deployment writes nothing here."""
+        reached is not written: a Kafka-only deployment writes nothing here. With ``labels`` (what
+        is stored of the label buffer), it holds the buffer's changes since, if a model changed."""
         with self._lock:
             if not self._changed - self._external and not any(
                 key[0] in self.models and key[0] not in self._external for key in self._deltas
@@ -339,22 +346,25 @@ class Pipeline:
             changed, self._changed = self._changed & local, self._changed - local
             sinks = scoped_sinks(self._sinks)
             states = {name: capture_model(self.models[name], self._joins.of_model(name), sinks) for name in changed}
-            labels = self._labels.copy() if changed else ([], {})
             counts = {
                 key: self._deltas.pop(key)
                 for key in [key for key in self._deltas if key[0] in local and key[1] != self._external_source]
             }  # fmt: skip
-            snapshot = LocalSnapshot(states, counts, set(self._external), time.time())
-        # The predictions awaiting labels, sorted out by model off the lock (the bulk of the work).
-        for name, entries in entries_by_model(labels, changed).items():
-            states[name][0]["awaiting"] = entries
-        return snapshot
+            captured = labels.capture(self._labels, self._external) if labels and changed else None
+            return LocalSnapshot(states, counts, set(self._external), time.time(), captured)
 
     def unsnapshot(self, snapshot: LocalSnapshot) -> None:
         """A snapshot that could not be stored: its models and counts go with the next."""
         self.restore_count_deltas(snapshot.counts)
         with self._lock:
             self._changed.update(snapshot.states)
+
+    def restore_labels(self, keys: Sequence[tuple[str, str]], entries: Sequence[Entry]) -> None:
+        """Put back the label buffer's entries of an instance checkpoint, oldest first (start-up)."""
+        with self._lock:
+            routed = Routed()
+            self._router.lost(self._labels.put_back_entries(keys, entries), routed)
+            self._deliver(routed)
 
     def restore_local(self, model: str, data: bytes) -> bool:
         """Put back a local model's stored state (at start-up); False, and nothing done, if

@@ -13,6 +13,7 @@ from chunks the bin edges are the sketch's quantiles and the bin counts its rank
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import datasketches
@@ -20,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from detectors.columns import NULL, WRONG_TYPE, Batch
-from detectors.profiles import CategoricalProfile, NumericProfile, Profile, ReferenceProfile
+from detectors.profiles import (
+    CategoricalProfile,
+    NumericProfile,
+    Profile,
+    ReferenceProfile,
+    categorical_profile,
+    numeric_profile,
+)
 from detectors.schema import NUMERIC, Schema
 from detectors.sketches import Reservoir
 
@@ -99,14 +107,27 @@ class _Categorical:
     null: int = 0
     wrong: int = 0
 
-    def update(self, x: np.ndarray, status: np.ndarray | None) -> None:
+    def update(
+        self, x: np.ndarray, status: np.ndarray | None, coded: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
+        """Count a column (object array of str/None), through its codes when it has them
+        (``Batch.codes``): one bincount, then one dict update per distinct name."""
         wrong = 0 if status is None else int(np.count_nonzero(status == WRONG_TYPE))
-        found = pd.Series(x, dtype=object).value_counts(dropna=True)
-        for category, n in zip(found.index.tolist(), found.to_numpy().tolist(), strict=True):
+        pairs: Iterable[tuple[str, int]]
+        if coded is None:
+            found = pd.Series(x, dtype=object).value_counts(dropna=True)
+            pairs = zip(found.index.tolist(), found.to_numpy().tolist(), strict=True)
+        else:
+            per_name = np.bincount(coded[0], minlength=coded[1].size)
+            # None names are the null and wrong-type rows; an unused category is not a category seen
+            pairs = ((c, n) for c, n in zip(coded[1].tolist(), per_name.tolist(), strict=True) if c is not None and n)
+        present = 0
+        for category, n in pairs:
             self.counts[category] = self.counts.get(category, 0) + n
+            present += n
         self.count += x.size
         self.wrong += wrong
-        self.null += x.size - int(found.sum()) - wrong
+        self.null += x.size - present - wrong
 
     def profile(self, top_k: int, max_tracked: int) -> CategoricalProfile:
         pairs = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -154,7 +175,11 @@ class ProfileBuilder:
             column = batch.column(name)
             if column is None:
                 raise ValueError(f"the rows have no column for channel {name!r}")
-            self.channels[name].update(column, batch.status.get(name))
+            channel = self.channels[name]
+            if isinstance(channel, _Categorical):
+                channel.update(column, batch.status.get(name), batch.codes.get(name))
+            else:
+                channel.update(column, batch.status.get(name))
         self.rows = max(channel.count for channel in self.channels.values())
 
     def reference(self, version: str | int) -> ReferenceProfile:
@@ -167,3 +192,33 @@ class ProfileBuilder:
             else:
                 out[name] = channel.profile(int(self.params["top_k"]), int(self.params["max_tracked_categories"]))
         return ReferenceProfile(self.schema, out, version=version, params=self.params)
+
+
+def exact_reference(batch: Batch, schema: Schema, *, version: str | int, **params: int) -> ReferenceProfile:
+    """The profile :meth:`ReferenceProfile.from_batch` makes of a whole batch (the same
+    bytes), with categorical channels counted through their codes where the batch has them
+    (``Batch.codes``) instead of hashing a string per row. ``params``: the profile's
+    ``bins``, ``sample_size``, ``top_k``, ``max_tracked_categories`` and ``seed``."""
+    if len(batch) == 0:
+        raise ValueError("cannot build a reference profile from 0 rows")
+    out: dict[str, Profile] = {}
+    for name, kind in schema.channels().items():
+        column = batch.column(name)
+        if column is None:
+            raise ValueError(f"reference data has no column for channel {name!r}")
+        status = batch.status.get(name)
+        if kind == NUMERIC:
+            seed = (params["seed"] << 32) ^ zlib.crc32(name.encode())
+            out[name] = numeric_profile(
+                column, status, bins=params["bins"], sample_size=params["sample_size"], seed=seed
+            )
+        elif name in batch.codes:
+            counted = _Categorical()
+            counted.update(column, status, batch.codes[name])
+            out[name] = counted.profile(params["top_k"], params["max_tracked_categories"])
+        else:
+            out[name] = categorical_profile(
+                column, status, top_k=params["top_k"], max_tracked_categories=params["max_tracked_categories"]
+            )
+    order = ("bins", "sample_size", "top_k", "max_tracked_categories", "seed")  # from_batch's, as hashed
+    return ReferenceProfile(schema, out, version=version, params={key: params[key] for key in order})

@@ -32,7 +32,7 @@ from monitor.frames import (
     infer_kinds,
     is_columnar_file,
 )
-from monitor.profile_builder import ProfileBuilder
+from monitor.profile_builder import ProfileBuilder, exact_reference
 
 _OPTIONS = {"bins": 10, "sample_size": 10_000, "top_k": 50, "max_tracked_categories": 10_000, "seed": 0}
 
@@ -48,14 +48,27 @@ def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> Batch
     if missing:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         raise TableError(f"column {missing[0]!r} is not in the {where} (its columns: {shown or 'none'})")
-    columns = {}
-    for name, kind in kinds.items():
-        columns[name] = as_boolean(frame[name]) if kind == BOOLEAN else frame[name]
-    table = pd.DataFrame(columns, index=frame.index, copy=False)
+    table = frame
+    if BOOLEAN in kinds.values() or len(frame.columns) != len(kinds):
+        # only the compared columns (a column named like the schema's timestamp is not one), booleans recoded
+        columns = {name: as_boolean(frame[name]) if kind == BOOLEAN else frame[name] for name, kind in kinds.items()}
+        table = pd.DataFrame(columns, index=frame.index, copy=False)
     try:
         return Batch.from_frame(table, detector_schema(kinds), default_timestamp=0.0)
     except ValueError as exc:
         raise TableError(f"{where}: {exc}") from None
+
+
+def _checked_options(options: Mapping[str, int]) -> dict[str, int]:
+    """The profile's options, the defaults filled in; a wrong one is refused by name."""
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown profile option {unknown[0]!r} (options: {', '.join(_OPTIONS)})")
+    for name, value in options.items():
+        least = 0 if name in ("max_tracked_categories", "seed") else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return {**_OPTIONS, **{name: int(value) for name, value in options.items()}}
 
 
 def _kinds_for(source: Table, schema: Mapping[str, str] | None) -> dict[str, str]:
@@ -75,10 +88,7 @@ class Profile:
     ``top_k``, ``max_tracked_categories`` and ``seed``."""
 
     def __init__(self, schema: Mapping[str, str] | None = None, **options: int) -> None:
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(f"unknown profile option {unknown[0]!r} (options: {', '.join(_OPTIONS)})")
-        self.options = {**_OPTIONS, **options}
+        self.options = _checked_options(options)
         self.kinds: dict[str, str] | None = None if schema is None else check_kinds(schema)
         self._builder: ProfileBuilder | None = None
         self._final: ReferenceProfile | None = None
@@ -123,9 +133,7 @@ class Profile:
         out.kinds = out.kinds or _kinds_for(frame, None)
         batch = to_batch(frame, out.kinds, "reference table")
         with np.errstate(over="ignore", invalid="ignore"):
-            reference = ReferenceProfile.from_batch(
-                batch, detector_schema(out.kinds), version="notebook", **out.options
-            )
+            reference = exact_reference(batch, detector_schema(out.kinds), version="notebook", **out.options)
         check_values(reference, "reference")
         out._final, out.rows = reference, len(frame)
         return out
@@ -137,12 +145,23 @@ class Profile:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Profile:
-        header, arrays = unpack(data)
-        if header.get("kind") != "monitor.profile" or header.get("format_version") != 1:
-            raise TableError("not a saved monitor profile (format 1)")
-        out = cls({name: kind for name, kind in header["kinds"]})
-        out._final = ReferenceProfile.from_bytes(arrays["reference"].tobytes())
-        out.rows = int(header["rows"])
+        """A saved profile; TableError naming the problem for anything else (other bytes,
+        a truncated or edited file: the detector profile inside is checked by its hash)."""
+        try:
+            header, arrays = unpack(data)
+            if not isinstance(header, dict) or header.get("kind") != "monitor.profile":
+                raise TableError("not a saved monitor profile")
+            if header.get("format_version") != 1:
+                raise TableError(f"saved profile format {header.get('format_version')!r} is not 1")
+            out = cls({str(name): kind for name, kind in header["kinds"]})
+            out._final = ReferenceProfile.from_bytes(arrays["reference"].tobytes())
+            out.rows = int(header["rows"])
+        except TableError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+            raise TableError(f"not a readable saved monitor profile: {str(exc)[:300] or type(exc).__name__}") from None
+        if detector_schema(out.kinds or {}).channels() != out._final.schema.channels() or out.rows < 0:
+            raise TableError("not a consistent saved monitor profile: its columns and its channels differ")
         return out
 
     def save(self, path: str | Path) -> None:
@@ -169,6 +188,7 @@ def profile(source: Table | Profile, schema: Mapping[str, str] | None = None, **
     .jsonl, optionally .gz). Files are read in chunks (bounded memory)."""
     if isinstance(source, Profile):
         return source
+    _checked_options(options)  # before any row is read
     if isinstance(source, pd.DataFrame):
         return Profile.exact(source, schema, **options)
     if isinstance(source, pa.Table):

@@ -21,10 +21,13 @@ import pandas as pd
 from detectors.columns import Batch
 from detectors.profiles import NumericProfile, ReferenceProfile
 from detectors.schema import Schema
+from detectors.segments import SegmentSpec, build_slices
 from detectors.windows.performance import performance_from_arrays
 from monitor.detection import performance_settings, schema_for
+from monitor.records import Invalid
+from monitor.segment_state import reference_tags, segment_spec
 from monitor.settings import ModelConfig
-from monitor.validation import BOOLEAN_WORDS
+from monitor.validation import BOOLEAN_WORDS, as_boolean, boolean_inputs
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TOP_CATEGORIES = 10  # categories listed per channel in a summary
@@ -80,8 +83,16 @@ def build_reference(
         raise ReferenceDataError("the reference file is empty")
     schema = schema_for(config, prediction_column=prediction_column, latency_column=latency_column)
     ref = config.reference
-    profile, rows, table = _profile(data, fmt, schema, bins=ref.bins, top_k=ref.top_k, sample_size=ref.sample_size)
+    spec = segment_spec(config)
+    profile, rows, table = _profile(
+        data, fmt, schema, spec, booleans=config.boolean_features, bins=ref.bins, top_k=ref.top_k,
+        sample_size=ref.sample_size,
+    )  # fmt: skip
     summary = profile_summary(profile, rows, fmt)
+    if spec is not None:  # which tag values have a reference slice of their own, and its rows
+        summary["segments"] = {
+            name: part.channels[next(iter(part.channels))].count for name, part in profile.slices.items()
+        }
     if label_column and isinstance(table, pd.DataFrame) and label_column in table.columns and schema.prediction_type:
         result = performance_from_arrays(
             performance_settings(config), table[schema.prediction_column].to_numpy(), table[label_column].to_numpy()
@@ -91,14 +102,21 @@ def build_reference(
     return profile, summary
 
 
-def _profile(data: bytes, fmt: str, schema: Schema, **options: int) -> tuple[ReferenceProfile, int, Any]:
+def _profile(
+    data: bytes,
+    fmt: str,
+    schema: Schema,
+    spec: SegmentSpec | None = None,
+    booleans: frozenset[str] = frozenset(),
+    **options: int,
+) -> tuple[ReferenceProfile, int, Any]:
     table = _read_table(data, fmt)
     if isinstance(table, pd.DataFrame):
         _check_columns(table, schema)
-        table = _boolean_words_in_frame(table, schema)
+        table = _boolean_words_in_frame(table, schema, booleans)
     else:
         _check_record_keys(table, schema)
-        table = [_boolean_words_in_record(row) for row in table]
+        table = [_boolean_words_in_record(row, booleans, number) for number, row in enumerate(table, start=1)]
     # Timestamps play no part in a profile, and an odd one must not refuse the file.
     try:
         if isinstance(table, pd.DataFrame):
@@ -108,7 +126,13 @@ def _profile(data: bytes, fmt: str, schema: Schema, **options: int) -> tuple[Ref
             records = [{k: v for k, v in row.items() if k != "timestamp"} for row in table]
             batch = Batch.from_records(records, schema, default_timestamp=0.0)
         with np.errstate(over="ignore", invalid="ignore"):  # huge values: an inf std, shown as null
-            return ReferenceProfile.from_batch(batch, schema, version="new", **options), len(table), table
+            profile = ReferenceProfile.from_batch(batch, schema, version="new", **options)
+            if spec is not None:
+                slices = build_slices(batch, reference_tags(table, spec), schema, spec, **options)
+                profile = ReferenceProfile(
+                    schema, profile.channels, version="new", params=profile.params, slices=slices
+                )
+            return profile, len(table), table
     except (ValueError, TypeError, OverflowError) as exc:
         raise ReferenceDataError(f"cannot profile the reference rows: {exc}") from None
 
@@ -119,11 +143,14 @@ def _boolean_word(value: Any) -> Any:
     return value
 
 
-def _boolean_words_in_frame(table: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def _boolean_words_in_frame(table: pd.DataFrame, schema: Schema, booleans: frozenset[str]) -> pd.DataFrame:
     """Feature columns with "true"/"false" in any case as booleans, as live records have
-    them (monitor.validation.BOOLEAN_WORDS); pandas reads only some spellings as booleans."""
-    changed = {}
+    them (monitor.validation.BOOLEAN_WORDS); pandas reads only some spellings as booleans.
+    The columns of boolean features (``booleans``) are read as validation reads their values."""
+    changed = {name: _boolean_column(table[name], name) for name in booleans}
     for name in schema.features:
+        if name in booleans:
+            continue
         column = table[name]
         if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
             try:
@@ -136,11 +163,38 @@ def _boolean_words_in_frame(table: pd.DataFrame, schema: Schema) -> pd.DataFrame
     return table.assign(**changed) if changed else table
 
 
-def _boolean_words_in_record(row: dict[str, Any]) -> dict[str, Any]:
+def _boolean_column(column: pd.Series, name: str) -> pd.Series:
+    """A boolean feature's column as bools, None where null (true/false in any case, 1/0 as
+    numbers or strings: :func:`monitor.validation.as_boolean`); anything else refuses the
+    file, naming the column, the first such row (1 = the first row of data) and their count."""
+    values: list[bool | None] = []
+    bad: list[tuple[int, str]] = []
+    for row, value in enumerate(column.astype(object).tolist(), start=1):
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            values.append(None)  # pandas' nulls: a missing value
+            continue
+        try:
+            values.append(as_boolean(value))
+        except ValueError as exc:
+            bad.append((row, str(exc)))
+            values.append(None)
+    if bad:
+        more = f" ({len(bad)} rows have such values)" if len(bad) > 1 else ""
+        raise ReferenceDataError(f"column {name!r} (type: boolean), row {bad[0][0]}: {bad[0][1]}{more}")
+    return pd.Series(values, index=column.index, dtype=object)
+
+
+def _boolean_words_in_record(row: dict[str, Any], booleans: frozenset[str], number: int) -> dict[str, Any]:
     inputs = row.get("inputs")
     if not isinstance(inputs, dict):
         return row
-    return {**row, "inputs": {name: _boolean_word(value) for name, value in inputs.items()}}
+    inputs = {name: _boolean_word(value) for name, value in inputs.items()}
+    if booleans:
+        try:
+            inputs = boolean_inputs(inputs, booleans)
+        except Invalid as exc:
+            raise ReferenceDataError(f"record {number}: {exc.path} (type: boolean) {exc.message}") from None
+    return {**row, "inputs": inputs}
 
 
 def profile_summary(profile: ReferenceProfile, rows: int, fmt: str) -> dict[str, Any]:

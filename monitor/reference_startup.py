@@ -3,7 +3,12 @@
 Precedence: the model's active reference in the store (the latest upload or CLI
 ``reference set``); else the config's ``reference.file``, profiled and stored as a new
 version; else, with ``reference.from_first_records: N``, the first N records after
-start-up. A model with none of these is counted but not evaluated.
+start-up. A model with none of these is counted but not evaluated. A model with
+``reference.mlflow`` gets its reference from the registry in the background after
+start-up (:mod:`monitor.mlflow_references`), the stored one meanwhile.
+
+A reference file also gets its estimators fitted (:mod:`monitor.reference_estimators`),
+stored with it, so a restart restores them from the store without the file.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 from detectors.profiles import ReferenceProfile
 from monitor.detection import with_version
 from monitor.pipeline import Pipeline
-from monitor.reference_files import reference_from_file
+from monitor.reference_estimators import fit_reference_estimators, restore_estimators
+from monitor.reference_files import build_reference, file_format
 from monitor.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ def detection_state(pipeline: Pipeline, model: str) -> str:
     wanted = state.config.reference.from_first_records
     if wanted > 0:
         return f"building a reference from the first {wanted} records"
+    if state.config.reference.mlflow is not None:  # fetched in the background (monitor.mlflow_references)
+        return "waiting for its reference from MLflow"
     return WAITING
 
 
@@ -99,20 +107,26 @@ def load_references(pipeline: Pipeline, store: Store, *, announce: bool = True) 
         if stored is not None:
             version, data = stored
             profile = with_version(ReferenceProfile.from_bytes(data), version)
-            pipeline.set_reference(name, profile, active_summary(store, name))
+            # The estimators fitted when the reference was stored: no file needed now.
+            estimators = restore_estimators(store.reference_estimators(name, version), name)
+            pipeline.set_reference(name, profile, active_summary(store, name), estimators=estimators)
             continue
         if config.reference.file:
             path = Path(config.reference.file)
-            profile, summary = reference_from_file(path, config)
+            fmt = file_format(path)
+            content = path.read_bytes()
+            profile, summary = build_reference(content, fmt, config, label_column=config.reference.label_column)
             summary["file"] = str(path)
+            estimators, summary["estimation"] = fit_reference_estimators(content, fmt, config, model=name)
             version = store.save_reference(
                 name,
                 _versioned_bytes(profile),
                 content_hash=profile.content_hash,
                 source="file",
                 summary=summary,
+                estimators=None if estimators is None else estimators.to_bytes(),
             )
-            pipeline.set_reference(name, with_version(profile, version), summary)
+            pipeline.set_reference(name, with_version(profile, version), summary, estimators=estimators)
             log.info("model %s: reference version %s built from %s (%d rows)", name, version, path, summary["rows"])
     if announce and log_waiting(pipeline):
         remind_hourly(pipeline)

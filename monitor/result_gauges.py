@@ -13,9 +13,11 @@ from prometheus_client import Gauge
 
 from detectors.estimation.cbpe import EstimatedPerformance
 from detectors.estimation.multivariate import MultivariateDrift
+from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from detectors.results import Estimate, Result
 from detectors.schema import channel_name
+from detectors.segments import OTHER
 from monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ class MetricsSink:
         m = self.metrics
         if isinstance(result, EstimatedPerformance | MultivariateDrift):
             self._estimate(model, result)
+            return
+        if isinstance(result, Evaluation) and result.segment:  # a slice: its own families
+            self._segment(model, result)
             return
         if reference_version.isdigit():
             m.reference_version.labels(model).set(int(reference_version))
@@ -149,6 +154,28 @@ class MetricsSink:
             m.latency_slo_breach.labels(model).set(drift)
         elif kind == "performance":
             m.performance.labels(model, method).set(_value(statistic))
+
+    def _segment(self, model: str, result: Evaluation) -> None:
+        """A slice's window (detectors.segments); rows of the key's ``__other__`` slice are
+        counted in ``monitor_segment_records_pooled_total`` as its windows close."""
+        m, segment, guarded = self.metrics, result.segment, self._guarded
+        m.windows_evaluated.labels(model, "segment_drift").inc()
+        key, _, value = segment.partition(":")
+        if value == OTHER:
+            m.segment_records_pooled.labels(model, key).inc(result.n)
+        m.segment_window_records.labels(model, segment).set(result.n)
+        m.segment_drifted_features.labels(model, segment).set(result.drift.n_drifted)
+        for feature in result.drift.features:
+            guarded(m.segment_feature_drift, int(feature.drift), model, segment, feature.feature)
+            if feature.effect is not None:
+                score = _value(feature.effect.statistic)
+                guarded(m.segment_feature_drift_score, score, model, segment, feature.feature, feature.effect.method)
+        if result.prediction is not None:
+            m.segment_prediction_drift.labels(model, segment).set(int(result.prediction.drift))
+        for check in result.quality.checks:
+            guarded(
+                m.segment_quality_breach, int(check.breached), model, segment, channel_name(check.channel), check.check
+            )
 
     def _estimate(self, model: str, result: Estimate) -> None:
         """Estimated performance (per metric: the estimate, its band and the alert threshold)

@@ -19,7 +19,8 @@ from typing import Any, cast
 
 from detectors.columns import Batch
 from detectors.schema import Schema
-from monitor.joins import TTL, JoinBuffer, Keep, Key, LabelBuffer, Lost
+from monitor.joins import TTL, JoinBuffer, Key
+from monitor.label_buffer import Keep, LabelBuffer, Lost
 from monitor.metrics import Metrics
 from monitor.records import Record, RecordColumns, ValidatedItems
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.columnar_validation import PLAIN_SCALARS, ColumnarValidation
+from monitor.model_config import ModelConfig
 from monitor.records import (
     MAX_MODEL_NAME,
     RECORD_FIELDS,
@@ -43,6 +44,11 @@ from monitor.timestamps import EventTimeRange, parse_timestamp
 # booleans and a reference file's boolean column give (README, Records: booleans).
 BOOLEAN_WORDS = {"true": True, "false": False}
 _WORD_LENGTHS = frozenset(map(len, BOOLEAN_WORDS))
+# A feature declared `type: boolean` also takes 1 and 0, as numbers or strings, and nothing
+# else (README, Records: booleans). Numbers are looked up by value: 1, 1.0 and True are one
+# key of a dict (equal, same hash), so are 0, 0.0 and False.
+BOOLEAN_VALUES: dict[Any, bool] = {**BOOLEAN_WORDS, "1": True, "0": False, True: True, False: False}
+BOOLEAN_EXPECTED = "a boolean: true or false (JSON, or a string in any case), or 1 or 0 (number or string)"
 
 # Batches smaller than this are validated item by item (the columnar set-up does not pay off).
 MIN_COLUMNAR = 8
@@ -67,6 +73,8 @@ class Validator(ColumnarValidation):
     check_event_time: bool = True
     _field_set: frozenset[str] = field(default=frozenset(RECORD_FIELDS), init=False)
     _accepted: EventTimeRange | None = field(default=None, init=False)  # the range of the last received_at
+    # Model -> (its config when looked at, its boolean features): one lookup per record.
+    _booleans: dict[str, tuple[Any, frozenset[str]]] = field(default_factory=dict, init=False)
 
     def validate(
         self, item: Any, index: int, received_at: float, admitted: set[str] | None = None
@@ -94,7 +102,8 @@ class Validator(ColumnarValidation):
 
         ``indices[i]`` is item i's index in the request (default: i), used by its
         Rejection. ``features(model)`` gives a configured model's features (name ->
-        ``'numeric'`` or ``'categorical'``, in schema order): the complete records of such
+        ``'numeric'`` or ``'categorical'``, in schema order; a boolean feature is categorical
+        there, :meth:`boolean_features` names them): the complete records of such
         a model whose ``inputs`` has exactly those features are validated column by column
         into :class:`RecordColumns` (no Record, no per-value Python loop); everything
         else, and every item a column check finds fault with, goes through
@@ -160,6 +169,9 @@ class Validator(ColumnarValidation):
         inputs = get("inputs")
         if inputs is not None:
             inputs = self._inputs(inputs)
+            booleans = self.boolean_features(model)
+            if booleans:
+                inputs = boolean_inputs(inputs, booleans)
         prediction = get("prediction")
         has_prediction = prediction is not None
         if has_prediction and not (
@@ -191,6 +203,18 @@ class Validator(ColumnarValidation):
         return Record(
             model, record_id, version, timestamp, inputs, prediction, latency, label, segment, has_prediction, has_label
         )
+
+    def boolean_features(self, model: str) -> frozenset[str]:
+        """The features ``model`` declares ``type: boolean`` (none when ``known_models`` holds
+        names rather than configs)."""
+        known = self.known_models
+        config = known.get(model) if type(known) is dict else None
+        cached = self._booleans.get(model)
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        names = config.boolean_features if isinstance(config, ModelConfig) else frozenset()
+        self._booleans[model] = (config, names)
+        return names
 
     def _model(self, value: Any, admitted: set[str]) -> str:
         if value is None:
@@ -332,3 +356,42 @@ class Validator(ColumnarValidation):
                     f"segment.{name}", Reason.TOO_LONG, f"must be at most {self.limits.max_string_length} characters"
                 )
         return segment
+
+
+def as_boolean(value: Any) -> bool:
+    """A boolean feature's value (not null) as a bool; ValueError saying what was expected
+    and what came otherwise."""
+    try:
+        return BOOLEAN_VALUES[value.lower() if type(value) is str else value]
+    except (KeyError, TypeError):  # TypeError: unhashable (an array or object)
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "") if isinstance(value, str) else None
+        if shown is None:
+            shown = repr(value) if isinstance(value, (int, float)) else json_type(value)
+        raise ValueError(f"must be {BOOLEAN_EXPECTED}, got {shown}") from None
+
+
+def boolean_inputs(inputs: dict[str, Any], names: frozenset[str], path: str = "inputs") -> dict[str, Any]:
+    """``inputs`` with the values of the boolean features ``names`` as bools (a copy when any
+    changes: the caller's item is kept as sent); Invalid at ``<path>.<name>`` for a value that
+    is not a boolean. Null and an absent feature stay what they are (missing values)."""
+    changed: dict[str, bool] = {}
+    for name in names:
+        value = inputs.get(name)
+        if value is not None and type(value) is not bool:
+            try:
+                changed[name] = as_boolean(value)
+            except ValueError as exc:
+                raise Invalid(f"{path}.{name}", Reason.INVALID_VALUE, str(exc)) from None
+    return {**inputs, **changed} if changed else inputs
+
+
+def spelled_booleans(inputs: dict[str, Any], names: frozenset[str], path: str = "inputs") -> dict[str, Any]:
+    """What validation does to booleans, for inputs that come another way (an inference
+    request's rows): "true"/"false" in any case as the booleans they spell, whatever the
+    feature, then :func:`boolean_inputs` for the declared boolean features ``names``."""
+    words = {
+        name: BOOLEAN_WORDS[value.lower()]
+        for name, value in inputs.items()
+        if type(value) is str and len(value) in _WORD_LENGTHS and value.lower() in BOOLEAN_WORDS
+    }
+    return boolean_inputs({**inputs, **words} if words else inputs, names, path)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from mlflow_server import MlflowServer, MlflowUnavailable
 from postgres_server import Databases, PostgresServer, PostgresUnavailable
 
 from monitor.store.database import Store
@@ -43,6 +44,20 @@ def postgres_databases() -> Iterator[Databases]:
         databases.close()
         if server is not None:
             server.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Iterator[MlflowServer]:
+    """A real MLflow tracking server and registry (:mod:`mlflow_server`), started by the
+    first test that needs it. Fails (never skips) when it cannot start."""
+    try:
+        server = MlflowServer().__enter__()  # on failure it removes its temp dir
+    except MlflowUnavailable as exc:
+        pytest.fail(f"cannot start the tests' MLflow server: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(params=STORE_BACKENDS)

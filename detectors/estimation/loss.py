@@ -18,8 +18,10 @@ Assumptions: no concept shift (the same inputs give the same error distribution)
 loss depends on what the loss model sees (numeric features and the prediction: not the
 categorical features, which the windows do not sample as rows); the reference covers the
 regions the window reaches (trees extrapolate flat). Unlike CBPE the fitted trees cannot
-be packed as arrays, so the estimator is refitted from the reference rather than stored
-(deterministic for a seed: the same fit on the same rows).
+be packed as arrays (and pickle is no storage format), so :meth:`DirectLossEstimator.to_bytes`
+keeps what the fit was made from: the training rows (at most ``max_rows``, a seeded
+sample of a larger reference), their errors and the parameters; :meth:`from_bytes` fits
+again on them, which gives the same trees (the fit is deterministic for a seed).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from detectors.estimation.cbpe import EstimatedMetric, EstimatedPerformance, _band, _finite
-from detectors.sketches import check_positive_int
+from detectors.sketches import check_positive_int, pack, unpack
 
+FORMAT_VERSION = 1
 METRICS = ("mae", "rmse")
 
 
@@ -45,11 +48,8 @@ class DirectLossEstimator:
 
     def __init__(
         self, rows: Any, labels: Any, *, prediction_column: int = -1, chunk_size: int = 5_000, resamples: int = 100,
-        band: float = 3.0, min_rows: int = 100, max_iter: int = 100, seed: int = 0,
+        band: float = 3.0, min_rows: int = 100, max_iter: int = 100, max_rows: int = 50_000, seed: int = 0,
     ) -> None:  # fmt: skip
-        from sklearn.ensemble import HistGradientBoostingRegressor  # lazily: never on the ingestion path
-        from threadpoolctl import threadpool_limits
-
         x = np.asarray(rows, dtype=np.float64)
         y = np.asarray(labels, dtype=np.float64).reshape(-1)
         if x.ndim != 2 or x.shape[0] != y.size:
@@ -63,6 +63,21 @@ class DirectLossEstimator:
                 f"direct loss estimation needs at least {2 * min_rows} labelled rows, got {int(usable.sum())}"
             )
         x, errors = x[usable], prediction[usable] - y[usable]
+        if x.shape[0] > check_positive_int("max_rows", max_rows):  # bounded: these rows are stored (to_bytes)
+            keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], size=max_rows, replace=False))
+            x, errors = x[keep], errors[keep]
+        self._fit(x, errors, chunk_size, resamples, band, min_rows, max_iter, seed)
+
+    def _fit(
+        self, x: np.ndarray, errors: np.ndarray, chunk_size: int, resamples: int, band: float, min_rows: int,
+        max_iter: int, seed: int,
+    ) -> None:  # fmt: skip
+        from sklearn.ensemble import HistGradientBoostingRegressor  # lazily: never on the ingestion path
+        from threadpoolctl import threadpool_limits
+
+        self.rows, self.errors = x, errors
+        self.params = {"chunk_size": int(chunk_size), "resamples": int(resamples), "band": float(band),
+                       "min_rows": int(min_rows), "max_iter": int(max_iter), "seed": int(seed)}  # fmt: skip
         self.width, self.band, self.min_rows = x.shape[1], _band(band), check_positive_int("min_rows", min_rows)
         self.models = []
         with threadpool_limits(limits=1):  # one thread: the service's cores are for ingestion
@@ -80,6 +95,22 @@ class DirectLossEstimator:
         correction = 1.0 / math.sqrt(1.0 - chunk / errors.size)  # as in cbpe: chunks of a finite reference
         self.chunk_error = {m: float(np.std([d[m] for d in draws], ddof=1) * correction) for m in METRICS}
         self.chunk_size = chunk
+
+    def to_bytes(self) -> bytes:
+        """The training rows, their errors and the parameters (the trees are fitted again)."""
+        header = {"kind": "direct_loss", "format_version": FORMAT_VERSION, **self.params}
+        return pack(header, {"rows": self.rows, "errors": self.errors})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DirectLossEstimator:
+        """The estimator :meth:`to_bytes` was taken from, fitted again on the same rows."""
+        h, a = unpack(data)
+        if h.get("kind") != "direct_loss" or h.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a direct loss estimator of format {FORMAT_VERSION}: kind={h.get('kind')!r}")
+        out = cls.__new__(cls)
+        out._fit(a["rows"], a["errors"], h["chunk_size"], h["resamples"], h["band"], h["min_rows"], h["max_iter"],
+                 h["seed"])  # fmt: skip
+        return out
 
     def estimate(
         self, rows: Any, *, window_seq: int = 0, window_start: float | None = None, window_end: float | None = None,

@@ -194,6 +194,24 @@ class DomainClassifier:
         if self.reference.shape[0] < 2 * self.folds:
             raise ValueError(f"the domain classifier needs at least {2 * self.folds} reference rows, got {x.shape[0]}")
 
+    def to_bytes(self) -> bytes:
+        """Its reference rows (at most ``max_rows``) and parameters: all it is."""
+        header = {
+            "kind": "domain_classifier", "format_version": FORMAT_VERSION, "folds": self.folds,
+            "max_rows": self.max_rows, "z": self.z, "min_auc": self.min_auc, "max_iter": self.max_iter,
+            "seed": self.seed,
+        }  # fmt: skip
+        return pack(header, {"reference": self.reference})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DomainClassifier:
+        h, a = unpack(data)
+        if h.get("kind") != "domain_classifier" or h.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a domain classifier of format {FORMAT_VERSION}: kind={h.get('kind')!r}")
+        # The rows were subsampled to max_rows already: the constructor keeps them as they are.
+        return cls(a["reference"], folds=h["folds"], max_rows=h["max_rows"], z=h["z"], min_auc=h["min_auc"],
+                   max_iter=h["max_iter"], seed=h["seed"])  # fmt: skip
+
     def evaluate(self, rows: Any, *, window_seq: int = 0, window_start: float | None = None,
                  window_end: float | None = None, reference_version: str = "") -> MultivariateDrift | None:  # fmt: skip
         """The window's verdict; None with fewer rows than folds x 2."""

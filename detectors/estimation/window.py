@@ -44,30 +44,40 @@ class Estimators:
     columns: Sequence[str] = field(default_factory=tuple)
     loss: DirectLossEstimator | None = None
 
+    # Each part packed on its own, so a restore needs nothing else (no reference file).
+    _PARTS = ("cbpe", "pca", "domain", "loss")
+
     def to_bytes(self) -> bytes:
-        """The fitted CBPE and PCA (the domain classifier keeps reference rows and the loss
-        model is trees: refit them from the reference)."""
+        """Every fitted part: CBPE and PCA as fitted, the domain classifier with its bounded
+        reference rows, the loss model with its bounded training rows (refitted on restore,
+        identically: :mod:`detectors.estimation.loss`)."""
         arrays = {}
-        if self.cbpe is not None:
-            arrays["cbpe"] = np.frombuffer(self.cbpe.to_bytes(), np.uint8)
-        if self.pca is not None:
-            arrays["pca"] = np.frombuffer(self.pca.to_bytes(), np.uint8)
+        for name in self._PARTS:
+            part = getattr(self, name)
+            if part is not None:
+                arrays[name] = np.frombuffer(part.to_bytes(), np.uint8)
         return pack({"kind": "estimators", "format_version": FORMAT_VERSION, "columns": list(self.columns)}, arrays)
 
     @classmethod
-    def from_bytes(
-        cls, data: bytes, domain: DomainClassifier | None = None, loss: DirectLossEstimator | None = None
-    ) -> Estimators:
+    def from_bytes(cls, data: bytes) -> Estimators:
         h, a = unpack(data)
         if h.get("kind") != "estimators" or h.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"not estimators of format {FORMAT_VERSION}: kind={h.get('kind')!r}")
         return cls(
             cbpe=CBPE.from_bytes(a["cbpe"].tobytes()) if "cbpe" in a else None,
             pca=PCAReconstruction.from_bytes(a["pca"].tobytes()) if "pca" in a else None,
-            domain=domain,
+            domain=DomainClassifier.from_bytes(a["domain"].tobytes()) if "domain" in a else None,
             columns=tuple(h["columns"]),
-            loss=loss,
+            loss=DirectLossEstimator.from_bytes(a["loss"].tobytes()) if "loss" in a else None,
         )
+
+    @property
+    def methods(self) -> list[str]:
+        """The names of the fitted methods, as results name them: ``cbpe`` or
+        ``direct_loss`` (kind ``estimated_performance``), ``pca_reconstruction`` and
+        ``domain_classifier`` (kind ``multivariate_drift``)."""
+        names = {"cbpe": "cbpe", "loss": "direct_loss", "pca": "pca_reconstruction", "domain": "domain_classifier"}
+        return [label for part, label in names.items() if getattr(self, part) is not None]
 
 
 def window_rows(window: WindowState, columns: Sequence[str]) -> np.ndarray:

@@ -146,6 +146,7 @@ class WindowLayout:
 
 
 _FACTORISE_FROM = 1024  # rows: below, a dict look-up per value costs less than factorising
+_BIN_BY_CHANNEL_FROM = 4096  # rows: below, binning all channels together makes fewer numpy calls
 
 
 def _category_slots(col: np.ndarray, slots: Mapping[str | None, int], size: int) -> np.ndarray:
@@ -205,8 +206,13 @@ class WindowState:
                 continue
             if col.dtype.kind not in "OUT":
                 raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
-            codes = _category_slots(col, lay.cat_maps[c], size)
-            self.cat_counts[o : o + size + 3] += np.bincount(codes, minlength=size + 3)
+            coded = batch.codes.get(ch)
+            if coded is not None:  # read from a table: count the codes, look up each distinct name once
+                per_name = np.bincount(coded[0], minlength=coded[1].size)
+                np.add.at(self.cat_counts, o + _category_slots(coded[1], lay.cat_maps[c], size), per_name)
+            else:
+                slots = _category_slots(col, lay.cat_maps[c], size)
+                self.cat_counts[o : o + size + 3] += np.bincount(slots, minlength=size + 3)
             st = batch.status.get(ch)
             if st is not None:
                 self.cat_wrong[c] += np.count_nonzero(st == WRONG_TYPE)
@@ -261,6 +267,34 @@ class WindowState:
         self.num_max = np.maximum(self.num_max, highest)
         self.num_sum += np.sum(x, axis=1, where=where)
         # bin of a value = number of edges strictly below it (right-closed bins, as searchsorted 'left')
+        if n >= _BIN_BY_CHANNEL_FROM:
+            self._bin_by_channel(x, nonfinite)
+        else:
+            self._bin_together(x, None if all_finite else finite)
+        self.reservoir.add(x.T)
+
+    def _bin_by_channel(self, x: np.ndarray, nonfinite: np.ndarray) -> None:
+        """Bin counts of a large batch: per channel, the number of values at or below each
+        edge. One channel's row stays in the CPU cache across its edges, where the matrix of
+        :meth:`_bin_together` is read from memory once per edge. ``nonfinite``: per channel,
+        the values that are no number (NaN: never at or below an edge) or infinite (-inf
+        always is: taken off again)."""
+        lay, n = self.layout, x.shape[1]
+        for j, edges in enumerate(lay.edges):
+            row = x[j]
+            finite, minus_inf = n, 0
+            if nonfinite[j]:
+                finite, minus_inf = n - int(nonfinite[j]), int(np.count_nonzero(row == -np.inf))
+            at_or_below = [np.count_nonzero(row <= edge) - minus_inf for edge in edges.tolist()]
+            o = int(lay.bin_offsets[j])
+            cumulative = np.array([0, *at_or_below, finite], dtype=np.int64)
+            self.bin_counts[o : o + edges.size + 1] += cumulative[1:] - cumulative[:-1]
+
+    def _bin_together(self, x: np.ndarray, finite: np.ndarray | None) -> None:
+        """Bin counts of all channels at once (small batches; ``finite``: None when every
+        value is finite)."""
+        lay = self.layout
+        d, n = x.shape
         edges = lay.padded_edges
         width = edges.shape[1]
         slot = np.empty((d, n), dtype=lay.first_slots.dtype)
@@ -269,11 +303,10 @@ class WindowState:
         for k in range(width):
             np.greater(x, edges[:, k : k + 1], out=above_edge)
             slot += above_edge.view(np.uint8)
-        if not all_finite:
+        if finite is not None:
             slot[~finite] = d * (width + 1)  # one discard slot for non-finite values
         counts = np.bincount(slot.ravel(), minlength=d * (width + 1) + 1)
         self.bin_counts += counts[lay.flat_to_padded]
-        self.reservoir.add(x.T)
 
     # ---- reading --------------------------------------------------------------------------------
     def counts(self, channel: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 
-from monitor.api import alerts, dead_letters, docs, health, http_protocol, ingest, models, ui, webhooks
+from monitor.api import alerts, dead_letters, docs, health, http_protocol, ingest, models, runbooks, ui, webhooks
 from monitor.api.auth import TokenChecker
 from monitor.api.availability import STORE_UNAVAILABLE_RESPONSE, add_store_error_handlers
 from monitor.api.body import BodyBudget
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.include_router(health.router)
     app.include_router(dead_letters.router)
     app.include_router(docs.router)
+    app.include_router(runbooks.router)  # GET /runbooks: what each Prometheus rule's runbook_url opens
     app.include_router(ui.router)  # the web page (GET /ui) and the HTML report
     add_store_error_handlers(app)
 

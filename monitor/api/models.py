@@ -1,7 +1,7 @@
 """Model routes: the models, their reference profiles and detector results.
 
 GET /v1/models                     (read)  models known to this instance, with their record counts
-PUT /v1/models/{model}/reference   (admin) upload reference rows (CSV, Parquet or JSONL); 201
+PUT /v1/models/{model}/reference   (admin) upload reference rows (CSV, Parquet or JSONL) or a saved profile; 201
 GET /v1/models/{model}/reference   (read)  the active reference's version and summary
 GET /v1/models/{model}/references  (read)  every version, newest first
 GET /v1/models/{model}/results     (read)  detector results as a time series (monitor/api/results.py)
@@ -26,12 +26,14 @@ from monitor.api.auth import require
 from monitor.api.availability import require_store
 from monitor.api.body import NDJSON_TYPES, media_type
 from monitor.api.responses import JSONResponse
-from monitor.api.results import check_filters, parse_cursor, parse_time
+from monitor.api.results import check_filters, parse_cursor, parse_segment, parse_time
 from monitor.api.results import query as query_results
 from monitor.detection import with_version
 from monitor.pipeline import Pipeline
-from monitor.reference_files import build_reference
+from monitor.reference_estimators import build_with_estimators
 from monitor.reference_startup import detection_state
+from monitor.saved_profiles import MEDIA_TYPE as PROFILE_TYPE
+from monitor.saved_profiles import SavedProfileError, reference_from_saved
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ CONTENT_TYPES = {
     "application/vnd.apache.parquet": "parquet",
     "application/x-parquet": "parquet",
     **dict.fromkeys(NDJSON_TYPES, "jsonl"),
+    # a saved monitor.profile(...) (monitor/saved_profiles.py); octet-stream: what generic clients send
+    PROFILE_TYPE: "profile",
+    "application/octet-stream": "profile",
 }
 
 
@@ -65,11 +70,11 @@ def _format(request: Request, requested: str | None) -> str:
     kind = media_type(request)
     fmt = CONTENT_TYPES.get(kind)
     if fmt is None:
-        accepted = "text/csv, application/vnd.apache.parquet, application/x-ndjson"
+        accepted = f"text/csv, application/vnd.apache.parquet, application/x-ndjson, {PROFILE_TYPE}"
         raise HTTPException(
             415,
             f"content type {kind or '(none)'!r} is not a reference format; send {accepted}, "
-            "or any type with ?format=csv|parquet|jsonl",
+            "or any type with ?format=csv|parquet|jsonl|profile",
         )
     return fmt
 
@@ -98,8 +103,13 @@ ModelName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 async def list_models(request: Request) -> dict[str, Any]:
     """Models known to this instance, with their record counts since start-up, their active
     reference version (null: none) and what detection does: ``active``, ``building a
-    reference from the first N records`` or ``waiting for a reference``."""
+    reference from the first N records`` or ``waiting for a reference``; ``estimation``:
+    the estimators fitted on the reference (``methods``: ``cbpe``, ``direct_loss``,
+    ``pca_reconstruction``, ``domain_classifier``) or why fitting them failed (``error``);
+    ``reference_source``: for a reference from MLflow, its fetch (``state``: ``fetching``,
+    ``failed`` while retrying, ``ready``; ``attempts``, ``last_error``), else null."""
     pipeline: Pipeline = request.app.state.pipeline
+    mlflow = getattr(getattr(request.app.state, "service", None), "mlflow_references", None)
     return {
         "models": [
             {
@@ -113,6 +123,9 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "open_window_records": state.detector.open_records if state.detector is not None else 0,
                 "reference": state.reference_version,
                 "detection": detection_state(pipeline, state.name),
+                # Where the reference is fetched from, when not a file or upload (README "MLflow").
+                "reference_source": None if mlflow is None else mlflow.public(state.name),
+                "estimation": state.estimation,
             }
             for state in pipeline.models.values()
         ]
@@ -124,7 +137,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     status_code=201,
     summary="Upload a model's reference data (CSV, Parquet or JSONL); it becomes the active reference",
     dependencies=[Depends(require("admin")), Depends(require_store)],  # 503 + Retry-After while the store is down
-    responses={code: {"description": "Refused"} for code in (400, 401, 403, 404, 413, 415, 503)},
+    responses={code: {"description": "Refused"} for code in (400, 401, 403, 404, 413, 415, 422, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -132,6 +145,7 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "text/csv": {"schema": {"type": "string"}},
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
                 "application/x-ndjson": {"schema": {"type": "string"}},
+                PROFILE_TYPE: {"schema": {"type": "string", "format": "binary"}},
             },
         }
     },
@@ -139,7 +153,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def put_reference(
     request: Request,
     model: ModelName,
-    fmt: str | None = Query(None, alias="format", pattern="^(csv|parquet|jsonl)$"),
+    fmt: str | None = Query(None, alias="format", pattern="^(csv|parquet|jsonl|profile)$"),
     prediction_column: str | None = Query(None, min_length=1, max_length=MAX_NAME),
     latency_column: str | None = Query(None, min_length=1, max_length=MAX_NAME),
     label_column: str | None = Query(None, min_length=1, max_length=MAX_NAME),
@@ -153,10 +167,18 @@ async def put_reference(
     state = request.app.state
     body = await _read_reference_body(request, max(REFERENCE_MAX_BYTES, state.settings.limits.max_body_bytes))
     try:
-        profile, summary = await asyncio.to_thread(
-            build_reference, body, fmt, config, prediction_column=prediction_column, latency_column=latency_column,
-            label_column=label_column,
-        )  # fmt: skip
+        if fmt != "profile":  # profiling and fitting the estimators in a worker thread (seconds for a large file)
+            profile, summary, estimators = await asyncio.to_thread(
+                build_with_estimators, body, fmt, config, model=model, prediction_column=prediction_column,
+                latency_column=latency_column, label_column=label_column,
+            )  # fmt: skip
+        else:  # a saved profile: checked against the model's config; no rows to fit estimators on
+            profile, summary = await asyncio.to_thread(
+                reference_from_saved, body, config, prediction_column=prediction_column, latency_column=latency_column
+            )
+            estimators = None
+    except SavedProfileError as exc:  # a readable upload that is no saved profile, or not this model's
+        raise HTTPException(422, f"reference for model {model!r}: {exc}") from None
     except ValueError as exc:  # ReferenceDataError, or a column name the Schema refuses
         raise HTTPException(400, f"reference for model {model!r}: {exc}") from None
     labelled: list[ReferenceProfile] = []
@@ -167,12 +189,13 @@ async def put_reference(
 
     rows = summary["rows"]
     version = await asyncio.to_thread(
-        state.store.save_reference, model, encode, content_hash=profile.content_hash, source="upload", summary=summary
-    )
+        state.store.save_reference, model, encode, content_hash=profile.content_hash, source="upload", summary=summary,
+        estimators=None if estimators is None else estimators.to_bytes(),
+    )  # fmt: skip
     set_reference = getattr(getattr(state, "pipeline", None), "set_reference", None)
     if callable(set_reference):
         try:
-            set_reference(model, labelled[0], summary)
+            set_reference(model, labelled[0], summary, estimators)
         except Exception:  # stored already: a 500 would make the client upload it again
             log.exception("reference %s of model %r was stored but the pipeline did not take it", version, model)
     log.info("model %r: reference version %s stored (%d rows, %s)", model, version, rows, fmt)
@@ -212,6 +235,9 @@ async def get_results(
     until: str | None = Query(None, max_length=64, description="windows that ended before (ISO 8601 or epoch s)"),
     cursor: str | None = Query(None, max_length=64, description="the `next` of the previous page"),
     limit: int = Query(1000, ge=1, le=10_000, description="rows per page"),
+    segment: str | None = Query(
+        None, max_length=4096, description="a slice, e.g. region:eu (default: whole population)"
+    ),
 ) -> dict[str, Any]:
     """Detector results by window then id. ``next`` is the ``cursor`` of the following
     page (null on the last); each time is in epoch seconds and, as ``*_iso``, ISO 8601."""
@@ -223,7 +249,7 @@ async def get_results(
     await asyncio.to_thread(check_filters, store, model, features, kind, feature)
     rows, following = await asyncio.to_thread(
         query_results, store, model, kind=kind, feature=feature, method=method, since_seq=since_seq,
-        since=begin, until=end, after=after, limit=limit,
+        since=begin, until=end, after=after, limit=limit, segment=parse_segment(segment),
     )  # fmt: skip
     if not rows and config is None:
         _config(request, model)  # nothing stored: 404 unless the model is configured

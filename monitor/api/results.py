@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import HTTPException
 
+from detectors.segments import parse_slice, slice_name
 from monitor.records import Invalid
 from monitor.store import tables as t
 from monitor.store.database import Store
@@ -23,7 +24,10 @@ from monitor.timestamps import parse_timestamp
 
 # Every kind of row the detectors write (monitor.detection); kinds found in the store are
 # accepted too, so rows of a newer kind are never refused.
-RESULT_KINDS = ("feature_drift", "prediction_drift", "dataset_drift", "quality", "latency", "performance")
+RESULT_KINDS = (
+    "feature_drift", "prediction_drift", "dataset_drift", "quality", "latency", "performance",
+    "estimated_performance", "multivariate_drift",
+)  # fmt: skip
 # Channels besides the features: the prediction, the latency and "" (model-wide rows).
 CHANNELS = ("prediction", "latency_ms", "")
 TIME_FIELDS = ("window_start", "window_end", "created_at")
@@ -63,6 +67,17 @@ def parse_cursor(value: str | None) -> tuple[int, int] | None:
         raise unprocessable("cursor", f"must be the next value of a previous page, got {value!r}") from None
 
 
+def parse_segment(value: str | None) -> str:
+    """A ``segment`` filter: ``key:value`` (e.g. ``region:eu``); absent: the whole population ('')."""
+    if value is None:
+        return ""
+    try:
+        key, tag = parse_slice(value)
+    except ValueError as exc:
+        raise unprocessable("segment", str(exc)) from None
+    return slice_name(key, tag)
+
+
 def known_values(store: Store, model: str) -> tuple[set[str], set[str]]:
     """The kinds and features of ``model``'s stored rows."""
     c = t.results.c
@@ -100,12 +115,13 @@ def query(
     until: float | None,
     after: tuple[int, int] | None,
     limit: int,
+    segment: str = "",
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of rows by ``window_seq`` then ``id``, and the cursor of the next page (None
     on the last). ``since`` / ``until``: windows that ended at or after / before."""
     rows = store.results(
         model, kind=kind, feature=feature, method=method, since_seq=since_seq, since=since, until=until,
-        after=after, limit=limit + 1,
+        after=after, limit=limit + 1, segment=segment,
     )  # fmt: skip
     for row in rows:
         for name in TIME_FIELDS:

@@ -22,6 +22,7 @@ from collectors.kafka import SOURCE as KAFKA_SOURCE
 from collectors.kafka import KafkaCollector
 from monitor.checkpointer import Checkpointer
 from monitor.metrics import Metrics, StoreMetrics
+from monitor.mlflow_references import MlflowReferences
 from monitor.pipeline import Pipeline
 from monitor.reference_startup import load_references, reference_saver
 from monitor.result_gauges import MetricsSink
@@ -112,6 +113,8 @@ class Service:
         self.kafka: KafkaCollector | None = None
         self._dispatcher: WebhookDispatcher | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        # References from an MLflow registry, fetched in threads of their own after start-up.
+        self.mlflow_references = MlflowReferences(self.pipeline, store)
 
     async def start(self) -> None:
         settings, store = self.settings, self.store
@@ -131,8 +134,10 @@ class Service:
         if settings.alerts.webhooks:
             self._dispatcher = WebhookDispatcher(store, settings.alerts.webhooks, self.metrics)
             self._dispatcher.start()
+        self.mlflow_references.start()  # never waited for: the registry may be down
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self.mlflow_references.stop)  # no fetch stores anything after this
         for task in (self._housekeeping, self._checkpoints):
             if task is not None:
                 task.cancel()

@@ -5,6 +5,7 @@ GET /ui                        models overview
 GET /ui/model?model=M&windows=N             heatmap of features x windows, charts over windows
 GET /ui/feature?model=M&feature=F&window=W  reference vs window distribution, statistics over windows
 GET /ui/alerts?model=M          firing and recent alerts, transitions, webhook deliveries
+GET /ui/segments?model=M        segment x feature: each slice's latest window (monitor.report.segments)
 GET /ui/login, POST /ui/login, GET /ui/logout   signing in from a browser (monitor.api.ui_auth)
 GET /v1/models/{model}/report.html?windows=N    the self-contained report (a download)
 
@@ -26,6 +27,7 @@ from monitor.report.links import Links
 from monitor.report.overview import overview_rows
 from monitor.report.pages import alerts_page, document, feature_page, login_page, model_page, overview_page
 from monitor.report.report import report_html
+from monitor.report.segments import latest_segment_rows, segments_page
 from monitor.report.svg import esc
 from monitor.report.view import DEFAULT_WINDOWS, MAX_WINDOWS, load_view
 
@@ -111,6 +113,19 @@ async def feature(
         if view.window(seq) is None:
             raise LookupError(f"model {model!r} has no window {seq} in the store")
         return feature_page(view, feature, seq, LINKS, signed_in=signed_in)
+
+    return await _page(request, render)
+
+
+@router.get("/ui/segments")
+async def segments(request: Request, model: Name) -> Response:
+    store, configs = request.app.state.store, getattr(request.app.state.pipeline, "configs", {})
+
+    def render(signed_in: bool) -> str:
+        if model not in configs:
+            raise LookupError(f"unknown model {model!r}")
+        rows = latest_segment_rows(store, model)
+        return segments_page(model, rows, configs[model].feature_names, LINKS, signed_in=signed_in)
 
     return await _page(request, render)
 

@@ -5,11 +5,14 @@ Three layers, all run whatever the others find, so fixing one problem never reve
 next: the schema (pydantic, :func:`monitor.settings.settings_from_mapping`); the
 cross-references, read from the raw mapping so that a broken key elsewhere in the same
 rule or webhook hides nothing (rules and webhooks -> models, webhooks -> rules, rules ->
-features); and each model's reference file, opened and profiled as start-up would.
+features); and each model's reference file, opened and profiled as start-up would (or,
+for a reference from MLflow, what can be checked without the registry).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from monitor.settings import ConfigError, Settings, _read_yaml, settings_from_ma
 # pydantic's wording of the webhook -> rule check, which only runs when every other key of
 # the alerts section is valid; check_mapping reports it itself, always.
 _LAYERED = "names unknown rule(s)"
-_WHAT = {"numeric": "numbers", "categorical": "categories"}
+_WHAT = {"numeric": "numbers", "categorical": "categories", "boolean": "booleans"}
 
 
 def check_file(path: str | Path) -> tuple[Settings | None, list[str]]:
@@ -40,6 +43,7 @@ def check_file(path: str | Path) -> tuple[Settings | None, list[str]]:
         problems = [p for p in exc.problems if _LAYERED not in p]
     problems += cross_references(data)
     problems += reference_problems(data, Path(path).resolve().parent)
+    problems += mlflow_problems(data)
     return (settings if not problems else None), list(dict.fromkeys(problems))
 
 
@@ -113,6 +117,34 @@ def reference_problems(data: dict[str, Any], folder: Path) -> list[str]:
         path = Path(reference["file"])
         path = path if path.is_absolute() else folder / path
         problems += [f"models.{name}.reference.file: {p}" for p in file_problems(path, config)]
+    return problems
+
+
+def mlflow_problems(data: dict[str, Any]) -> list[str]:
+    """Each model's ``reference.mlflow``: the client is installed, a tracking URI is known
+    and the artifact's format is one the service reads. The registry is not asked: it may
+    be down at start-up, which the service rides out (README "MLflow")."""
+    from monitor.mlflow_references import INSTALL_HINT
+    from monitor.reference_files import ReferenceDataError, file_format
+
+    problems: list[str] = []
+    for name, raw in _mapping(data.get("models")).items():
+        source = _mapping(_mapping(_mapping(raw).get("reference")).get("mlflow"))
+        if not source:
+            continue
+        where = f"models.{name}.reference.mlflow"
+        if importlib.util.find_spec("mlflow") is None:
+            problems.append(f"{where}: the MLflow client is not installed: {INSTALL_HINT}")
+        if not source.get("tracking_uri") and not os.environ.get("MLFLOW_TRACKING_URI"):
+            problems.append(
+                f"{where}.tracking_uri: not set, and neither is the MLFLOW_TRACKING_URI environment variable"
+            )
+        artifact = source.get("artifact_path")
+        if isinstance(artifact, str):
+            try:
+                file_format(artifact)
+            except ReferenceDataError as exc:
+                problems.append(f"{where}.artifact_path: {exc}")
     return problems
 
 

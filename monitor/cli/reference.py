@@ -4,7 +4,8 @@ monitor reference set MODEL FILE --config CONFIG [--prediction-column C] [--late
 monitor reference show MODEL --config CONFIG
 
 ``set`` profiles a CSV, Parquet or JSONL file (by its suffix) with the model's schema from
-the config and stores it as the model's next, active, reference version (source ``cli``),
+the config, or takes a saved profile (``monitor.profile(df).save(path)``, any name; checked
+against the model's config), and stores it as the model's next, active, reference version (source ``cli``),
 exactly as ``PUT /v1/models/{model}/reference`` does. A running service learns of it when
 it next loads the model's active reference. Mistakes in the arguments, the config or the
 file print one ``error:`` line and exit with 2; a database failure exits with 1.
@@ -39,7 +40,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     set_ = sub.add_parser("set", help="profile a CSV, Parquet or JSONL file and make it the model's reference")
     set_.add_argument("model", help="a model of the config")
-    set_.add_argument("file", help="reference rows: .csv, .parquet/.pq or .jsonl/.ndjson, optionally .gz")
+    set_.add_argument(
+        "file", help="reference rows (.csv, .parquet/.pq or .jsonl/.ndjson, optionally .gz) or a saved monitor.profile"
+    )
     set_.add_argument("--config", required=True, help="YAML config file (models and storage)")
     set_.add_argument(
         "--prediction-column", help="column of the predictions (default: the model's reference config, or prediction)"
@@ -58,13 +61,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_set(args: argparse.Namespace) -> int:
     from monitor.detection import with_version
-    from monitor.reference_files import ReferenceDataError, build_reference, file_format
+    from monitor.reference_estimators import build_with_estimators
+    from monitor.reference_files import ReferenceDataError, file_format
+    from monitor.saved_profiles import is_saved_profile, reference_from_saved
 
     try:
         settings, config = _model(args.config, args.model)
         path = Path(args.file)
         try:
-            fmt = file_format(path)
+            fmt = "profile" if is_saved_profile(_opening(path)) else file_format(path)
         except ReferenceDataError as exc:
             raise UsageError(str(exc)) from None
         try:
@@ -72,11 +77,17 @@ def cmd_set(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
         try:
-            profile, summary = build_reference(
-                data, fmt, config, prediction_column=args.prediction_column, latency_column=args.latency_column,
-                label_column=args.label_column,
-            )  # fmt: skip
-        except ValueError as exc:  # ReferenceDataError: unreadable file, missing column, no rows
+            if fmt != "profile":
+                profile, summary, estimators = build_with_estimators(
+                    data, fmt, config, model=args.model, prediction_column=args.prediction_column,
+                    latency_column=args.latency_column, label_column=args.label_column,
+                )  # fmt: skip
+            else:
+                profile, summary = reference_from_saved(
+                    data, config, prediction_column=args.prediction_column, latency_column=args.latency_column
+                )
+                estimators = None
+        except ValueError as exc:  # ReferenceDataError, SavedProfileError: unreadable file, missing column, no rows
             raise UsageError(f"{path}: {exc}") from None
     except UsageError as exc:
         return _fail(str(exc), 2)
@@ -85,11 +96,12 @@ def cmd_set(args: argparse.Namespace) -> int:
         return with_version(profile, version).to_bytes()
 
     rows = summary["rows"]
+    fitted = None if estimators is None else estimators.to_bytes()
     try:
         version = _on_store(
             settings,
             lambda store: store.save_reference(
-                args.model, encode, content_hash=profile.content_hash, source="cli", summary=summary
+                args.model, encode, content_hash=profile.content_hash, source="cli", summary=summary, estimators=fitted
             ),
         )
     except StoreFailure as exc:
@@ -129,6 +141,15 @@ def _show_row(row: dict[str, Any]) -> list[str]:
         "?" if rows is None else str(rows),
         row["content_hash"][:HASH_SHOWN],
     ]
+
+
+def _opening(path: Path) -> bytes:
+    """The first bytes of a file (what tells a saved profile); none when it cannot be read."""
+    try:
+        with path.open("rb") as file:
+            return file.read(16)
+    except OSError:
+        return b""
 
 
 def _model(config_path: str, model: str) -> tuple[Settings, ModelConfig]:

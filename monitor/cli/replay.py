@@ -23,10 +23,12 @@ from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from collectors.files import TableColumns, table_chunks
+from detectors.estimation.cbpe import EstimatedPerformance
+from detectors.estimation.multivariate import MultivariateDrift
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from detectors.profiles import ReferenceProfile
-from detectors.results import Result
+from detectors.results import Estimate, Result
 from monitor.cli.config import load_or_exit
 from monitor.detection import with_version
 from monitor.metrics import Metrics
@@ -46,9 +48,12 @@ class Collected:
 
     evaluations: list[Evaluation] = field(default_factory=list)
     performance: list[PerformanceResult] = field(default_factory=list)
+    estimates: list[Estimate] = field(default_factory=list)  # kept, not yet shown by replay
 
-    def publish(self, model: str, reference_version: str, result: Result) -> None:
-        if isinstance(result, PerformanceResult):
+    def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
+        if isinstance(result, EstimatedPerformance | MultivariateDrift):
+            self.estimates.append(result)
+        elif isinstance(result, PerformanceResult):
             self.performance.append(result)
         else:
             self.evaluations.append(result)

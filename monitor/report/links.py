@@ -26,6 +26,9 @@ class Links:
         query = {"model": model, "feature": feature, **({"window": window} if window is not None else {})}
         return f"{self.root}/feature?{urlencode(query)}"
 
+    def segments(self, model: str) -> str:
+        return f"{self.root}/segments?{urlencode({'model': model})}"
+
     def alerts(self, model: str | None = None) -> str:
         return f"{self.root}/alerts" + (f"?{urlencode({'model': model})}" if model else "")
 

@@ -119,7 +119,8 @@ def model_sections(view: ModelView, links: Links) -> str:
 
 def model_page(view: ModelView, links: Links, *, signed_in: bool = False) -> str:
     title = f'<h1>Model <span class="model-name">{esc(view.model)}</span></h1>'
-    nav = f'<p><a href="{esc(links.alerts(view.model))}">Alerts of this model</a></p>'
+    nav = (f'<p><a href="{esc(links.alerts(view.model))}">Alerts of this model</a> '
+           f'<a href="{esc(links.segments(view.model))}">Segments</a></p>')  # fmt: skip
     return document(f"{view.model} - model monitor", title + nav + model_sections(view, links), links,
                     signed_in=signed_in)  # fmt: skip
 

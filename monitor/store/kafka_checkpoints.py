@@ -23,6 +23,22 @@ if TYPE_CHECKING:
 
 TopicPartitionKey = tuple[str, int]
 
+# Model states are bound by name and a new row is inserted empty then updated, and each
+# transaction ends by running the update once more with empty values (on SQLite): a state
+# given as a value stayed alive in SQLAlchemy's statement cache, and SQLite's statement
+# cache keeps the last parameters of a statement, tens of MB each for a full join buffer
+# (the reasoning and figures are in monitor/store/instance_checkpoints.py).
+_m = t.model_checkpoints.c
+_UPDATE_STATE = (
+    sa.update(t.model_checkpoints)
+    .where(_m.group_id == sa.bindparam("g"), _m.model == sa.bindparam("m"))
+    .values(state=sa.bindparam("s"), sources=sa.bindparam("f"), updated_at=sa.bindparam("u"))
+)
+_INSERT_STATE = sa.insert(t.model_checkpoints).values(
+    group_id=sa.bindparam("g"), model=sa.bindparam("m"), state=sa.bindparam("s"),
+    sources=sa.bindparam("f"), updated_at=sa.bindparam("u"),
+)  # fmt: skip
+
 
 class CheckpointStore:
     """Offsets and model state of the Kafka collector (mixed into :class:`monitor.store.database.Store`)."""
@@ -46,7 +62,7 @@ class CheckpointStore:
         what the group had for those keys, and add ``counts`` (what was counted up to
         those offsets, as :meth:`Store.add_counts` takes them) to ``record_counts``."""
         now = time.time()
-        o, m = t.kafka_offsets.c, t.model_checkpoints.c
+        o = t.kafka_offsets.c
         count_increments = count_rows(counts or {})
 
         def work(conn: Connection) -> None:
@@ -63,12 +79,14 @@ class CheckpointStore:
                         group_id=group, topic=topic, partition=partition, next_offset=offset, updated_at=now
                     ))  # fmt: skip
             for model, state in sorted(states.items()):
-                key = sa.and_(m.group_id == group, m.model == model)
                 fed_by = sorted(f"{topic}/{partition}" for topic, partition in sources.get(model, ()))
-                values = {"state": state, "sources": fed_by, "updated_at": now}
-                if conn.execute(sa.update(t.model_checkpoints).where(key).values(**values)).rowcount == 0:
-                    conn.execute(sa.insert(t.model_checkpoints).values(group_id=group, model=model, **values))
+                values = {"g": group, "m": model, "s": state, "f": fed_by, "u": now}
+                if conn.execute(_UPDATE_STATE, values).rowcount == 0:
+                    conn.execute(_INSERT_STATE, {**values, "s": b""})
+                    conn.execute(_UPDATE_STATE, values)
             add_count_rows(conn, count_increments, now)
+            if states and conn.dialect.name == "sqlite":  # group "" is never configured: nothing changes
+                conn.execute(_UPDATE_STATE, {"g": "", "m": "", "s": b"", "f": [], "u": 0.0})
 
         self._write_retrying(work, f"saving the Kafka checkpoint of group {group!r}")
 

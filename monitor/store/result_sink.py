@@ -1,16 +1,21 @@
 """The store as a result sink: every evaluated window becomes rows of the results table,
-and its histograms rows of the histograms table (what the web page and reports draw)."""
+and its histograms rows of the histograms table (what the web page and reports draw); a
+window's estimates before labels come become rows of kinds ``estimated_performance`` and
+``multivariate_drift`` (:func:`monitor.store.results.estimate_rows`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from detectors.estimation.cbpe import EstimatedPerformance
+from detectors.estimation.multivariate import MultivariateDrift
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
-from detectors.results import Result
+from detectors.results import Estimate, Result
 from detectors.schema import channel_name
 from monitor.detection import evaluation_rows, performance_rows
 from monitor.store.database import Store
+from monitor.store.results import estimate_rows
 
 if TYPE_CHECKING:
     from monitor.store.retry_buffer import RetryBuffer
@@ -35,8 +40,10 @@ class StoreSink:
         self.histograms = histograms
         self.keep_seconds = keep_seconds
 
-    def publish(self, model: str, reference_version: str, result: Result) -> None:
-        if isinstance(result, PerformanceResult):
+    def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
+        if isinstance(result, EstimatedPerformance | MultivariateDrift):
+            rows = estimate_rows(model, result)
+        elif isinstance(result, PerformanceResult):
             rows = performance_rows(model, result, reference_version)
         else:
             rows = evaluation_rows(model, result)

@@ -41,8 +41,11 @@ RESULT_OPTIONAL = (
     "n_current",
     "detail",
     "created_at",
+    "segment",
+    "model_version",
 )
-_NO_RESULT_VALUES = dict.fromkeys((*RESULT_REQUIRED, *RESULT_OPTIONAL))  # every column, in order, None
+# Every column, in order, None; the slice columns '' (the whole population, all versions).
+_NO_RESULT_VALUES = {**dict.fromkeys((*RESULT_REQUIRED, *RESULT_OPTIONAL)), "segment": "", "model_version": ""}
 _RESULT_COLUMN_SET = frozenset(_NO_RESULT_VALUES)
 _RESULT_REQUIRED_SET = frozenset(RESULT_REQUIRED)
 _WIDTHS = {
@@ -51,12 +54,14 @@ _WIDTHS = {
     "feature": t.MODEL_NAME_LENGTH,
     "method": t.METHOD_LENGTH,
     "reference_version": t.VERSION_LENGTH,
+    "segment": 4096,  # "key:value", each at most limits.max_string_length (1024 by default)
+    "model_version": 4096,
 }
 _NON_EMPTY = frozenset({"model", "kind", "content_hash"})
 _FLOATS = ("window_start", "window_end", "statistic", "pvalue", "threshold")
 _COUNTS = ("n_reference", "n_current")
 # What identifies a stored result (add_results does not store it twice).
-_RESULT_KEY = ("model", "reference_version", "window_seq", "kind", "feature", "method")
+_RESULT_KEY = ("model", "reference_version", "window_seq", "kind", "feature", "method", "segment", "model_version")
 _result_key = operator.itemgetter(*_RESULT_KEY)
 # The keys stored already among those of a batch, given each column's values. Every column
 # of the index ix_results_model_kind_feature_seq is constrained, so the look-up is a few
@@ -85,10 +90,12 @@ class ResultsStore:
     # -- references -----------------------------------------------------------------
 
     def save_reference(
-        self, model: str, profile_bytes: ProfileBytes, *, content_hash: str, source: str, summary: dict[str, Any]
-    ) -> str:
+        self, model: str, profile_bytes: ProfileBytes, *, content_hash: str, source: str, summary: dict[str, Any],
+        estimators: bytes | None = None,
+    ) -> str:  # fmt: skip
         """Store a new reference for ``model`` as the next version ("1", "2", ...), make it
         the active one and the previous active one inactive, in one transaction.
+        ``estimators``: what was fitted on it for estimates before labels come (or None).
 
         ``profile_bytes`` may be a function of the new version returning the bytes; it
         may be called more than once (when a concurrent save took the version first)."""
@@ -133,6 +140,7 @@ class ResultsStore:
                     profile=data,
                     summary=summary,
                     active=True,
+                    estimators=estimators,
                 )
             )
             saved.append(version)
@@ -148,9 +156,17 @@ class ResultsStore:
             row = conn.execute(query).first()
         return None if row is None else (row.version, bytes(row.profile))
 
+    def reference_estimators(self, model: str, version: str) -> bytes | None:
+        """The estimators stored with ``model``'s reference ``version`` (None: none fitted)."""
+        c = t.references.c
+        query = sa.select(c.estimators).where(c.model == model, c.version == version)
+        with self._engine.connect() as conn:
+            data = conn.execute(query).scalar()
+        return None if data is None else bytes(data)
+
     def references(self, model: str) -> list[dict[str, Any]]:
-        """Every reference of ``model``, newest first, without the profile bytes."""
-        columns = [column for column in t.references.c if column.name != "profile"]
+        """Every reference of ``model``, newest first, without the profile and estimator bytes."""
+        columns = [column for column in t.references.c if column.name not in ("profile", "estimators")]
         query = sa.select(*columns).where(t.references.c.model == model).order_by(t.references.c.id.desc())
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
@@ -194,14 +210,16 @@ class ResultsStore:
         until: float | None = None,
         after: tuple[int, int] | None = None,
         limit: int = 1000,
+        segment: str = "",
     ) -> list[dict[str, Any]]:
         """A time series: the first ``limit`` matching rows by ``window_seq`` then ``id``,
         from window ``since_seq`` on (inclusive). ``since`` / ``until``: windows that ended
-        at or after / before (epoch seconds); ``after``: rows past this ``(window_seq, id)``."""
+        at or after / before (epoch seconds); ``after``: rows past this ``(window_seq, id)``;
+        ``segment``: the slice ("region:eu"; '' the whole population)."""
         if limit < 1:
             raise ValueError(f"results: limit must be at least 1, got {limit}")
         c = t.results.c
-        filters = [c.model == model]
+        filters = [c.model == model, c.segment == segment]
         for column, value in ((c.kind, kind), (c.feature, feature), (c.method, method)):
             if value is not None:
                 filters.append(column == value)
@@ -219,18 +237,18 @@ class ResultsStore:
             return [_result_out(row) for row in conn.execute(query).mappings()]
 
     def latest_results(self, model: str) -> list[dict[str, Any]]:
-        """For each kind, the rows of its newest window, by kind, feature, method and id."""
+        """For each kind, the rows of its newest whole-population window, by kind, feature, method and id."""
         c = t.results.c
         newest = (
             sa.select(c.kind, sa.func.max(c.window_seq).label("seq"))
-            .where(c.model == model)
+            .where(c.model == model, c.segment == "")
             .group_by(c.kind)
             .subquery()
         )
         query = (
             sa.select(t.results)
             .join(newest, sa.and_(c.kind == newest.c.kind, c.window_seq == newest.c.seq))
-            .where(c.model == model)
+            .where(c.model == model, c.segment == "")
             .order_by(c.kind, c.feature, c.method, c.id)
         )
         with self._engine.connect() as conn:

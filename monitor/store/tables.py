@@ -42,7 +42,7 @@ MAX_TEXT = 4_096  # path and message are ours and short; a bound keeps a bug fro
 VERSION_LENGTH = 64
 RESULT_KIND_LENGTH = 32
 METHOD_LENGTH = 64
-REFERENCE_SOURCES = ("upload", "file", "first_records", "cli")
+REFERENCE_SOURCES = ("upload", "file", "first_records", "cli", "mlflow")
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -113,6 +113,8 @@ references = sa.Table(
     sa.Column("profile", sa.LargeBinary(), nullable=False),  # ReferenceProfile.to_bytes()
     sa.Column("summary", sa.JSON(), nullable=False),
     sa.Column("active", sa.Boolean(), nullable=False),
+    # detectors.estimation.window.Estimators.to_bytes(): fitted on the reference file (0010)
+    sa.Column("estimators", sa.LargeBinary(), nullable=True),
     sa.PrimaryKeyConstraint("id", name="pk_references"),
     sa.UniqueConstraint("model", "version", name="uq_references_model_version"),
     sa.Index("ix_references_model_active", "model", "active"),
@@ -139,6 +141,10 @@ results = sa.Table(
     sa.Column("n_current", sa.BigInteger(), nullable=True),
     sa.Column("detail", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("created_at", sa.Double(), nullable=False),
+    # The slice a row is of (migration 0011): "region:eu", '' for the whole population;
+    # the model version, '' for all versions.
+    sa.Column("segment", sa.Text(), nullable=False, server_default=""),
+    sa.Column("model_version", sa.Text(), nullable=False, server_default=""),
     sa.PrimaryKeyConstraint("id", name="pk_results"),
     sa.Index("ix_results_model_kind_feature_seq", "model", "kind", "feature", "window_seq"),
     sa.Index("ix_results_model_created_at", "model", "created_at"),
@@ -252,6 +258,17 @@ instance_checkpoints = sa.Table(
     sa.Column("state", sa.LargeBinary(), nullable=False),
     sa.Column("taken_at", sa.Double(), nullable=False),
     sa.PrimaryKeyConstraint("instance_id", "model", name="pk_instance_checkpoints"),
+)
+
+# Migration 0012: the label buffer of the instance checkpoints, one row per segment of it
+# (monitor/label_checkpoints.py), written in the same transaction as the model states.
+instance_label_segments = sa.Table(
+    "instance_label_segments",
+    metadata,
+    sa.Column("instance_id", sa.String(256), nullable=False),
+    sa.Column("segment", sa.BigInteger(), nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+    sa.PrimaryKeyConstraint("instance_id", "segment", name="pk_instance_label_segments"),
 )
 
 

@@ -292,6 +292,30 @@ def test_batch_with_one_bad_event() -> None:
     assert bad.raw == json.loads(body)[1]
 
 
+def test_booleans_are_read_as_in_records_and_a_non_boolean_is_named_by_row_and_feature() -> None:
+    """Rows of an inference request get what validation gives a record: "true"/"false" in
+    any case are booleans for any feature, and a feature declared ``type: boolean`` also
+    takes 1/0 (numbers or strings); anything else rejects the event at its row and feature."""
+    flags = {"flags": ModelConfig(features={"owner": {"type": "boolean"}, "colour": {"type": "categorical"}})}
+    head = headers(ce_inferenceservicename="flags")
+    rows = [["TRUE", "False"], [1, "red"], ["0", "true"], [None, "blue"]]
+    records, rejections = parse_http(
+        head, orjson.dumps({"instances": rows}), models=flags, limits=LIMITS, received_at=NOW
+    )
+    assert rejections == []
+    assert [r.inputs for r in records] == [
+        {"owner": True, "colour": False},
+        {"owner": True, "colour": "red"},
+        {"owner": False, "colour": True},
+        {"owner": None, "colour": "blue"},
+    ]
+    body = orjson.dumps({"instances": [[True, "red"], ["yes", "red"]]})
+    records, [bad] = parse_http(head, body, models=flags, limits=LIMITS, received_at=NOW)
+    assert records == []
+    assert (bad.path, bad.reason, bad.model) == ("data.rows[1].owner", Reason.INVALID_VALUE, "flags")
+    assert bad.message.endswith("got 'yes'"), bad.message
+
+
 def test_batch_rows_share_the_request_budget() -> None:
     events = [event(data={"instances": [[1, 2, 3, 4]] * 3}, id=f"e{i}") for i in range(2)]
     records, rejections = parse({"content-type": "application/cloudevents-batch+json"}, events)

@@ -104,3 +104,92 @@ def test_profile_edges_and_counts_equal_numpys_quantiles() -> None:
         counts = np.bincount(np.searchsorted(edges, v, side="left"), minlength=edges.size + 1)
         profile = numeric_profile(v, None, bins=bins)
         assert profile.edges.tolist() == edges.tolist() and profile.counts.tolist() == counts.tolist()
+
+
+def _coded_frame(n: int, seed: int, new: str = "rare") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    text = np.array(["a", "b", "c", None, "d", new], dtype=object)
+    return pd.DataFrame(
+        {
+            "text": text[rng.integers(0, 6, n)],
+            "arrow": pd.array(text[rng.integers(0, 6, n)], dtype=pd.ArrowDtype(pa.string())),
+            "cat": pd.Categorical(text[rng.integers(0, 5, n)], categories=["a", "b", "c", "d", "unused"]),
+            # NaN is null; 3 and 3.0 are one category, as are 2.5 and 2.50
+            "numbers": np.array([3, 3.0, 2.5, np.nan, 7], dtype=object)[rng.integers(0, 5, n)],
+            "bools": rng.random(n) < 0.3,
+        }
+    )
+
+
+def test_batches_from_frames_carry_the_codes_of_their_category_columns() -> None:
+    frame = _coded_frame(3_000, 0)
+    schema = Schema(features=dict.fromkeys(frame.columns, "categorical"))
+    batch = Batch.from_frame(frame, schema, default_timestamp=0.0)
+    assert sorted(batch.codes) == sorted(frame.columns)
+    for name, (codes, names) in batch.codes.items():
+        assert [names[c] for c in codes.tolist()] == batch.inputs[name].tolist(), name
+    mixed = Batch.from_frame(
+        pd.DataFrame({"m": [True, 1, "1", {"a": 1}]}), Schema({"m": "categorical"}), default_timestamp=0.0
+    )
+    assert mixed.codes == {}  # read value by value: no codes
+    # rows selected, and batches of one column's chunks joined, keep codes that still hold
+    part = batch.select(np.arange(10, 2_000, 7))
+    assert [part.codes["text"][1][c] for c in part.codes["text"][0].tolist()] == part.inputs["text"].tolist()
+    joined = Batch.concat([part, batch.select(slice(0, 5))])
+    assert joined.inputs["text"].tolist() == [*part.inputs["text"].tolist(), *batch.inputs["text"][:5].tolist()]
+    assert [joined.codes["text"][1][c] for c in joined.codes["text"][0].tolist()] == joined.inputs["text"].tolist()
+    other = Batch.from_frame(_coded_frame(50, 1), schema, default_timestamp=0.0)  # other names: codes dropped
+    assert "text" not in Batch.concat([batch, other]).codes
+    with pytest.raises(ValueError, match=r"codes\[.text.\] must be integers with shape \(3000,\)"):
+        Batch(
+            timestamps=np.zeros(3_000),
+            inputs={"text": batch.inputs["text"]},
+            codes={"text": (np.zeros(2, np.intp), batch.codes["text"][1])},
+        )
+
+
+def test_windows_count_codes_as_they_count_values() -> None:
+    from detectors.profiles import ReferenceProfile
+    from detectors.windows.state import WindowLayout, WindowState
+
+    frame = _coded_frame(20_000, 2)
+    schema = Schema(features=dict.fromkeys(frame.columns, "categorical"))
+    layout = WindowLayout(ReferenceProfile.from_frame(frame, schema, version=1, top_k=3, max_tracked_categories=2))
+    current = Batch.from_frame(_coded_frame(9_000, 3, new="never seen"), schema, default_timestamp=0.0)
+    with_codes, without = WindowState(layout), WindowState(layout)
+    for start in range(0, 9_000, 4_000):
+        rows = current.select(slice(start, start + 4_000))
+        with_codes.update(rows)
+        without.update(Batch(timestamps=rows.timestamps, inputs=rows.inputs, status=rows.status))
+    for name in frame.columns:
+        assert with_codes.counts(name).tolist() == without.counts(name).tolist(), name
+        assert with_codes.quality(name) == without.quality(name), name
+    assert with_codes.quality("text")["unseen"] > 0 and with_codes.quality("numbers")["null"] > 0
+
+
+def test_large_batches_bin_by_channel_as_small_ones_bin_together() -> None:
+    from detectors.profiles import ReferenceProfile
+    from detectors.windows.state import _BIN_BY_CHANNEL_FROM, WindowLayout, WindowState
+
+    rng = np.random.default_rng(4)
+    n = 3 * _BIN_BY_CHANNEL_FROM
+    schema = Schema(features={"x": "numeric", "y": "numeric", "z": "numeric"})
+
+    def frame(size: int, shift: float) -> pd.DataFrame:
+        x = rng.normal(shift, 1.0, size)
+        x[rng.random(size) < 0.01] = np.nan
+        x[rng.integers(0, size, 20)] = rng.choice([np.inf, -np.inf], 20)
+        return pd.DataFrame({"x": x, "y": rng.integers(0, 4, size).astype(float), "z": rng.exponential(1.0, size)})
+
+    layout = WindowLayout(ReferenceProfile.from_frame(frame(5_000, 0.0), schema, version=1, bins=7))
+    big, small = WindowState(layout), WindowState(layout)
+    batch = Batch.from_frame(frame(n, 0.3), schema, default_timestamp=0.0)
+    big.update(batch)
+    for start in range(0, n, _BIN_BY_CHANNEL_FROM // 4):
+        small.update(batch.select(slice(start, start + _BIN_BY_CHANNEL_FROM // 4)))
+    for name in schema.features:
+        assert big.counts(name).tolist() == small.counts(name).tolist(), name
+        assert big.quality(name) == small.quality(name), name
+    finite = batch.inputs["x"][np.isfinite(batch.inputs["x"])]
+    edges = layout.edges[layout.num_index["x"]]
+    assert big.counts("x").tolist() == np.bincount(np.searchsorted(edges, finite), minlength=edges.size + 1).tolist()

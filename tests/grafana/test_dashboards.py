@@ -496,17 +496,24 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
 
 def test_the_overview_names_the_alerts_and_links_every_runbook() -> None:
     """Issue 17, item 9: which alerts, not only how many, and a runbook link per alert that
-    lands on a README section."""
-    from alerts.prometheus_rules import RUNBOOK_BASE, alerts
+    lands on the service's runbook page of that alert, as the rules' runbook_url does."""
+    from alerts.prometheus_rules import RUNBOOK_BASE, alerts, rules
+    from monitor.api.runbooks import runbooks
 
     overview = load(GRAFANA / "dashboards" / "models-overview.json")
     (table,) = [p for p in panels(overview) if p["title"].startswith("Prometheus alerts pending and firing")]
     assert table["targets"][0]["expr"] == 'ALERTS{alertname=~"Model.+|Monitor.+"}'
     names = [alert.name for alert in alerts()]
     assert [link["title"] for link in table["links"]] == [f"Runbook: {name}" for name in names]
-    readme = (ROOT / "README.md").read_text()
+    served = runbooks().sections  # GET /runbooks/<name> answers 200 for these: tests/monitor/test_runbooks.py
     for link, name in zip(table["links"], names, strict=True):
-        assert link["url"] == f"${{runbook_base}}#runbook-{name.lower()}"
-        assert f"### Runbook: {name}\n" in readme
+        assert link["url"] == f"${{runbook_base}}/{name}"
+        assert name in served
     variables = {v["name"]: v for v in overview["templating"]["list"]}
     assert variables["runbook_base"]["query"] == RUNBOOK_BASE  # the same default as `monitor rules export`
+    # With the variable at its default, each link is the shipped rule's runbook_url.
+    shipped = {r["alert"]: r["annotations"]["runbook_url"] for r in rules()["groups"][0]["rules"]}
+    assert {
+        name: link["url"].replace("${runbook_base}", RUNBOOK_BASE)
+        for link, name in zip(table["links"], names, strict=True)
+    } == shipped

@@ -437,7 +437,7 @@ def test_cli_errors_exit_2_with_one_line(
     broken = tmp_path / "broken.yaml"
     broken.write_text("models:\n  car_loan:\n    features:\n      x: {type: weird}\n")
     assert fails("reference", "show", "car_loan", "--config", broken) == (
-        f"error: {broken}: invalid configuration: models.car_loan.features.x.type: must be numeric or categorical, got 'weird'\n"
+        f"error: {broken}: invalid configuration: models.car_loan.features.x.type: must be one of numeric, categorical, boolean, got 'weird'\n"
     )
     assert fails("reference", "show", "car_loan", "--config", tmp_path / "absent.yaml") == (
         f"error: {tmp_path / 'absent.yaml'}: invalid configuration: cannot read file: No such file or directory\n"

@@ -21,7 +21,8 @@ from monitor.buffer_bytes import (
     record_bytes,
     value_bytes,
 )
-from monitor.joins import JoinBuffer, LabelBuffer, Pending
+from monitor.joins import JoinBuffer, Pending
+from monitor.label_buffer import LabelBuffer
 from monitor.records import Record
 
 

@@ -98,7 +98,7 @@ CASES: list[tuple[str, Edit, list[str]]] = [
      ["alerts.webhooks.0.url: url must be an http:// or https:// URL without spaces",
       "alerts.webhooks.0.rules: unknown rule 'drfit' (rules: drift)"]),
     ("unknown feature type", lambda d, t: model(d)["features"]["x"].update(type="float"),
-     ["models.scorer.features.x.type: must be numeric or categorical, got 'float'"]),
+     ["models.scorer.features.x.type: must be one of numeric, categorical, boolean, got 'float'"]),
     ("unknown prediction kind", lambda d, t: model(d).update(prediction={"kind": "ranking"}),
      ["models.scorer.prediction.kind: must be one of binary, multiclass, regression, got 'ranking'"]),
     ("min above max", lambda d, t: model(d)["features"]["x"].update(min=5, max=1),
@@ -167,7 +167,7 @@ def test_independent_problems_are_all_found_in_one_pass(tmp_path: Path, capsys: 
     assert sorted(out) == sorted([
         "server.port: input should be greater than or equal to 0, got -1",
         "unknown_models: must be 'reject' or 'register', got 'accept'",
-        "models.scorer.features.colour.type: must be numeric or categorical, got 'text'",
+        "models.scorer.features.colour.type: must be one of numeric, categorical, boolean, got 'text'",
         "alerts.webhooks.0.url: url must be an http:// or https:// URL without spaces",
         "alerts.rules.1.models: unknown model 'ghost' (models: scorer)",
         "alerts.webhooks.0.rules: unknown rule 'drfit' (rules: drift, stale)",

@@ -18,7 +18,7 @@ from monitor.store.engine import StoreError, make_engine
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
 from monitor.store.tables import COUNT_COLUMNS, metadata
 
-HEAD = "0009_histograms"
+HEAD = "0012_instance_label_segments"
 # The dead_letters columns before 0007: what older code wrote and read.
 OLD_DEAD_LETTER_COLUMNS = (
     "id", "received_at", "source", "model", "item_index", "path", "reason", "message", "raw", "raw_bytes", "headers",
@@ -26,12 +26,15 @@ OLD_DEAD_LETTER_COLUMNS = (
 SIZE_COLUMNS = ("raw_size", "raw_truncated", "raw_bytes_size", "raw_bytes_truncated", "stored_bytes")
 ALL_TABLES = [
     "alembic_version", "alert_transitions", "alerts", "dead_letters", "engine_state", "histograms",
-    "instance_checkpoints", "kafka_offsets", "model_checkpoints", "models", "record_counts", "references", "results",
-    "webhook_deliveries",
+    "instance_checkpoints", "instance_label_segments", "kafka_offsets", "model_checkpoints", "models", "record_counts",
+    "references", "results", "webhook_deliveries",
 ]  # fmt: skip
 
 
-LATER_THAN_0004 = ("histograms", "instance_checkpoints", "kafka_offsets", "model_checkpoints", "webhook_deliveries")
+LATER_THAN_0004 = (
+    "histograms", "instance_checkpoints", "instance_label_segments", "kafka_offsets", "model_checkpoints",
+    "webhook_deliveries",
+)  # fmt: skip
 
 
 def tables(url: str) -> list[str]:

@@ -312,7 +312,7 @@ def test_label_buffer_keeps_arrival_order_through_evictions_and_expiry() -> None
     import random
     from collections import OrderedDict
 
-    from monitor.joins import LabelBuffer
+    from monitor.label_buffer import LabelBuffer
 
     rng = random.Random(3)
     buffer, model = LabelBuffer(capacity=300, ttl=50.0), OrderedDict()
@@ -384,7 +384,7 @@ def test_predictions_put_back_beyond_the_buffer_are_the_first_evicted(clock: Clo
 
 
 def test_label_buffer_puts_a_models_entries_back_before_the_others() -> None:
-    from monitor.joins import LabelBuffer
+    from monitor.label_buffer import LabelBuffer
 
     buffer = LabelBuffer(capacity=5, ttl=50.0)
     buffer.remember_values(("a", "1"), 1, 10.0, False, 10.0)

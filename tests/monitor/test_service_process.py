@@ -76,6 +76,6 @@ def test_json_logs_and_bad_config(tmp_path: Path) -> None:
     try:
         bad.start(timeout=120)
     except RuntimeError as exc:
-        assert "models.m.features.x.type: must be numeric or categorical, got 'float64x'" in str(exc)
+        assert "models.m.features.x.type: must be one of numeric, categorical, boolean, got 'float64x'" in str(exc)
     else:
         raise AssertionError("service started with an invalid config")

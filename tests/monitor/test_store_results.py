@@ -107,7 +107,7 @@ def test_save_reference_refuses_bad_arguments_and_keeps_the_active_one(store: St
     save(store, data=b"good")
     with pytest.raises(
         ValueError,
-        match=r"reference of model 'fraud': source must be one of upload, file, first_records, cli, got 'ftp'",
+        match=r"reference of model 'fraud': source must be one of upload, file, first_records, cli, mlflow, got 'ftp'",
     ):
         save(store, source="ftp")
     with pytest.raises(ValueError, match=r"reference of model 'fraud': summary is not JSON-serialisable"):
@@ -175,7 +175,7 @@ def test_results_round_trip_with_non_finite_numbers_as_null(store: Store) -> Non
         "reference_version": "4", "kind": "feature_drift", "feature": "amount", "method": "ks",
         "statistic": None, "pvalue": None, "threshold": 0.25, "drift": True, "n_reference": 2000,
         "n_current": None, "detail": {"bins": [0.5, None, None], "count": 3, "7": {"nested": None}},
-        "created_at": drift["created_at"],
+        "created_at": drift["created_at"], "segment": "", "model_version": "",
     }  # fmt: skip
     assert before <= drift["created_at"] <= time.time()
     assert quality["created_at"] == 42.0 and quality["feature"] == "" and quality["drift"] is False

@@ -1,0 +1,144 @@
+"""Segment analysis in the service: a model's ``segments:`` config as a
+:class:`~detectors.segments.SegmentSpec`, the records' ``segment`` tags kept beside the
+rows waiting for the detector, and the slice detectors run and published beside the
+whole population (see :mod:`detectors.segments` for the statistics and the bounds).
+
+Slice windows are evaluated like the whole population's: on the evaluator's thread (or
+its child process) when there is one, in the order they close. Performance (labels) and
+estimation stay whole-population only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors.columns import Batch
+from detectors.evaluation import Evaluation, evaluate_window
+from detectors.model import DetectorSettings
+from detectors.profiles import ReferenceProfile
+from detectors.segments import SegmentDetectors, SegmentSpec, SegmentWindow, tag_columns
+from monitor.evaluator import Evaluator
+from monitor.records import Record, RecordColumns
+from monitor.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+
+Tags = dict[str, np.ndarray]
+
+
+def segment_spec(config: ModelConfig) -> SegmentSpec | None:
+    """The model's segment analysis, or None without ``segments:``."""
+    s = config.segments
+    if s is None:
+        return None
+    return SegmentSpec(tuple(s.keys), s.max_values, s.min_reference_rows, s.admit_rows)
+
+
+def reference_tags(table: pd.DataFrame | list[dict[str, Any]], spec: SegmentSpec) -> Tags:
+    """Each reference row's tag values: the key's column of a table (CSV, Parquet, flat
+    JSONL; a missing column means no slices for that key), or the ``segment`` object of
+    JSONL records. Values are read as text, as records carry them; nulls have no slice."""
+    if isinstance(table, pd.DataFrame):
+        out = {}
+        for key in spec.keys:
+            column = np.full(len(table), None, dtype=object)
+            if key in table.columns:
+                values = table[key].to_numpy(dtype=object)
+                present = ~pd.isna(values)
+                column[present] = [str(v) for v in values[present]]
+            out[key] = column
+        return out
+    tags = [row.get("segment") if isinstance(row.get("segment"), dict) else None for row in table]
+    return tag_columns(tags, spec.keys)
+
+
+class ModelSegments:
+    """The segment side of one model's state: pending tags and the slice detectors."""
+
+    def __init__(self, spec: SegmentSpec) -> None:
+        self.spec = spec
+        self.detectors: SegmentDetectors | None = None
+        self.windows_evaluated = 0
+        self._tags: list[Mapping[str, str] | None] = []
+
+    @classmethod
+    def for_config(cls, config: ModelConfig) -> ModelSegments | None:
+        spec = segment_spec(config)
+        return None if spec is None else cls(spec)
+
+    def start(self, reference: ReferenceProfile, settings: DetectorSettings) -> None:
+        """New slice detectors against ``reference`` (and its slices)."""
+        self.detectors = SegmentDetectors(reference, settings, self.spec)
+
+    # -- tags of the rows waiting for the detector, in the same order -----------------------
+    def add_records(self, records: Sequence[Record]) -> None:
+        self._tags.extend(r.segment for r in records)
+
+    def add_columns(self, columns: RecordColumns, rows: Sequence[int] | None) -> None:
+        segments = columns.segments
+        if segments is None:
+            self._tags.extend([None] * (len(columns) if rows is None else len(rows)))
+        else:
+            self._tags.extend(segments if rows is None else [segments[j] for j in rows])
+
+    def take(self) -> Tags:
+        tags, self._tags = self._tags, []
+        return tag_columns(tags, self.spec.keys)
+
+    # -- windows ----------------------------------------------------------------------------
+    def update(
+        self, batch: Batch, tags: Tags, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]
+    ) -> None:
+        """Count ``batch`` into the slices; evaluate and publish the windows that closed."""
+        if self.detectors is None:
+            return
+        for closed in self.detectors.update(batch, tags):
+            self._evaluate(closed, evaluator, publish)
+
+    def drain(self, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]) -> None:
+        """Count the slices' waiting rows (every housekeeping tick, before a checkpoint)."""
+        if self.detectors is not None:
+            for closed in self.detectors.drain():
+                self._evaluate(closed, evaluator, publish)
+
+    def flush(self, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]) -> None:
+        if self.detectors is not None:
+            for closed in self.detectors.flush():
+                self._evaluate(closed, evaluator, publish)
+            if evaluator is not None:
+                evaluator.settle()
+
+    def _evaluate(
+        self, closed: SegmentWindow, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]
+    ) -> None:
+        detectors = self.detectors
+        assert detectors is not None
+
+        def done(evaluation: Evaluation) -> None:
+            publish(detectors.label(evaluation, closed))
+            self.windows_evaluated += 1
+
+        if evaluator is None:
+            done(evaluate_window(closed.window, closed.settings))
+        else:
+            evaluator.submit_window(closed.window, closed.settings, done)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes | None:
+        return None if self.detectors is None else self.detectors.to_bytes()
+
+    def restore(self, data: bytes) -> None:
+        """Put checkpointed slice detectors back (same reference and segment settings);
+        otherwise new slice windows start, and the log says why."""
+        current = self.detectors
+        if current is None:
+            return
+        try:
+            self.detectors = SegmentDetectors.from_bytes(data, current.reference, current.settings, self.spec)
+        except (ValueError, KeyError) as exc:
+            log.warning("segment windows of the checkpoint not restored (%s): new windows start", exc)
