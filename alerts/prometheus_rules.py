@@ -62,6 +62,7 @@ DEAD_LETTERS_RANGE = "10m"
 MODEL = "{{ $labels.model }}"
 FEATURE = "{{ $labels.feature }}"
 CHECK = "{{ $labels.check }}"
+SEGMENT = "{{ $labels.segment }}"
 PERCENT = "{{ $value | humanizePercentage }}"
 
 Severity = Literal["warning", "critical"]
@@ -223,6 +224,37 @@ def _result_alerts(result_for: str | None = None) -> list[Alert]:
             f"Accuracy or ROC AUC of model {MODEL} in the latest labelled window is more than "
             f"performance.max_drop below the reference's, for {performance_for}. "
             f"Figures: GET /v1/models/{MODEL}/results?kind=performance",
+        ),
+        *_segment_alerts(drift_for),
+    ]
+
+
+def _segment_alerts(drift_for: str) -> list[Alert]:
+    """One alert per slice (README "Segments"): the ``segment`` label is bounded, at most
+    keys x (segments.max_values + 1) values a model, so these stay as few as the slices. A
+    slice's tests already run at alpha / (slices of its key) (Bonferroni), so the slices of a
+    key together page no more often than the whole population would by chance."""
+    return [
+        Alert(
+            "ModelSegmentFeatureDrift",
+            "monitor_segment_feature_drift == 1",
+            drift_for,
+            "warning",
+            f"Feature {FEATURE} of model {MODEL} drifted in segment {SEGMENT}",
+            f"Feature {FEATURE} of model {MODEL} has differed, in the traffic of segment {SEGMENT}, from that "
+            f"segment's slice of the reference (or the whole reference when the slice is too small) in every "
+            f"window evaluated for {drift_for}. "
+            f"Scores: GET /v1/models/{MODEL}/results?kind=feature_drift&feature={FEATURE}&segment={SEGMENT}",
+        ),
+        Alert(
+            "ModelSegmentPredictionDrift",
+            "monitor_segment_prediction_drift == 1",
+            drift_for,
+            "warning",
+            f"Predictions of model {MODEL} drifted in segment {SEGMENT}",
+            f"The distribution of the predictions of model {MODEL} in segment {SEGMENT} has differed from "
+            f"the reference's in every window evaluated for {drift_for}. "
+            f"Scores: GET /v1/models/{MODEL}/results?kind=prediction_drift&segment={SEGMENT}",
         ),
     ]
 

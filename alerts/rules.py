@@ -20,6 +20,7 @@ minus ``band`` sampling errors at the window's size: :mod:`detectors.estimation.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,10 +36,11 @@ from detectors.performance import METRICS, PerformanceResult
 from detectors.quality import CHECKS
 from detectors.results import Estimate, Result
 from detectors.schema import channel_name
+from detectors.versions import VersionDivergence
 
 RuleKind = Literal[
     "feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo", "performance_drop",
-    "estimated_performance_drop", "multivariate_drift",
+    "estimated_performance_drop", "multivariate_drift", "version_divergence",
 ]  # fmt: skip
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(RuleKind)
@@ -231,11 +233,15 @@ def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> lis
     segment = getattr(result, "segment", "")
     if not rule.covers_segment(segment):
         return []
+    if getattr(result, "model_version", ""):  # a version's own windows: not the model's alerts
+        return []
     if isinstance(result, PerformanceResult):
         return _performance(rule, model, result) if rule.kind == "performance_drop" else []
+    if isinstance(result, VersionDivergence):
+        return _divergence(rule, model, result) if rule.kind == "version_divergence" else []
     if isinstance(result, EstimatedPerformance | MultivariateDrift):
         return _estimate(rule, model, result)
-    if rule.kind in ("performance_drop", "estimated_performance_drop", "multivariate_drift"):
+    if rule.kind in ("performance_drop", "estimated_performance_drop", "multivariate_drift", "version_divergence"):
         return []
     out: list[tuple[str, bool, float | None, dict[str, Any]]] = []
     if rule.kind == "feature_drift":
@@ -262,7 +268,8 @@ def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> lis
             breaching = lat.breached if rule.slo_ms is None else lat.value > rule.slo_ms
             out.append(("", breaching, float(lat.value), {"slo_ms": slo, "quantile": lat.quantile, "n": lat.n}))
     if segment:  # one alert per slice: the key's feature carries it ("age@region:eu", "@region:eu")
-        return [Signal(rule.name, model, f"{f}@{segment}", b, v, {"kind": rule.kind, "segment": segment, **d})
+        return [Signal(rule.name, model, slice_feature(f, segment), b, v,
+                       {"kind": rule.kind, "segment": segment, "feature": f, **d})
                 for f, b, v, d in out]  # fmt: skip
     return [Signal(rule.name, model, f, b, v, {"kind": rule.kind, **d}) for f, b, v, d in out]
 
@@ -323,7 +330,37 @@ def _performance(rule: AlertRuleConfig, model: str, result: PerformanceResult) -
     return [Signal(rule.name, model, "", bool(degraded), _json_number(worst), detail)]
 
 
-def _estimate(rule: AlertRuleConfig, model: str, result: Estimate) -> list[Signal]:
+# An alert's ``feature`` is stored in a String(256) column (monitor/store/tables.py,
+# MODEL_NAME_LENGTH): PostgreSQL refuses longer text, and a slice's key, a feature name and
+# a tag value (up to limits.max_string_length, 1,024 by default) can be longer together.
+ALERT_FEATURE_LENGTH = 256
+_DIGEST_CHARS = 16
+
+
+def slice_feature(feature: str, segment: str) -> str:
+    """The ``feature`` of a slice's alert: ``feature@key:value``, or, when that is over
+    ALERT_FEATURE_LENGTH characters, its head and ``#`` plus the first 16 hex digits of
+    its SHA-256 (so two long slices still get two alerts; the detail keeps both whole)."""
+    key = f"{feature}@{segment}"
+    if len(key) <= ALERT_FEATURE_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:_DIGEST_CHARS]
+    return f"{key[: ALERT_FEATURE_LENGTH - _DIGEST_CHARS - 1]}#{digest}"
+
+
+def _divergence(rule: AlertRuleConfig, model: str, result: VersionDivergence) -> list[Signal]:
+    """Champion vs challenger (model-wide): breaching when their predictions diverge (the
+    prediction-drift rule on the two); no verdict when either had too few predictions."""
+    verdict = result.verdict
+    if verdict.insufficient:
+        return []
+    value, detail = _drift_value(verdict)
+    detail = {"kind": rule.kind, "champion": result.champion, "challenger": result.challenger,
+              "agreement_rate": result.agreement_rate, "pairs": result.pairs, **detail}  # fmt: skip
+    return [Signal(rule.name, model, "", verdict.drift, value, detail)]
+
+
+def _estimate(rule: AlertRuleConfig, model: str, result: EstimatedPerformance | MultivariateDrift) -> list[Signal]:
     """An estimated performance (model-wide: breaching if a covered metric's estimate is
     under its threshold; no verdict when every covered estimate is undefined) or one
     multivariate method's verdict (keyed by the method)."""

@@ -66,10 +66,14 @@ class Evaluation:
     # rows, "region:eu", or "whole" when the slice had too few reference rows).
     segment: str = ""
     reference_slice: str = ""
+    # Per-version windows (monitor.version_state): the model version this window is of
+    # ('' for the whole population, every version together).
+    model_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **({"segment": self.segment, "reference_slice": self.reference_slice} if self.segment else {}),
+            **({"model_version": self.model_version} if self.model_version else {}),
             "window_seq": self.window_seq,
             "window_start": json_float(self.window_start),
             "window_end": json_float(self.window_end),

@@ -57,9 +57,13 @@ class ModelDetector:
         (segment detectors on the whole reference share its layout: one copy of its samples)."""
         self.reference = reference
         self.settings = settings = settings or DetectorSettings()
+        estimators = settings.estimators
         self.layout = layout or WindowLayout(
-            reference, sample_size=settings.sample_size, bounds=settings.bounds, range_margin=settings.range_margin
-        )
+            reference, sample_size=settings.sample_size, bounds=settings.bounds, range_margin=settings.range_margin,
+            # what the estimators read besides the numeric channels, sampled in the same rows
+            extra_numeric=estimators.extra_numeric if estimators else (),
+            coded_categorical=estimators.coded_categorical if estimators else (),
+        )  # fmt: skip
         self.windower = settings.policy.windower(self.layout, settings.seed)
         self.performance: PerformanceWindows | None = None
         if settings.performance is not None:

@@ -216,9 +216,14 @@ class PerformanceResult:
     window_seq: int
     start: float | None
     end: float | None
+    # Segment analysis (detectors.segments): the slice whose labelled predictions these are
+    # ("region:eu"; '' for the whole population).
+    segment: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not out["segment"]:  # as before slices had performance windows
+            del out["segment"]
         for key in ("metrics", "reference", "drop"):
             out[key] = None if out[key] is None else {k: _clean(v) for k, v in out[key].items()}
         out["confusion"], out["max_drop"] = dict(self.confusion), dict(self.max_drop)

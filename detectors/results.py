@@ -19,12 +19,14 @@ from detectors.estimation.cbpe import EstimatedPerformance
 from detectors.estimation.multivariate import MultivariateDrift
 from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
+from detectors.versions import VersionDivergence
 
 Result = Evaluation | PerformanceResult
 # Before labels come (issue 21): a window's estimated performance and multivariate drift.
 # Kept apart from Result: widening Result would make each consumer that narrows it to an
 # Evaluation wrong. Sinks receive both (published after the window's Evaluation).
-Estimate = EstimatedPerformance | MultivariateDrift
+# And champion vs challenger over a window (detectors.versions), published after it too.
+Estimate = EstimatedPerformance | MultivariateDrift | VersionDivergence
 
 
 class ResultSink(Protocol):

@@ -27,8 +27,14 @@ reference.
   correction across features (BH by default) then applies as for the whole population.
   The family-wise false-alarm rate over a key's slices stays at most ``alpha`` per round of
   windows; the minimum effect size still applies per slice.
+* **Performance** (:meth:`SegmentDetectors.observe_labels`): a labelled prediction counts
+  in the performance windows of the slices its prediction's tags name (a value without a
+  slot: the key's ``__other__``; labels never take a slot). A slice has no reference
+  metrics of its own (the reference's are of the whole population, and slices differ by
+  nature), so its performance results carry metrics but no drop verdict.
 * **Memory**: per model at most ``keys * (max_values + 1)`` slice detectors, each one
-  open window (``WindowState.nbytes`` times the panes), plus one window layout per
+  open window (``WindowState.nbytes`` times the panes; a performance window is counts
+  only, inside ``DETECTOR_OVERHEAD_BYTES`` but for many classes: ``(classes + 1)**2 * 8``), plus one window layout per
   reference slice and the Misra-Gries counters (:func:`memory_bound`).
 
 Pure computation like the rest of :mod:`detectors`: no I/O, no clock.
@@ -47,6 +53,7 @@ import pandas as pd
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.model import DetectorSettings, ModelDetector
+from detectors.performance import PerformanceResult
 from detectors.profiles import ReferenceProfile
 from detectors.schema import Schema
 from detectors.sketches import pack, unpack
@@ -185,8 +192,9 @@ class SegmentDetectors:
     def __init__(self, reference: ReferenceProfile, settings: DetectorSettings, spec: SegmentSpec) -> None:
         self.reference = reference
         self.spec = spec
-        # Slices run drift, quality and latency; performance and estimators stay whole-population.
-        self.settings = replace(settings, performance=None, estimators=None, reference_performance=None)
+        # Slices run drift, quality, latency and performance (without the whole reference's
+        # metrics to compare with: see the module docstring); estimators stay whole-population.
+        self.settings = replace(settings, estimators=None, reference_performance=None)
         self.whole_layout = WindowLayout(
             reference, sample_size=settings.sample_size, bounds=settings.bounds, range_margin=settings.range_margin
         )
@@ -278,6 +286,46 @@ class SegmentDetectors:
     def reference_slice(self, name: str) -> str:
         return name if name in self.reference.slices else WHOLE
 
+    # -- labels --------------------------------------------------------------------------
+    def observe_labels(
+        self, predictions: np.ndarray, labels: np.ndarray, timestamps: np.ndarray, tags: Mapping[str, np.ndarray]
+    ) -> list[PerformanceResult]:
+        """Count labelled predictions (``tags``: their predictions' tag columns, as
+        :meth:`update` takes them) into their slices' performance windows; the results of
+        the windows that closed, labelled with their slice."""
+        if self.settings.performance is None:
+            return []
+        out: list[PerformanceResult] = []
+        for key in self.spec.keys:
+            admitted = self.admitted[key]
+            pooled: list[np.ndarray] = []
+            for value, rows in _groups(tags[key]):
+                if value != OTHER and value in admitted:
+                    out += self._performance(key, value, predictions[rows], labels[rows], timestamps[rows])
+                else:
+                    pooled.append(rows)
+            if pooled:
+                rows = np.sort(np.concatenate(pooled))
+                out += self._performance(key, OTHER, predictions[rows], labels[rows], timestamps[rows])
+        return out
+
+    def _performance(
+        self, key: str, value: str, predictions: np.ndarray, labels: np.ndarray, timestamps: np.ndarray
+    ) -> list[PerformanceResult]:
+        name = slice_name(key, value)
+        closed = self._detector(key, value).observe_labels(predictions, labels, timestamps)
+        return [replace(result, segment=name) for result in closed]
+
+    def flush_performance(self) -> list[PerformanceResult]:
+        """Close every slice's open performance window whatever its size (end of a replay)."""
+        out = []
+        for key, detectors in self.detectors.items():
+            for value, detector in detectors.items():
+                result = detector.flush_performance()
+                if result is not None:
+                    out.append(replace(result, segment=slice_name(key, value)))
+        return out
+
     # -- evaluation ----------------------------------------------------------------------
     def evaluation_settings(self, key: str) -> EvaluationSettings:
         """The model's settings at ``alpha / m`` (Bonferroni over the key's ``m`` slices in use)."""
@@ -287,15 +335,12 @@ class SegmentDetectors:
         return self.label(evaluate_window(closed.window, closed.settings), closed)
 
     def label(self, evaluation: Evaluation, closed: SegmentWindow) -> Evaluation:
-        """An evaluation of a slice's window as a result of that slice (histograms are not kept
-        for slices: the page draws the whole population)."""
+        """An evaluation of a slice's window as a result of that slice (its histograms are
+        stored with the slice: the store's ``histograms(segment=...)``)."""
         return replace(
-            evaluation,
-            segment=closed.segment,
-            reference_slice=closed.reference_slice,
+            evaluation, segment=closed.segment, reference_slice=closed.reference_slice,
             reference_version=str(self.reference.version),
-            histograms=(),
-        )
+        )  # fmt: skip
 
     def flush(self) -> list[SegmentWindow]:
         """Close every slice's open window whatever its size (end of a replay), after the
@@ -307,6 +352,19 @@ class SegmentDetectors:
                 if window is not None and window.n:
                     name = slice_name(key, value)
                     out.append(SegmentWindow(name, self.reference_slice(name), window, self.evaluation_settings(key)))
+        return out
+
+    def overview(self) -> list[dict[str, Any]]:
+        """Each slice with windows: its name, the reference it is compared with and the
+        records of its open window (counted or waiting to be), by key then first traffic.
+        C-level copies of the dicts: safe to call from another thread than the updates'."""
+        out = []
+        waiting = dict(self._waiting_rows)
+        for key, detectors in list(self.detectors.items()):
+            for value, detector in list(detectors.items()):
+                name = slice_name(key, value)
+                records = detector.open_records + waiting.get((key, value), 0)
+                out.append({"segment": name, "reference": self.reference_slice(name), "open_window_records": records})
         return out
 
     @property

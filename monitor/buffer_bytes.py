@@ -48,7 +48,7 @@ from monitor.records import Record
 
 # Per-entry structures besides the values, calibrated (module docstring). Label buffer: the
 # dict slot (up to 2x for its growth steps), the (model, id) key tuple, the (prediction,
-# timestamp, arrived, labelled) tuple, two floats, the order list's slot and the size's.
+# timestamp, arrived, labelled, segment) tuple, two floats, the order list's slot and the size's.
 LABEL_ENTRY_BYTES = 256
 # Join buffer: the Record (11 slots) and Pending objects, the ordered dict's node and slot,
 # the key tuple, the timestamp, arrival and latency floats.
@@ -99,9 +99,11 @@ def record_bytes(record: Record) -> int:
     return size
 
 
-def label_entry_bytes(key: tuple[str, str], prediction: Any) -> int:
-    """A label buffer entry's estimated size: its key and the prediction it keeps."""
-    return LABEL_ENTRY_BYTES + getsizeof(key[0]) + getsizeof(key[1]) + value_bytes(prediction)
+def label_entry_bytes(key: tuple[str, str], prediction: Any, segment: Mapping[str, str] | None = None) -> int:
+    """A label buffer entry's estimated size: its key, the prediction it keeps and its
+    segment tags, if any (a flat dict, counted whole: each entry holds its own)."""
+    size = LABEL_ENTRY_BYTES + getsizeof(key[0]) + getsizeof(key[1]) + value_bytes(prediction)
+    return size if segment is None else size + value_bytes(segment)
 
 
 def label_entries_bytes(
@@ -109,11 +111,13 @@ def label_entries_bytes(
     predictions: Sequence[Any],
     kinds: set[type] | None = None,
     model: str | None = None,
+    segments: Sequence[Mapping[str, str] | None] | None = None,
 ) -> np.ndarray:
-    """:func:`label_entry_bytes` of each ``(key, prediction)`` pair (int64), column-wise: for
+    """:func:`label_entry_bytes` of each ``(key, prediction, segment)`` (int64), column-wise: for
     a batch of one model with numbers or strings for predictions, a few C-level passes and
     no Python call per entry (~50 µs per 1,000). ``kinds``: the predictions' types, and
-    ``model``: the model of every key, when the caller knows them (a pass less each)."""
+    ``model``: the model of every key, when the caller knows them (a pass less each);
+    ``segments``: each entry's tags (None: no entry has any; a Python call per entry else)."""
     sizes = string_bytes(list(map(itemgetter(1), keys)))
     constant = LABEL_ENTRY_BYTES
     kinds = set(map(type, predictions)) if kinds is None else kinds
@@ -129,6 +133,8 @@ def label_entries_bytes(
     else:
         sizes += string_bytes(list(map(itemgetter(0), keys)))
     sizes += constant
+    if segments is not None:
+        sizes += np.fromiter((0 if tags is None else value_bytes(tags) for tags in segments), np.int64, len(segments))
     return sizes
 
 

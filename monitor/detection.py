@@ -11,6 +11,7 @@ import numpy as np
 
 from detectors.columns import Batch
 from detectors.decision import DriftSettings
+from detectors.estimation.window import class_probability_columns
 from detectors.evaluation import Evaluation, EvaluationSettings
 from detectors.latency import LatencySettings
 from detectors.model import DetectorSettings
@@ -105,16 +106,30 @@ def detector_settings(config: ModelConfig, reference_performance: dict[str, floa
     )
 
 
-def batch_from_records(records: Sequence[Record], schema: Schema) -> Batch:
-    """Columns of a list of validated records."""
+def batch_from_records(records: Sequence[Record], schema: Schema, classes: Sequence[str] = ()) -> Batch:
+    """Columns of a list of validated records; with ``classes`` (see :func:`probability_classes`)
+    also each class's probability, as an input the window's row sample can carry."""
     rows = [
         {"inputs": r.inputs, "prediction": r.prediction, "latency_ms": r.latency_ms, "timestamp": r.timestamp}
         for r in records
     ]
-    return Batch.from_records(rows, schema)
+    batch = Batch.from_records(rows, schema)
+    if classes:
+        batch.inputs.update(class_probability_columns([r.prediction for r in records], classes))
+    return batch
 
 
-def batch_from_columns(columns: RecordColumns, schema: Schema, rows: Sequence[int] | None = None) -> Batch:
+def probability_classes(config: ModelConfig) -> list[str]:
+    """The classes whose probabilities a multiclass model's batches carry for estimated
+    performance (CBPE needs them, not the arg-max class); none for other models. From the
+    config alone, so every batch of a model has the same columns."""
+    wanted = config.prediction.kind == "multiclass" and config.estimation.performance
+    return list(config.prediction.classes or []) if wanted else []
+
+
+def batch_from_columns(
+    columns: RecordColumns, schema: Schema, rows: Sequence[int] | None = None, classes: Sequence[str] = ()
+) -> Batch:
     """Columns of records validated column-wise (the same batch :func:`batch_from_records`
     makes of their Records); ``rows`` picks some of them, in that order."""
     inputs = dict(zip(columns.features, columns.inputs, strict=True))
@@ -128,7 +143,10 @@ def batch_from_columns(columns: RecordColumns, schema: Schema, rows: Sequence[in
         timestamps = [timestamps[j] for j in rows]
         predictions = [predictions[j] for j in rows]
         latencies = None if latencies is None else [latencies[j] for j in rows]
-    return Batch.from_columns(schema, timestamps, inputs, predictions, latencies)
+    batch = Batch.from_columns(schema, timestamps, inputs, predictions, latencies)
+    if classes:
+        batch.inputs.update(class_probability_columns(predictions, classes))
+    return batch
 
 
 def prediction_column(predictions: Sequence[Any], schema: Schema) -> np.ndarray:
@@ -169,6 +187,7 @@ def evaluation_rows(model: str, evaluation: Evaluation) -> list[dict[str, Any]]:
         "window_end": evaluation.window_end,
         "reference_version": evaluation.reference_version,
         "segment": evaluation.segment,
+        "model_version": evaluation.model_version,
     }
     rows: list[dict[str, Any]] = []
     drift = evaluation.drift
@@ -222,6 +241,7 @@ def performance_rows(model: str, result: PerformanceResult, reference_version: s
             "window_start": result.start,
             "window_end": result.end,
             "reference_version": reference_version,
+            "segment": result.segment,
             "kind": "performance",
             "feature": "",
             "method": metric,

@@ -39,7 +39,7 @@ import sys
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
@@ -78,8 +78,8 @@ class Evaluator:
     def submit_estimates(
         self,
         window: WindowState,
-        estimate: Callable[[WindowState], list[Estimate]],
-        then: Callable[[list[Estimate]], Any],
+        estimate: Callable[[WindowState], Sequence[Estimate]],
+        then: Callable[[Sequence[Estimate]], Any],
     ) -> None:
         """Queue a closed window's estimates (``estimate``, e.g. ``ModelDetector.estimate``)
         on the worker thread (module docstring: why not in the child); ``then`` receives them

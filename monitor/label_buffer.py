@@ -21,6 +21,10 @@ from monitor.buffer_bytes import LABEL_ENTRY_BYTES, label_entries_bytes, label_e
 from monitor.joins import BYTES, ENTRIES, OVERSIZE, Key
 from monitor.records import Record
 
+# A prediction's segment tags ({"region": "eu"}), kept so that its label reaches the slice's
+# performance windows (monitor/segment_state.py); None without tags.
+Tags = Mapping[str, str] | None
+
 # Keys of unlabelled predictions that left the label buffer, by cause (causes with none are absent).
 Lost = dict[str, list[Key]]
 
@@ -34,11 +38,12 @@ Keep = Callable[[Sequence[Key], Sequence[Any]], Sequence[Any]]
 
 class AwaitingLabel(NamedTuple):
     """What the label will be compared with: the prediction (what the performance windows
-    read of it: see :meth:`LabelBuffer.__init__`'s ``keep``) and when it was made.
+    read of it: see :meth:`LabelBuffer.__init__`'s ``keep``), when it was made and its
+    segment tags (whose slices' performance windows the label also goes to).
 
     ``labelled`` entries stay until they expire, so a repeated label or a retried
     record is recognised as a duplicate. The buffer stores each entry as a plain
-    ``(prediction, timestamp, arrived, labelled)`` tuple (building this named tuple
+    ``(prediction, timestamp, arrived, labelled, segment)`` tuple (building this named tuple
     costs ~10x more, and ingestion makes one per record) and :meth:`LabelBuffer.get`
     returns this view of it. Tuples rather than objects on purpose: the buffer holds
     ~200,000 of them, and tuples of plain values are untracked by the garbage
@@ -49,10 +54,20 @@ class AwaitingLabel(NamedTuple):
     timestamp: float
     arrived: float
     labelled: bool = False
+    segment: Tags = None
 
 
+# One entry: (prediction, timestamp, arrived, labelled, segment), see AwaitingLabel.
+Entry = tuple[Any, float, float, bool, Tags]
 # A LabelBuffer's keys in order and its entries (see LabelBuffer.copy).
-LabelEntries = tuple[list[Key], dict[Key, tuple[Any, float, float, bool]]]
+LabelEntries = tuple[list[Key], dict[Key, Entry]]
+
+
+def as_entry(values: Sequence[Any]) -> Entry:
+    """An entry from a checkpoint's values: ``(prediction, timestamp, arrived, labelled)``
+    as written before entries kept the segment (read as without tags), or with it."""
+    segment = values[4] if len(values) > 4 else None
+    return values[0], float(values[1]), float(values[2]), bool(values[3]), segment or None
 
 
 class LabelBuffer:
@@ -83,14 +98,14 @@ class LabelBuffer:
         self.max_bytes = max_bytes
         self.bytes = 0  # estimated bytes of the entries held
         self._keep = keep
-        # key -> (prediction, timestamp, arrived, labelled): see AwaitingLabel. Keys leave
+        # key -> (prediction, timestamp, arrived, labelled, segment): see AwaitingLabel. Keys leave
         # in the order they came (evictions and expiry take the oldest), so the order is a
         # list with a moving head rather than an OrderedDict: inserting and evicting a
         # batch of keys are then a few C-level calls instead of one Python call per key.
         # Each entry's estimated size (monitor/buffer_bytes.py) is in _sizes, in the same
         # places as its key in _order: 8 bytes, and the bytes of the oldest entries are one
         # C-level sum away.
-        self._awaiting: dict[Key, tuple[Any, float, float, bool]] = {}
+        self._awaiting: dict[Key, Entry] = {}
         self._order: list[Key] = []  # every key of _awaiting, oldest first, from _head on
         self._sizes = array("q")
         self._head = 0
@@ -114,8 +129,8 @@ class LabelBuffer:
 
     def mark_labelled(self, key: Key) -> None:
         """Record that ``key``'s label came (the entry keeps its place in the order)."""
-        prediction, timestamp, arrived, _ = self._awaiting[key]
-        self._awaiting[key] = (prediction, timestamp, arrived, True)
+        prediction, timestamp, arrived, _, segment = self._awaiting[key]
+        self._awaiting[key] = (prediction, timestamp, arrived, True, segment)
         self._touch(key)
 
     def _touch(self, key: Key) -> None:
@@ -142,14 +157,14 @@ class LabelBuffer:
         """The number the next entry will have."""
         return self._base + len(self._order)
 
-    def entries_since(self, seq: int) -> tuple[int, list[Key], list[tuple[Any, float, float, bool]]]:
+    def entries_since(self, seq: int) -> tuple[int, list[Key], list[Entry]]:
         """The entries numbered ``seq`` on (from the oldest, if it left), oldest first, and
         the first one's number: two C-level passes, for a checkpoint taken under the lock."""
         start = max(seq - self._base, self._head)
         keys = self._order[start:]
         return self._base + start, keys, list(map(self._awaiting.__getitem__, keys))
 
-    def take_touched(self) -> list[tuple[Key, tuple[Any, float, float, bool] | None]]:
+    def take_touched(self) -> list[tuple[Key, Entry | None]]:
         """The keys whose entry changed in place since the last call, with their entry now
         (None if it left), in the order they changed."""
         touched, self._touched = self._touched, []
@@ -162,20 +177,23 @@ class LabelBuffer:
         taken (``oversize``), by cause: their labels can no longer be matched, which the
         caller counts.
         """
-        return self.remember_values(key, record.prediction, record.timestamp, record.has_label, now)
+        return self.remember_values(key, record.prediction, record.timestamp, record.has_label, now, record.segment)
 
-    def remember_values(self, key: Key, prediction: Any, timestamp: float, labelled: bool, now: float) -> Lost:
+    def remember_values(
+        self, key: Key, prediction: Any, timestamp: float, labelled: bool, now: float, segment: Tags = None
+    ) -> Lost:
         """:meth:`remember` from the values rather than a Record."""
         if self._keep is not None and type(prediction) not in _PLAIN and isinstance(prediction, Mapping):
             prediction = self._keep([key], [prediction])[0]
-        size = label_entry_bytes(key, prediction)
+        segment = segment or None
+        size = label_entry_bytes(key, prediction, segment)
         awaiting = self._awaiting
         lost: Lost = {}
         if key in awaiting:  # not reached by the pipeline (it remembers new keys only)
             place = self._order.index(key, self._head)
             self.bytes += size - self._sizes[place]
             self._sizes[place] = size
-            awaiting[key] = (prediction, timestamp, now, labelled)
+            awaiting[key] = (prediction, timestamp, now, labelled, segment)
             self._touch(key)
         elif self.max_bytes is not None and size > self.max_bytes:
             return {} if labelled else {OVERSIZE: [key]}
@@ -183,7 +201,7 @@ class LabelBuffer:
             excess = len(awaiting) + 1 - self.capacity
             if excess > 0:
                 self._lose(lost, ENTRIES, excess)
-            awaiting[key] = (prediction, timestamp, now, labelled)
+            awaiting[key] = (prediction, timestamp, now, labelled, segment)
             self._order.append(key)
             self._sizes.append(size)
             self.bytes += size
@@ -203,6 +221,7 @@ class LabelBuffer:
         labelled: Sequence[bool] | None,
         now: float,
         model: str | None = None,
+        segments: Sequence[Tags] | None = None,
     ) -> Lost:
         """:meth:`remember` for many completed records at once, in order, for keys that
         are :meth:`all_new`: the same entries, evictions and returned keys as one call
@@ -210,25 +229,28 @@ class LabelBuffer:
         ``bytes`` an eviction is counted under can differ, when both bounds are reached
         in one call: here the oldest entries over the entry limit count as ``entries``,
         then those the byte budget needs as ``bytes``.) ``model``: every key's, if the
-        caller knows it is one."""
+        caller knows it is one; ``segments``: each record's tags (None: none has any)."""
         kinds = set(map(type, predictions))
         if self._keep is not None and not _PLAIN.issuperset(kinds):
             predictions = self._keep(keys, predictions)
             kinds = set(map(type, predictions))
-        sizes = label_entries_bytes(keys, predictions, kinds, model)
+        if segments is not None and not any(segments):
+            segments = None
+        sizes = label_entries_bytes(keys, predictions, kinds, model, segments)
         added = int(sizes.sum())
         lost: Lost = {}
         # No entry can be over the budget if all of them together are not (the usual case).
         if self.max_bytes is not None and added > self.max_bytes and sizes.max() > self.max_bytes:
             fits = sizes <= self.max_bytes
-            keys, predictions, timestamps, labelled = self._without_oversize(
-                lost, fits.tolist(), keys, predictions, timestamps, labelled
+            keys, predictions, timestamps, labelled, segments = self._without_oversize(
+                lost, fits.tolist(), keys, predictions, timestamps, labelled, segments
             )
             sizes = sizes[fits]
             added = int(sizes.sum())
         awaiting = self._awaiting
         flags = repeat(False) if labelled is None else labelled
-        awaiting.update(zip(keys, zip(predictions, timestamps, repeat(now), flags, strict=False), strict=True))
+        tags = repeat(None) if segments is None else segments
+        awaiting.update(zip(keys, zip(predictions, timestamps, repeat(now), flags, tags, strict=False), strict=True))
         self._order.extend(keys)
         self._sizes.frombytes(sizes.tobytes())
         self.bytes += added
@@ -247,7 +269,8 @@ class LabelBuffer:
         predictions: Sequence[Any],
         timestamps: Sequence[float],
         labelled: Sequence[bool] | None,
-    ) -> tuple[list[Key], list[Any], list[float], list[bool] | None]:
+        segments: Sequence[Tags] | None,
+    ) -> tuple[list[Key], list[Any], list[float], list[bool] | None, list[Tags] | None]:
         """The batch without its entries over the whole byte budget (``fits`` false), whose
         unlabelled keys go to ``lost`` (rare: one Python step per entry)."""
         flags = [False] * len(keys) if labelled is None else labelled
@@ -259,11 +282,12 @@ class LabelBuffer:
             list(compress(predictions, fits)),
             list(compress(timestamps, fits)),
             None if labelled is None else list(compress(labelled, fits)),
+            None if segments is None else list(compress(segments, fits)),
         )
 
     def entries_of(self, model: str) -> list[list[Any]]:
         """``model``'s entries, oldest first, as ``[id, prediction, timestamp, arrived,
-        labelled]`` lists (for a checkpoint; :meth:`put_back` takes them)."""
+        labelled, segment]`` lists (for a checkpoint; :meth:`put_back` takes them)."""
         awaiting = self._awaiting
         return [[key[1], *awaiting[key]] for key in self._order[self._head :] if key[0] == model]
 
@@ -274,15 +298,14 @@ class LabelBuffer:
         return self._order[self._head :], dict(self._awaiting)
 
     def put_back(self, model: str, entries: Iterable[Sequence[Any]]) -> Lost:
-        """Take back entries of :meth:`entries_of` (``model``'s own removed first), as
-        :meth:`put_back_entries` does."""
-        rows = [(name, prediction, float(timestamp), float(arrived), bool(labelled))
-                for name, prediction, timestamp, arrived, labelled in entries]  # fmt: skip
-        return self.put_back_entries([(model, row[0]) for row in rows], [row[1:] for row in rows])
+        """Take back entries of :meth:`entries_of` (``model``'s own removed first; rows
+        written before entries kept the segment have none), as :meth:`put_back_entries` does."""
+        rows = [(row[0], as_entry(row[1:])) for row in entries]
+        return self.put_back_entries([(model, row[0]) for row in rows], [row[1] for row in rows])
 
-    def put_back_entries(self, keys: Sequence[Key], entries: Sequence[tuple[Any, float, float, bool]]) -> Lost:
+    def put_back_entries(self, keys: Sequence[Key], entries: Sequence[Entry]) -> Lost:
         """Take back entries of a checkpoint, oldest first, as ``(prediction, timestamp,
-        arrived, labelled)`` per key. They go before every other entry, as the oldest:
+        arrived, labelled, segment)`` per key. They go before every other entry, as the oldest:
         expiry and eviction take them first. Returns the keys of unlabelled entries evicted
         (or not taken) to stay within the bounds, by cause."""
         predictions = [entry[0] for entry in entries]
@@ -291,8 +314,10 @@ class LabelBuffer:
         awaiting = self._awaiting
         lost: Lost = {}
         kept, sizes = [], []
-        for key, prediction, size, (_, timestamp, arrived, labelled) in zip(
-            keys, predictions, label_entries_bytes(keys, predictions).tolist(), entries, strict=True
+        segments = [entry[4] for entry in entries]
+        sized = label_entries_bytes(keys, predictions, segments=segments if any(segments) else None).tolist()
+        for key, prediction, size, (_, timestamp, arrived, labelled, segment) in zip(
+            keys, predictions, sized, entries, strict=True
         ):
             if key in awaiting:
                 continue
@@ -300,7 +325,7 @@ class LabelBuffer:
                 if not labelled:
                     lost.setdefault(OVERSIZE, []).append(key)
                 continue
-            awaiting[key] = (prediction, timestamp, arrived, labelled)
+            awaiting[key] = (prediction, timestamp, arrived, labelled, segment)
             kept.append(key)
             sizes.append(size)
             self.bytes += size

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter, not_
-from typing import Any
 
 import numpy as np
 import orjson
@@ -37,19 +36,21 @@ import orjson
 from detectors.sketches import unpack
 from monitor.checkpoint_bytes import json_chunks, pack_chunks
 from monitor.joins import Key
-from monitor.label_buffer import LabelBuffer, LabelEntries
+from monitor.label_buffer import Entry, LabelBuffer, LabelEntries, as_entry
 
-Entry = tuple[Any, float, float, bool]  # (prediction, timestamp, arrived, labelled): see AwaitingLabel
 SLICE = 10_000  # entries per pass of entries_by_model: ~1 ms with the GIL held
 SEGMENT_ENTRIES = 4_096  # numbers per segment: the most a checkpoint rewrites besides what is new
-SEGMENT_FORMAT = 1
-# One model's entries as ids and (prediction, timestamp, arrived, labelled) tuples.
+# Format 2: entries carry the prediction's segment tags (a fifth value, null without tags).
+# Format 1 segments (four values) are still read, as entries without tags.
+SEGMENT_FORMAT = 2
+READ_FORMATS = (1, 2)
+# One model's entries as ids and (prediction, timestamp, arrived, labelled, segment) tuples.
 AwaitingColumns = tuple[list[str], list[Entry]]
 
 
 def entries_by_model(copied: LabelEntries, models: Iterable[str]) -> dict[str, AwaitingColumns]:
     """Each of ``models``' entries from a :meth:`LabelBuffer.copy`, oldest first, as ids and
-    ``(prediction, timestamp, arrived, labelled)`` tuples (:meth:`LabelBuffer.put_back`
+    ``(prediction, timestamp, arrived, labelled, segment)`` tuples (:meth:`LabelBuffer.put_back`
     takes ``[id, *tuple]`` rows), for a checkpoint written on another thread than the
     event loop's. Only existing objects are gathered, by C-level passes over slices of
     :data:`SLICE` entries with a GIL release between them: building a list per entry
@@ -219,8 +220,8 @@ def restore_entries(segments: Sequence[tuple[int, bytes]], models: set[str]) -> 
     decoded = []
     for _, data in sorted(segments, key=itemgetter(0)):
         header, arrays = unpack(data)
-        if header.get("kind") != "label_segment" or header.get("format_version") != SEGMENT_FORMAT:
-            raise ValueError(f"not a label buffer segment of format {SEGMENT_FORMAT}")
+        if header.get("kind") != "label_segment" or header.get("format_version") not in READ_FORMATS:
+            raise ValueError(f"not a label buffer segment of format {' or '.join(map(str, READ_FORMATS))}")
         decoded.append((header, arrays))
     if not decoded:
         return [], []
@@ -230,17 +231,12 @@ def restore_entries(segments: Sequence[tuple[int, bytes]], models: set[str]) -> 
         entries = orjson.loads(arrays["entries"].tobytes())
         for number, key, entry in zip(arrays["numbers"].tolist(), keys, entries, strict=True):
             if number >= head and key[0] in models:
-                found[(key[0], key[1])] = _entry(entry)
+                found[(key[0], key[1])] = as_entry(entry)
     for _, arrays in decoded:  # in order: a later mark of a key wins
         marks = zip(orjson.loads(arrays["mark_keys"].tobytes()), orjson.loads(arrays["marks"].tobytes()), strict=True)
         for key, values in marks:
-            entry, mark = found.get((key[0], key[1])), _entry(values)
+            entry, mark = found.get((key[0], key[1])), as_entry(values)
             # Only on the entry it was made on: not on one of the same key that came after it left.
             if entry is not None and entry[1:3] == mark[1:3]:
                 found[(key[0], key[1])] = mark
     return list(found), list(found.values())
-
-
-def _entry(values: list[Any]) -> Entry:
-    prediction, timestamp, arrived, labelled = values
-    return prediction, float(timestamp), float(arrived), bool(labelled)

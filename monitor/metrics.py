@@ -278,6 +278,19 @@ class Metrics:
             ["model", "method"],
             registry=r,
         )
+        # Champion vs challenger (detectors.versions), per whole-population window.
+        self.version_divergence = Gauge(
+            "monitor_version_divergence",
+            "1 when the challenger's predictions diverged from the champion's in the latest window.",
+            ["model"],
+            registry=r,
+        )
+        self.version_agreement_ratio = Gauge(
+            "monitor_version_agreement_ratio",
+            "Share of the ids both champion and challenger scored on which they agreed, latest window (NaN: none).",
+            ["model"],
+            registry=r,
+        )
 
     def _segments(self, r: CollectorRegistry) -> None:
         """Segment analysis (detectors.segments): the latest window of each slice, labelled
@@ -307,6 +320,11 @@ class Metrics:
         self.segment_window_records = Gauge(
             "monitor_segment_window_records", "Records in the slice's latest evaluated window.", slice_labels,
             registry=r,
+        )  # fmt: skip
+        self.segment_performance = Gauge(
+            "monitor_segment_performance",
+            "Model performance in the slice's latest labelled window (accuracy, roc_auc, f1, mae, ...).",
+            [*slice_labels, "metric"], registry=r,
         )  # fmt: skip
         self.segment_records_pooled = Counter(
             "monitor_segment_records_pooled_total",

@@ -250,6 +250,10 @@ class MlflowReferences:
         # Held while a fetched reference is stored and activated: once stop() has it, no
         # fetch touches the store or the pipeline again (they close right after).
         self._activating = threading.Lock()
+        # The same, for the per-version fetches (monitor/mlflow_versions.py), and their
+        # statuses: model -> model version -> its fetch.
+        self.stopped, self.activating = self._stopped, self._activating
+        self.version_status: dict[str, dict[str, FetchStatus]] = {}
 
     def start(self) -> None:
         """A fetch thread per model with a registry reference (daemons: a registry call in
@@ -274,7 +278,12 @@ class MlflowReferences:
 
     def public(self, model: str) -> dict[str, Any] | None:
         status = self.status.get(model)
-        return None if status is None else status.public()
+        if status is None:
+            return None
+        versions = self.version_status.get(model)
+        if versions is None:
+            return status.public()
+        return {**status.public(), "versions": {v: s.public() for v, s in sorted(dict(versions).items())}}
 
     def _fetch_until_done(self, model: str, config: ModelConfig, status: FetchStatus) -> None:
         source = config.reference.mlflow

@@ -243,7 +243,7 @@ class EstimationConfig(Strict):
     """Before labels come (``detectors.estimation``; README "Without labels"), fitted on the
     reference file. ``performance``: CBPE (classifiers) or direct loss estimation
     (regression), when the file has ``reference.label_column``; ``multivariate``: PCA
-    reconstruction error on the numeric features; ``domain_classifier``: also a
+    reconstruction error on the numeric and one-hot categorical features; ``domain_classifier``: also a
     reference-vs-window classifier (about 1 s per 5,000-row window). ``band``: sampling
     errors either side of an estimate, and below the reference before an alert.
     ``proba_prefix``: multiclass reference columns ``<prefix><class>``."""
@@ -279,6 +279,30 @@ class SegmentsConfig(Strict):
         return value
 
 
+class VersionsConfig(Strict):
+    """Per-version windows (monitor.version_state): records carrying ``version`` are also
+    counted into windows of their version, each against the version's own reference (or
+    the model's). At most ``max_active`` versions have windows; a new one past that retires
+    the least recently seen (its open window dropped, counted). ``champion`` and
+    ``challenger``: two versions whose predictions are compared per whole-population window
+    (result and alert kind ``version_divergence``)."""
+
+    max_active: int = Field(default=5, ge=1, le=100)
+    champion: str | None = Field(default=None, min_length=1, max_length=1024)
+    challenger: str | None = Field(default=None, min_length=1, max_length=1024)
+    # Regression: two predictions of one id agree within this distance (binary: the same side
+    # of performance.threshold; classes: the same class).
+    agreement_tolerance: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _two_versions(self) -> VersionsConfig:
+        if (self.champion is None) != (self.challenger is None):
+            raise ValueError("versions: champion and challenger are given together (or neither)")
+        if self.champion is not None and self.champion == self.challenger:
+            raise ValueError(f"versions: champion and challenger must differ, both are {self.champion!r}")
+        return self
+
+
 class ModelConfig(Strict):
     """One monitored model. Feature order matters: it maps positional rows (KServe
     ``instances`` lists, V2 ``[N, F]`` tensors) to feature names."""
@@ -293,6 +317,7 @@ class ModelConfig(Strict):
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     estimation: EstimationConfig = Field(default_factory=EstimationConfig)
     segments: SegmentsConfig | None = None
+    versions: VersionsConfig | None = None
 
     @field_validator("segments", mode="before")
     @classmethod

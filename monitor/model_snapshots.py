@@ -187,6 +187,8 @@ def load_model(
         log.warning("model %s: no reference loaded, the checkpoint's windows cannot be restored", state.name)
     if "segments" in arrays and state.segments is not None:
         state.segments.restore(arrays["segments"].tobytes())
+    if state.versions is not None:  # not in checkpoints (monitor/version_state.py): they start over
+        state.versions.reset()
     saved = header.get("sinks", {})
     for name, sink in sinks.items():
         sink.restore_model(state.name, saved.get(name, []))
@@ -221,3 +223,5 @@ def reset_model(state: ModelState, sinks: Mapping[str, ModelScopedSink]) -> None
         state.detector = ModelDetector(state.detector.reference, state.detector.settings)
         if state.segments is not None:
             state.segments.start(state.detector.reference, state.detector.settings)
+    if state.versions is not None:
+        state.versions.reset()

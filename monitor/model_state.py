@@ -27,13 +27,16 @@ from monitor.detection import (
     concat_batches,
     detector_settings,
     prediction_column,
+    probability_classes,
     schema_for,
     with_version,
 )
 from monitor.evaluator import Evaluator
 from monitor.records import Record, RecordColumns
+from monitor.routing import LabelledPair
 from monitor.segment_state import ModelSegments, Tags
 from monitor.settings import ModelConfig
+from monitor.version_state import ModelVersions, VersionRows
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class ModelState:
         self.name = name
         self.config = config
         self.schema = schema_for(config)
+        self.classes = probability_classes(config)  # a multiclass model's batches carry its probabilities
         self.sinks = list(sinks)
         self.save_reference = save_reference
         self.evaluator = evaluator
@@ -73,6 +77,11 @@ class ModelState:
         self.reference_version: str | None = None
         # Drift per slice of the traffic (config ``segments:``), beside the whole population.
         self.segments = ModelSegments.for_config(config)
+        # Windows per model version (config ``versions:``), beside the whole population.
+        self.versions = ModelVersions.for_config(config)
+        if self.versions is not None and config.reference.mlflow is not None and config.reference.mlflow.per_version:
+            # No reference of the model's own (a registry template): each version gets its own.
+            self.versions.prepare(detector_settings(config, None))
         # What /v1/models says of the estimates before labels come: the active methods and,
         # when fitting them on the reference failed, why (the reference summary's "estimation").
         self.estimation: dict[str, Any] = {"methods": [], "error": None}
@@ -83,7 +92,7 @@ class ModelState:
         self._pending_batches: list[Batch] = []
         self._pending: list[Record] = []
         self._pending_rows = 0
-        self._pending_labels: list[tuple[Any, Any, float]] = []
+        self._pending_labels: list[LabelledPair] = []
 
     # -- reference --------------------------------------------------------------------------
     def set_reference(
@@ -99,6 +108,8 @@ class ModelState:
         self.reference_version = str(profile.version)
         if self.segments is not None:
             self.segments.start(profile, settings)
+        if self.versions is not None:
+            self.versions.start(profile, settings)
         self._warmup.clear()
         self._warmup_rows = 0
         if self.evaluator is not None:
@@ -109,6 +120,11 @@ class ModelState:
     def warming_up(self) -> bool:
         return self.detector is None and self.config.reference.from_first_records > 0
 
+    @property
+    def counting(self) -> bool:
+        """Whether records go on to windows: a reference, a warm-up, or per-version windows."""
+        return self.detector is not None or self.warming_up or (self.versions is not None and self.versions.ready)
+
     # -- traffic ----------------------------------------------------------------------------
     def observe(self, records: Sequence[Record], complete: bool) -> None:
         """Count records (complete, or released incomplete from the join buffer) and feed
@@ -117,12 +133,14 @@ class ModelState:
             self.records += len(records)
         else:
             self.incomplete += len(records)
-        if self.detector is None and not self.warming_up:
+        if not self.counting:
             return
         self._pending.extend(records)
         self._pending_rows += len(records)
         if self.segments is not None:
             self.segments.add_records(records)
+        if self.versions is not None:
+            self.versions.add_records(records)
         if self._pending_rows >= DETECTOR_BATCH:
             self.feed(drain=False)
 
@@ -131,15 +149,17 @@ class ModelState:
         and feed them to the detector, after the records observed before them."""
         n = len(columns) if rows is None else len(rows)
         self.records += n
-        if n == 0 or (self.detector is None and not self.warming_up):
+        if n == 0 or not self.counting:
             return
         if self._pending:  # keep the arrival order
             records, self._pending = self._pending, []
-            self._pending_batches.append(batch_from_records(records, self.schema))
-        self._pending_batches.append(batch_from_columns(columns, self.schema, rows))
+            self._pending_batches.append(batch_from_records(records, self.schema, self.classes))
+        self._pending_batches.append(batch_from_columns(columns, self.schema, rows, self.classes))
         self._pending_rows += n
         if self.segments is not None:
             self.segments.add_columns(columns, rows)
+        if self.versions is not None:
+            self.versions.add_columns(columns, rows)
         if self._pending_rows >= DETECTOR_BATCH:
             self.feed(drain=False)
 
@@ -151,21 +171,26 @@ class ModelState:
             batches, records = self._pending_batches, self._pending
             self._pending_batches, self._pending, self._pending_rows = [], [], 0
             if records:
-                batches.append(batch_from_records(records, self.schema))
+                batches.append(batch_from_records(records, self.schema, self.classes))
             batch = Batch.concat(batches)
             tags = None if self.segments is None else self.segments.take()
-            if self.detector is None:
-                self._warm_up(batch, tags)
+            versions = None if self.versions is None else self.versions.take()
+            if self.detector is None and not self.warming_up:  # per-version windows only
+                assert self.versions is not None and versions is not None
+                self.versions.update(batch, versions, self.evaluator, self._publish)
+            elif self.detector is None:
+                self._warm_up(batch, tags, versions)
             else:
-                self._update(batch, tags)
+                self._update(batch, tags, versions)
         if drain and self.segments is not None:
             self.segments.drain(self.evaluator, self._publish)
         if self._pending_labels:
             pairs, self._pending_labels = self._pending_labels, []
             self._labels(pairs)
 
-    def observe_labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
-        """``(prediction, label, prediction timestamp)`` triples for performance windows."""
+    def observe_labels(self, pairs: Sequence[LabelledPair]) -> None:
+        """``(prediction, label, prediction timestamp, segment tags)`` for performance windows
+        (the whole population's and the tagged slices')."""
         self.labelled += len(pairs)
         if self.detector is None or self.detector.performance is None:
             return
@@ -173,13 +198,16 @@ class ModelState:
         if len(self._pending_labels) >= DETECTOR_BATCH:
             self.feed(drain=False)
 
-    def _labels(self, pairs: Sequence[tuple[Any, Any, float]]) -> None:
+    def _labels(self, pairs: Sequence[LabelledPair]) -> None:
         assert self.detector is not None and self.detector.performance is not None
-        predictions = prediction_column([p for p, _, _ in pairs], self.schema)
-        labels = np.array([label for _, label, _ in pairs], dtype=object)
-        timestamps = np.array([t for _, _, t in pairs], dtype=np.float64)
+        predictions = prediction_column([pair[0] for pair in pairs], self.schema)
+        labels = np.array([pair[1] for pair in pairs], dtype=object)
+        timestamps = np.array([pair[2] for pair in pairs], dtype=np.float64)
         for result in self.detector.observe_labels(predictions, labels, timestamps):
             self._publish(result)
+        if self.segments is not None:
+            tags = [pair[3] for pair in pairs]
+            self.segments.observe_labels(predictions, labels, timestamps, tags, self._publish)
 
     def flush(self) -> None:
         """Evaluate the open drift and performance windows whatever their size (end of a replay)."""
@@ -191,18 +219,24 @@ class ModelState:
             if window is not None and window.n:  # as ModelDetector.flush, keeping the window for its estimates
                 self._evaluated(self.detector.evaluate(window))
                 self._estimated(self.detector.estimate(window))
+                if self.versions is not None:
+                    self.versions.window_closed(window, self.reference_version or "", None, self._publish)
             if self.segments is not None:
                 self.segments.flush(self.evaluator, self._publish)
+            if self.versions is not None:
+                self.versions.flush(self.evaluator, self._publish)
             performance = self.detector.flush_performance()  # the last labels' partial window too
             if performance is not None:
                 self._publish(performance)
 
     # -- internals --------------------------------------------------------------------------
-    def _update(self, batch: Any, tags: Tags | None = None) -> None:
+    def _update(self, batch: Any, tags: Tags | None = None, versions: VersionRows | None = None) -> None:
         detector = self.detector
         assert detector is not None
         if tags is not None and self.segments is not None:
             self.segments.update(batch, tags, self.evaluator, self._publish)
+        if versions is not None and self.versions is not None:
+            self.versions.update(batch, versions, self.evaluator, self._publish)
         for window in detector.close(batch):
             if self.evaluator is None:
                 self._evaluated(detector.evaluate(window))
@@ -211,6 +245,8 @@ class ModelState:
                 self.evaluator.submit_window(window, detector.settings.evaluation, self._evaluated)
                 if detector.settings.estimators is not None:  # queued after the evaluation: published after it
                     self.evaluator.submit_estimates(window, detector.estimate, self._estimated)
+            if self.versions is not None:  # champion vs challenger over the same window
+                self.versions.window_closed(window, self.reference_version or "", self.evaluator, self._publish)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         self._publish(evaluation)
@@ -227,7 +263,7 @@ class ModelState:
             except Exception:  # one failing sink must not stop the others or the traffic
                 log.exception("model %s: %s could not publish a result", self.name, type(sink).__name__)
 
-    def _warm_up(self, batch: Any, tags: Tags | None = None) -> None:
+    def _warm_up(self, batch: Any, tags: Tags | None = None, versions: VersionRows | None = None) -> None:
         wanted = self.config.reference.from_first_records
         take = min(len(batch), wanted - self._warmup_rows)
         self._warmup.append(batch.select(slice(0, take)))
@@ -247,4 +283,5 @@ class ModelState:
         self.set_reference(profile, summary)
         rest = batch.select(slice(take, None))
         if len(rest):  # the records beyond the reference open the first window
-            self._update(rest, None if tags is None else {key: values[take:] for key, values in tags.items()})
+            rest_tags = None if tags is None else {key: values[take:] for key, values in tags.items()}
+            self._update(rest, rest_tags, None if versions is None else (versions[0][take:], versions[1][take:]))

@@ -28,7 +28,7 @@ from monitor.metrics import UNKNOWN_MODEL, Metrics
 from monitor.model_snapshots import LocalSnapshot, capture_model, dump_model, load_model, reset_model, scoped_sinks
 from monitor.model_state import ModelState, ReferenceSaver
 from monitor.records import Record, Rejection
-from monitor.routing import PIPELINE_SOURCE, Routed, Router, label_predictions
+from monitor.routing import PIPELINE_SOURCE, Routed, Router, label_predictions, shadow_keyed
 from monitor.settings import ModelConfig, Settings
 from monitor.validation import Validator
 
@@ -122,7 +122,7 @@ class Pipeline:
         # Validation for ingest_items (it reads self.configs, so registered models count).
         self.validator = Validator(settings.limits, self.configs, accept_unknown=settings.unknown_models == "register")
         self._deltas: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_FIELDS, 0))
-        self._router = Router(self._joins, self._labels, metrics, self._delta)
+        self._router = Router(self._joins, self._labels, metrics, self._delta, shadow_keyed(self.configs))
         self._external_source = external_source
         # Models whose state the Kafka collector owns (fed by its source, or passed to its
         # checkpoint API), and the models changed since the last local snapshot.

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 # the loss model's trees): the same file gives the same estimators everywhere.
 SEED = 0
 _WITH_LABELS = ("binary", "multiclass", "regression")
+# A categorical feature enters the multivariate methods as this many one-hot columns at
+# most (plus other): the most frequent categories carry the correlations worth watching,
+# and each column costs PCA and the domain classifier as a numeric feature does.
+MAX_CATEGORIES = 10
 
 
 def fit_reference_estimators(
@@ -68,6 +72,8 @@ def fit_reference_estimators(
             positive_class=config.performance.positive_class or "1", classes=config.prediction.classes,
             proba_prefix=options.proba_prefix, multivariate=options.multivariate,
             domain_classifier=options.domain_classifier, chunk_size=options.chunk_size, band=options.band, seed=SEED,
+            # within the profile's top-K, so that windows tell the same categories apart
+            max_categories=min(MAX_CATEGORIES, config.reference.top_k),
         )  # fmt: skip
     except Exception as exc:  # any failure leaves the reference usable for drift
         status["error"] = f"{type(exc).__name__}: {exc}"[:500]

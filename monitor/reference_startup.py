@@ -26,6 +26,7 @@ from monitor.pipeline import Pipeline
 from monitor.reference_estimators import fit_reference_estimators, restore_estimators
 from monitor.reference_files import build_reference, file_format
 from monitor.store.database import Store
+from monitor.version_state import load_version_references
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ def load_references(pipeline: Pipeline, store: Store, *, announce: bool = True) 
     """Give every configured model its reference (see the module docstring). ``announce``:
     warn about each model left without one, now and hourly (a service; not a replay)."""
     for name, config in pipeline.configs.items():
+        state = pipeline.models.get(name)
+        if state is not None and state.versions is not None:  # references attached to versions
+            load_version_references(state.versions, store.version_references(name))
         stored = store.active_reference(name)
         if stored is not None:
             version, data = stored

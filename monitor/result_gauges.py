@@ -18,6 +18,7 @@ from detectors.performance import PerformanceResult
 from detectors.results import Estimate, Result
 from detectors.schema import channel_name
 from detectors.segments import OTHER
+from detectors.versions import VersionDivergence
 from monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ class LatestResults(Protocol):
     """The store's query of each kind's newest window (monitor.store.results)."""
 
     def latest_results(self, model: str) -> list[dict[str, Any]]: ...
+
+    def latest_slice_results(self, model: str) -> list[dict[str, Any]]: ...
 
 
 def _value(x: float | None) -> float:
@@ -42,11 +45,24 @@ class MetricsSink:
 
     def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
         m = self.metrics
+        if isinstance(result, VersionDivergence):  # champion vs challenger
+            m.windows_evaluated.labels(model, "version_divergence").inc()
+            m.version_divergence.labels(model).set(int(result.drift))
+            m.version_agreement_ratio.labels(model).set(_value(result.agreement_rate))
+            return
         if isinstance(result, EstimatedPerformance | MultivariateDrift):
             self._estimate(model, result)
             return
         if isinstance(result, Evaluation) and result.segment:  # a slice: its own families
             self._segment(model, result)
+            return
+        if isinstance(result, PerformanceResult) and result.segment:
+            m.windows_evaluated.labels(model, "segment_performance").inc()
+            for metric, value in result.metrics.items():
+                self._guarded(m.segment_performance, _value(value), model, result.segment, metric)
+            return
+        if isinstance(result, Evaluation) and result.model_version:  # a version's window: counted only
+            m.windows_evaluated.labels(model, "version_drift").inc()
             return
         if reference_version.isdigit():
             m.reference_version.labels(model).set(int(reference_version))
@@ -110,15 +126,22 @@ class MetricsSink:
         for model in models:
             try:
                 rows = store.latest_results(model)
+                slices = store.latest_slice_results(model)
             except Exception as exc:
                 log.warning("model %s: latest results not restored into the gauges: %s", model, exc)
                 continue
             for row in rows:
                 self._restore_row(model, row)
-            performance = [bool(row["drift"]) for row in rows if row["kind"] == "performance"]
-            if performance:  # degraded when any metric of the window was
-                self.metrics.performance_degraded.labels(model).set(int(any(performance)))
-            restored += len(rows)
+            for kind, family in (
+                ("performance", self.metrics.performance_degraded),  # degraded when any metric of the window was
+                ("estimated_performance", self.metrics.estimated_performance_drop),  # an alert when any metric's was
+            ):
+                flags = [bool(row["drift"]) for row in rows if row["kind"] == kind]
+                if flags:
+                    family.labels(model).set(int(any(flags)))
+            for row in slices:
+                self._restore_slice_row(model, row)
+            restored += len(rows) + len(slices)
         return restored
 
     def _restore_row(self, model: str, row: Mapping[str, Any]) -> None:
@@ -154,6 +177,37 @@ class MetricsSink:
             m.latency_slo_breach.labels(model).set(drift)
         elif kind == "performance":
             m.performance.labels(model, method).set(_value(statistic))
+        elif kind == "estimated_performance":  # as stored by monitor.store.results.estimate_rows
+            for bound, value in (
+                ("estimate", statistic),
+                ("lower", detail.get("lower")),
+                ("upper", detail.get("upper")),
+                ("threshold", row.get("threshold")),
+            ):
+                m.estimated_performance.labels(model, method, bound).set(_value(value))
+        elif kind == "multivariate_drift":
+            m.multivariate_drift_score.labels(model, method).set(_value(statistic))
+            m.multivariate_drift.labels(model, method).set(drift)
+
+    def _restore_slice_row(self, model: str, row: Mapping[str, Any]) -> None:
+        """A slice's stored row back into the segment gauges, as :meth:`_segment` (and the
+        slices' performance) set them (the pooled-records counter counts this process's)."""
+        m, segment, kind, feature, method = self.metrics, row["segment"], row["kind"], row["feature"], row["method"]
+        detail, drift, statistic = row.get("detail") or {}, int(bool(row["drift"])), row.get("statistic")
+        guarded = self._guarded
+        if kind == "feature_drift":
+            guarded(m.segment_feature_drift, drift, model, segment, feature)
+            if detail.get("role") == "effect":
+                guarded(m.segment_feature_drift_score, _value(statistic), model, segment, feature, method)
+        elif kind == "dataset_drift":
+            m.segment_window_records.labels(model, segment).set(row.get("n_current") or 0)
+            m.segment_drifted_features.labels(model, segment).set(len(detail.get("drifted") or ()))
+        elif kind == "prediction_drift":
+            m.segment_prediction_drift.labels(model, segment).set(drift)
+        elif kind == "quality":
+            guarded(m.segment_quality_breach, drift, model, segment, feature, method)
+        elif kind == "performance":
+            guarded(m.segment_performance, _value(statistic), model, segment, method)
 
     def _segment(self, model: str, result: Evaluation) -> None:
         """A slice's window (detectors.segments); rows of the key's ``__other__`` slice are
@@ -177,7 +231,7 @@ class MetricsSink:
                 m.segment_quality_breach, int(check.breached), model, segment, channel_name(check.channel), check.check
             )
 
-    def _estimate(self, model: str, result: Estimate) -> None:
+    def _estimate(self, model: str, result: EstimatedPerformance | MultivariateDrift) -> None:
         """Estimated performance (per metric: the estimate, its band and the alert threshold)
         or one multivariate method's statistic and verdict."""
         m = self.metrics

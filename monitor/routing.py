@@ -20,9 +20,18 @@ from typing import Any, cast
 from detectors.columns import Batch
 from detectors.schema import Schema
 from monitor.joins import TTL, JoinBuffer, Key
-from monitor.label_buffer import Keep, LabelBuffer, Lost
+from monitor.label_buffer import Keep, LabelBuffer, Lost, Tags
 from monitor.metrics import Metrics
 from monitor.records import Record, RecordColumns, ValidatedItems
+
+# A labelled prediction for the performance windows: (prediction, label, prediction
+# timestamp, segment tags or None), the tags for the slices' windows (monitor/segment_state.py).
+LabelledPair = tuple[Any, Any, float, Tags]
+
+# Shadow traffic (monitor/version_state.py): for a model with a champion and a challenger,
+# one request scored by both versions comes as two records of one id; each is keyed by its id
+# and version (id + this + version), so the second is not a duplicate of the first.
+VERSION_SEPARATOR = "\x1f"
 
 # Join-level counts are kept per model under this source name: a joined record can mix
 # sources (a KServe request event and a label posted later), so it belongs to none of them.
@@ -43,7 +52,8 @@ class Routed:
     labels_lost: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     incomplete: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
-    labels: dict[str, list[tuple[Any, Any, float]]] = field(default_factory=lambda: defaultdict(list))
+    # (prediction, label, prediction timestamp, the prediction's segment tags) per model.
+    labels: dict[str, list[LabelledPair]] = field(default_factory=lambda: defaultdict(list))
 
 
 def label_predictions(schema_of: Callable[[str], Schema | None]) -> Keep:
@@ -84,20 +94,46 @@ def label_predictions(schema_of: Callable[[str], Schema | None]) -> Keep:
     return keep
 
 
+def shadow_keyed(configs: Mapping[str, Any]) -> Callable[[str], bool]:
+    """Whether a model's records are keyed by id and version (a champion and a challenger)."""
+
+    def keyed(model: str) -> bool:
+        config = configs.get(model)
+        versions = None if config is None else config.versions
+        return versions is not None and versions.challenger is not None
+
+    return keyed
+
+
+def plain_id(key_id: str) -> str:
+    """A record id without the version a shadow-keyed model's key carries."""
+    return key_id.rpartition(VERSION_SEPARATOR)[0] if VERSION_SEPARATOR in key_id else key_id
+
+
 class Router:
     """Joins and dedupes records with the pipeline's buffers; ``count(model, source, name, n)``
-    adds to the pipeline's persisted counts. Not thread-safe: the pipeline's lock guards it."""
+    adds to the pipeline's persisted counts; ``keyed_by_version(model)``: whether its records'
+    key is their id and version (:func:`shadow_keyed`). Not thread-safe: the pipeline's lock guards it."""
 
     def __init__(
-        self, joins: JoinBuffer, labels: LabelBuffer, metrics: Metrics, count: Callable[[str, str, str, int], None]
-    ):
+        self, joins: JoinBuffer, labels: LabelBuffer, metrics: Metrics, count: Callable[[str, str, str, int], None],
+        keyed_by_version: Callable[[str], bool] = lambda model: False,
+    ):  # fmt: skip
         self.joins = joins
         self.labels = labels
         self.metrics = metrics
         self._count = count
+        self._keyed_by_version = keyed_by_version
 
     def route_valid(self, valid: ValidatedItems, now: float, routed: Routed) -> int:
         """Route a call's records and record columns in item order; returns the duplicates."""
+        for columns in valid.columns:
+            versions = columns.versions
+            if versions is not None and self._keyed_by_version(columns.model):
+                columns.ids = [
+                    i if i is None or v is None else f"{i}{VERSION_SEPARATOR}{v}"
+                    for i, v in zip(columns.ids, versions, strict=True)
+                ]
         streams: list[tuple[list[int], RecordColumns | None]] = [(c.positions, c) for c in valid.columns]
         if valid.records:
             streams.append((valid.record_positions, None))
@@ -145,6 +181,7 @@ class Router:
                     None if labels is None else [label is not None for label in labels],
                     now,
                     model,
+                    None if chunk.segments is None else chunk.segments[start:stop],
                 )
                 if lost:
                     _count_lost(lost, routed)
@@ -168,7 +205,8 @@ class Router:
                     duplicates += self.route(chunk.record(j), now, routed)
                     continue
                 labelled = chunk.labels is not None and chunk.labels[j] is not None
-                lost = self.labels.remember_values(key, chunk.predictions[j], chunk.timestamps[j], labelled, now)
+                tags = None if chunk.segments is None else chunk.segments[j]
+                lost = self.labels.remember_values(key, chunk.predictions[j], chunk.timestamps[j], labelled, now, tags)
                 if lost:
                     _count_lost(lost, routed)
             run.append(j)
@@ -183,14 +221,20 @@ class Router:
         if chunk.labels is None:
             return
         pairs = routed.labels[chunk.model]
+        segments = chunk.segments
         for j in rows:
             label = chunk.labels[j]
             if label is not None:
-                pairs.append((chunk.predictions[j], label, chunk.timestamps[j]))
+                tags = None if segments is None else segments[j]
+                pairs.append((chunk.predictions[j], label, chunk.timestamps[j], tags))
 
     def route(self, record: Record, now: float, routed: Routed) -> int:
         """Join or forward one record; returns 1 if it was a duplicate."""
         model = record.model
+        if record.id is not None and record.version is not None and self._keyed_by_version(model):
+            keyed = f"{VERSION_SEPARATOR}{record.version}"
+            if not record.id.endswith(keyed):  # not keyed already (a row of rewritten columns)
+                record.id += keyed
         if record.id is None:  # complete by validation: nothing to join, nothing to dedupe
             self._complete(record, now, routed, None)
             return 0
@@ -199,7 +243,9 @@ class Router:
         if awaiting is not None:  # this id was completed before
             if record.has_label and not awaiting.labelled and record.inputs is None and not record.has_prediction:
                 self.labels.mark_labelled(key)
-                routed.labels[model].append((awaiting.prediction, record.label, awaiting.timestamp))
+                # The prediction's tags (a label posted alone rarely repeats them); the label's own otherwise.
+                tags = awaiting.segment or record.segment
+                routed.labels[model].append((awaiting.prediction, record.label, awaiting.timestamp, tags))
                 return 0
             routed.duplicates[model] += 1
             return 1
@@ -219,7 +265,7 @@ class Router:
     def _complete(self, record: Record, now: float, routed: Routed, key: tuple[str, str] | None) -> None:
         routed.complete[record.model].append(record)
         if record.has_label:
-            routed.labels[record.model].append((record.prediction, record.label, record.timestamp))
+            routed.labels[record.model].append((record.prediction, record.label, record.timestamp, record.segment))
         if key is not None:
             lost = self.labels.remember(key, record, now)
             if lost:

@@ -4,8 +4,9 @@ rows waiting for the detector, and the slice detectors run and published beside 
 whole population (see :mod:`detectors.segments` for the statistics and the bounds).
 
 Slice windows are evaluated like the whole population's: on the evaluator's thread (or
-its child process) when there is one, in the order they close. Performance (labels) and
-estimation stay whole-population only.
+its child process) when there is one, in the order they close. Labelled predictions reach
+their slices' performance windows with the tags their prediction carried (the label
+buffer keeps them: monitor/label_buffer.py). Estimation stays whole-population only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, evaluate_window
 from detectors.model import DetectorSettings
+from detectors.performance import PerformanceResult
 from detectors.profiles import ReferenceProfile
 from detectors.segments import SegmentDetectors, SegmentSpec, SegmentWindow, tag_columns
 from monitor.evaluator import Evaluator
@@ -100,18 +102,35 @@ class ModelSegments:
         for closed in self.detectors.update(batch, tags):
             self._evaluate(closed, evaluator, publish)
 
+    def observe_labels(
+        self,
+        predictions: np.ndarray,
+        labels: np.ndarray,
+        timestamps: np.ndarray,
+        tags: Sequence[Mapping[str, str] | None],
+        publish: Callable[[PerformanceResult], None],
+    ) -> None:
+        """Count labelled predictions into their slices' performance windows (``tags``: each
+        prediction's); publish the results of the windows that closed."""
+        if self.detectors is None or not any(tags):
+            return
+        for result in self.detectors.observe_labels(predictions, labels, timestamps, tag_columns(tags, self.spec.keys)):
+            publish(result)
+
     def drain(self, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]) -> None:
         """Count the slices' waiting rows (every housekeeping tick, before a checkpoint)."""
         if self.detectors is not None:
             for closed in self.detectors.drain():
                 self._evaluate(closed, evaluator, publish)
 
-    def flush(self, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]) -> None:
+    def flush(self, evaluator: Evaluator | None, publish: Callable[[Evaluation | PerformanceResult], None]) -> None:
         if self.detectors is not None:
             for closed in self.detectors.flush():
                 self._evaluate(closed, evaluator, publish)
             if evaluator is not None:
                 evaluator.settle()
+            for result in self.detectors.flush_performance():
+                publish(result)
 
     def _evaluate(
         self, closed: SegmentWindow, evaluator: Evaluator | None, publish: Callable[[Evaluation], None]
@@ -127,6 +146,18 @@ class ModelSegments:
             done(evaluate_window(closed.window, closed.settings))
         else:
             evaluator.submit_window(closed.window, closed.settings, done)
+
+    def public(self) -> dict[str, Any]:
+        """What /v1/models says of the slices: the keys and bound, each slice with windows
+        (:meth:`SegmentDetectors.overview`), the rows pooled per key as ``__other__``."""
+        detectors = self.detectors
+        return {
+            "keys": list(self.spec.keys),
+            "max_values": self.spec.max_values,
+            "slices": [] if detectors is None else detectors.overview(),
+            "pooled": dict.fromkeys(self.spec.keys, 0) if detectors is None else dict(detectors.pooled),
+            "windows_evaluated": self.windows_evaluated,
+        }
 
     # -- checkpoints ------------------------------------------------------------------------
     def to_bytes(self) -> bytes | None:

@@ -24,6 +24,9 @@ from support import free_port
 # One worker (the default is 4): a handful of test requests, on a shared 2-core machine.
 WORKERS = "1"
 START_SECONDS = 120.0  # ready in ~6-15 s; generous for a busy machine
+# Without MLflow 3's job runner: the registry needs none, and each start would add three
+# huey consumer processes (importing mlflow, then polling) and leave a folder in /dev/shm.
+ENV = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 class MlflowUnavailable(RuntimeError):
@@ -51,7 +54,7 @@ class MlflowServer:
         with self.log_path.open("ab") as log:
             # A session of its own: stop() signals the server and its worker processes together.
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True, env=ENV
             )
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:

@@ -8,8 +8,9 @@ encoding the windows use (:meth:`detectors.columns.Batch.from_frame`).
   ``{class: probability}`` mappings (as in JSONL records).
 * Regression: direct loss estimation (:mod:`detectors.estimation.loss`) on the numeric
   features and the prediction, labels as numbers.
-* PCA reconstruction error and the domain classifier: on the numeric features (the
-  windows sample whole rows of numeric channels only).
+* PCA reconstruction error and the domain classifier: on the numeric features and the
+  categorical ones one-hot encoded by their ``max_categories`` most frequent reference
+  categories plus other (:func:`detectors.estimation.window.one_hot`).
 
 Rows whose label is missing are left out of CBPE (they cannot calibrate anything).
 """
@@ -26,9 +27,9 @@ from detectors.columns import Batch
 from detectors.estimation.cbpe import CBPE
 from detectors.estimation.loss import DirectLossEstimator
 from detectors.estimation.multivariate import DomainClassifier, PCAReconstruction
-from detectors.estimation.window import Estimators
+from detectors.estimation.window import Estimators, one_hot
 from detectors.performance import binary_label
-from detectors.schema import NUMERIC, Schema
+from detectors.schema import CATEGORICAL, NUMERIC, Schema
 
 
 def fit_estimators(
@@ -45,6 +46,7 @@ def fit_estimators(
     chunk_size: int = 5_000,
     band: float = 3.0,
     seed: int = 0,
+    max_categories: int = 10,
 ) -> Estimators:
     """CBPE (when ``label_column`` is given and the model classifies), direct loss estimation
     (a labelled regressor) and the multivariate methods (``multivariate``; the domain
@@ -73,14 +75,28 @@ def fit_estimators(
         truth = pd.to_numeric(labelled[label_column], errors="coerce").to_numpy(dtype=np.float64)
         loss = DirectLossEstimator(rows, truth, chunk_size=chunk_size, band=band, seed=seed)
     pca = domain = None
-    if (multivariate or domain_classifier) and len(columns) >= 2:
+    categorical: dict[str, tuple[str, ...]] = {}
+    if multivariate or domain_classifier:
         batch = Batch.from_frame(frame, schema, default_timestamp=0.0)
-        rows = np.column_stack([np.asarray(batch.inputs[c], dtype=np.float64) for c in columns])
-        rows = rows[~np.isnan(rows).all(axis=1)]
-        pca = PCAReconstruction.fit(rows, columns=columns) if multivariate else None
-        domain = DomainClassifier(rows, seed=seed) if domain_classifier else None
-    used = pca is not None or domain is not None or loss is not None
-    return Estimators(cbpe=cbpe, pca=pca, domain=domain, columns=tuple(columns) if used else (), loss=loss)
+        parts = [np.asarray(batch.inputs[c], dtype=np.float64)[:, None] for c in columns]
+        names = list(columns)
+        for name in (k for k, kind in schema.features.items() if kind == CATEGORICAL):
+            counts = pd.Series(batch.inputs[name]).value_counts(dropna=True, sort=False)
+            # most frequent first, ties by name: the same categories from the same file everywhere
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:max_categories]
+            categorical[name] = tuple(str(c) for c, _ in ranked)
+            parts.append(one_hot(batch.inputs[name], categorical[name]))
+            names += [*(f"{name}={c}" for c in categorical[name]), f"{name}=(other)"]
+        if len(names) >= 2:
+            rows = np.hstack(parts)
+            rows = rows[~np.isnan(rows).all(axis=1)]
+            pca = PCAReconstruction.fit(rows, columns=names) if multivariate else None
+            domain = DomainClassifier(rows, seed=seed) if domain_classifier else None
+    used = pca is not None or domain is not None
+    return Estimators(
+        cbpe=cbpe, pca=pca, domain=domain, columns=tuple(columns) if used or loss is not None else (), loss=loss,
+        categorical=categorical if used else {},
+    )  # fmt: skip
 
 
 def _fit_binary(

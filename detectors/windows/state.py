@@ -11,7 +11,8 @@ the reference range; latency bounds never go below 0; a binary score's are
 * numeric channels: int64 counts per reference bin (finite values only), null,
   non-finite, wrong-type, below-range and above-range counts, min/max/sum of
   finite values, and one row reservoir shared by all numeric channels (one RNG
-  draw per row, not per channel).
+  draw per row, not per channel); when the layout asks, the reservoir's rows also
+  carry extra numeric inputs and categorical slot codes (``WindowLayout.sampled``).
 * categorical channels: counts per top-K category, ``other`` and ``unseen``.
   *Unseen is a subset of other*: ``other`` counts every non-null value outside
   the reference top-K (so ``counts()`` aligns with the reference's
@@ -38,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -70,6 +71,8 @@ class WindowLayout:
         bounds: Mapping[str, tuple[float, float]] | None = None,
         range_margin: float = 0.1,
         latency_accuracy: float = 0.01,
+        extra_numeric: Sequence[str] = (),
+        coded_categorical: Sequence[str] = (),
     ) -> None:
         if not isinstance(reference, ReferenceProfile):
             raise TypeError(f"reference must be a ReferenceProfile, got {type(reference).__name__}")
@@ -130,8 +133,20 @@ class WindowLayout:
         # Every evaluation compares with the same reference samples: sort their finite part once.
         self.reference_sorted = {k: np.sort(p.sample[np.isfinite(p.sample)]) for k, p in num_profiles.items()}
         self.has_latency = LATENCY in chans  # a profiled latency channel (bins, range counts)
+        self._sample_columns(extra_numeric, coded_categorical)
         ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
+        if self.extra_numeric or self.coded_categorical:  # kept out otherwise: older checkpoints still match
+            ident.append([self.extra_numeric, self.coded_categorical])
         self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+
+    def _sample_columns(self, extra_numeric: Sequence[str], coded_categorical: Sequence[str]) -> None:
+        """Reservoir-only columns after the numeric channels, for detectors.estimation.window:
+        extra numeric inputs (class probabilities) and categorical slot codes (``cat_maps``)."""
+        self.extra_numeric, self.coded_categorical = [str(k) for k in extra_numeric], list(coded_categorical)
+        if not set(self.coded_categorical) <= set(self.categorical):
+            raise ValueError(f"coded_categorical names non-categorical channels: {self.coded_categorical}")
+        self.sampled = [*self.numeric, *self.extra_numeric, *self.coded_categorical]  # reservoir columns
+        self.sample_index = {k: j for j, k in enumerate(self.sampled)}
 
     def _infer_bounds(self, name: str, p: NumericProfile, margin: float) -> tuple[float, float]:
         schema = self.reference.schema
@@ -183,7 +198,7 @@ class WindowState:
         self.num_sum = np.zeros(d)
         self.cat_counts = np.zeros(int(layout.cat_offsets[-1]), dtype=np.int64)
         self.cat_wrong = np.zeros(len(layout.categorical), dtype=np.int64)
-        self.reservoir = Reservoir(layout.sample_size, d, self.seed)
+        self.reservoir = Reservoir(layout.sample_size, len(layout.sampled), self.seed)
         self.latency = QuantileSketch(layout.latency_accuracy)  # always: latency needs no reference
 
     # ---- updating -------------------------------------------------------------------------------
@@ -196,31 +211,47 @@ class WindowState:
         ts = batch.timestamps[np.isfinite(batch.timestamps)]
         if ts.size:
             self.min_ts, self.max_ts = min(self.min_ts, float(ts.min())), max(self.max_ts, float(ts.max()))
-        if lay.numeric:
-            self._update_numeric(batch, n)
+        x = self._update_numeric(batch, n) if lay.numeric else np.empty((0, n))
+        sampled: dict[str, np.ndarray] = {}  # per-row slots of the categorical channels sampled
         for c, ch in enumerate(lay.categorical):
             o, size = int(lay.cat_offsets[c]), lay.cat_sizes[c]
             col = batch.column(ch)
             if col is None:  # channel absent from the batch: every record is null
                 self.cat_counts[o + size + 2] += n
+                sampled[ch] = np.full(n, size + 2)
                 continue
             if col.dtype.kind not in "OUT":
                 raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
             coded = batch.codes.get(ch)
             if coded is not None:  # read from a table: count the codes, look up each distinct name once
                 per_name = np.bincount(coded[0], minlength=coded[1].size)
-                np.add.at(self.cat_counts, o + _category_slots(coded[1], lay.cat_maps[c], size), per_name)
+                slots = _category_slots(coded[1], lay.cat_maps[c], size)
+                np.add.at(self.cat_counts, o + slots, per_name)
+                if ch in lay.sample_index:
+                    sampled[ch] = slots[coded[0]]
             else:
-                slots = _category_slots(col, lay.cat_maps[c], size)
+                sampled[ch] = slots = _category_slots(col, lay.cat_maps[c], size)
                 self.cat_counts[o : o + size + 3] += np.bincount(slots, minlength=size + 3)
             st = batch.status.get(ch)
             if st is not None:
                 self.cat_wrong[c] += np.count_nonzero(st == WRONG_TYPE)
         if batch.latency_ms is not None:
             self.latency.update(batch.latency_ms)
+        if lay.sampled:
+            self._sample(batch, x, sampled)
         self.n += n
 
-    def _update_numeric(self, batch: Batch, n: int) -> None:
+    def _sample(self, batch: Batch, x: np.ndarray, slots: Mapping[str, np.ndarray]) -> None:
+        """Offer the batch's rows to the reservoir: numeric channels (``x``, d x n), then the
+        layout's extra numeric inputs (NaN when absent) and categorical slot codes."""
+        lay = self.layout
+        if not (lay.extra_numeric or lay.coded_categorical):
+            self.reservoir.add(x.T)
+            return
+        extras = [batch.inputs.get(k, np.full(x.shape[1], np.nan)) for k in lay.extra_numeric]
+        self.reservoir.add(np.vstack([x, *extras, *(slots[k] for k in lay.coded_categorical)]).T)
+
+    def _update_numeric(self, batch: Batch, n: int) -> np.ndarray:
         lay = self.layout
         d = len(lay.numeric)
         x = np.empty((d, n))
@@ -271,7 +302,7 @@ class WindowState:
             self._bin_by_channel(x, nonfinite)
         else:
             self._bin_together(x, None if all_finite else finite)
-        self.reservoir.add(x.T)
+        return x
 
     def _bin_by_channel(self, x: np.ndarray, nonfinite: np.ndarray) -> None:
         """Bin counts of a large batch: per channel, the number of values at or below each
@@ -372,15 +403,8 @@ class WindowState:
     @property
     def nbytes(self) -> int:
         """Bytes held by the window's arrays (excluding the shared layout)."""
-        arrays = (
-            self.bin_counts,
-            self.num_counters,
-            self.num_min,
-            self.num_max,
-            self.num_sum,
-            self.cat_counts,
-            self.cat_wrong,
-        )
+        arrays = (self.bin_counts, self.num_counters, self.num_min, self.num_max, self.num_sum, self.cat_counts,
+                  self.cat_wrong)  # fmt: skip
         return sum(a.nbytes for a in arrays) + self.reservoir.nbytes + self.latency.counts.nbytes
 
     # ---- merging and storage --------------------------------------------------------------------
@@ -461,15 +485,9 @@ class WindowState:
             raise ValueError(f"window was saved with layout {h['layout']}, not {layout.fingerprint}")
         out = cls(layout, seq=h["seq"], seed=h["seed"], start=h["start"], end=h["end"])
         out.n, out.late, out.min_ts, out.max_ts = h["n"], h["late"], h["min_ts"], h["max_ts"]
-        for attr, key in (
-            ("bin_counts", "bins"),
-            ("num_counters", "num_counters"),
-            ("num_min", "num_min"),
-            ("num_max", "num_max"),
-            ("num_sum", "num_sum"),
-            ("cat_counts", "cat_counts"),
-            ("cat_wrong", "cat_wrong"),
-        ):
+        for attr, key in (("bin_counts", "bins"), ("num_counters", "num_counters"), ("num_min", "num_min"),
+                          ("num_max", "num_max"), ("num_sum", "num_sum"), ("cat_counts", "cat_counts"),
+                          ("cat_wrong", "cat_wrong")):  # fmt: skip
             if a[key].shape != getattr(out, attr).shape:
                 raise ValueError(f"window array {key!r} has shape {a[key].shape}, expected {getattr(out, attr).shape}")
             setattr(out, attr, a[key])

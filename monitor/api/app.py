@@ -28,6 +28,7 @@ from monitor.api.head_limit import HeadLimit
 from monitor.api.responses import JSONResponse
 from monitor.api.service import Service
 from monitor.api.timing import RequestTimer
+from monitor.api.versions import router as versions_router
 from monitor.gc_tuning import tune_garbage_collector
 from monitor.metrics import Metrics
 from monitor.settings import Settings, load_settings
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.add_middleware(RequestTimer, metrics=metrics)
     app.include_router(ingest.router, responses=STORE_UNAVAILABLE_RESPONSE)
     app.include_router(models.router)
+    app.include_router(versions_router)  # GET /v1/models/{m}/versions (monitor/version_state.py)
     app.include_router(alerts.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)

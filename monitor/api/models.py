@@ -107,7 +107,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     the estimators fitted on the reference (``methods``: ``cbpe``, ``direct_loss``,
     ``pca_reconstruction``, ``domain_classifier``) or why fitting them failed (``error``);
     ``reference_source``: for a reference from MLflow, its fetch (``state``: ``fetching``,
-    ``failed`` while retrying, ``ready``; ``attempts``, ``last_error``), else null."""
+    ``failed`` while retrying, ``ready``; ``attempts``, ``last_error``), else null;
+    ``segments``: the slices (``segment``, the ``reference`` it is compared with: its own
+    rows or ``whole``, ``open_window_records``), the rows ``pooled`` per key as
+    ``__other__`` and the slice windows evaluated; null without ``segments:``."""
     pipeline: Pipeline = request.app.state.pipeline
     mlflow = getattr(getattr(request.app.state, "service", None), "mlflow_references", None)
     return {
@@ -126,6 +129,8 @@ async def list_models(request: Request) -> dict[str, Any]:
                 # Where the reference is fetched from, when not a file or upload (README "MLflow").
                 "reference_source": None if mlflow is None else mlflow.public(state.name),
                 "estimation": state.estimation,
+                # Segment analysis (README "Segments"): the slices with windows, the pooled rows; null without.
+                "segments": None if state.segments is None else state.segments.public(),
             }
             for state in pipeline.models.values()
         ]
@@ -238,6 +243,9 @@ async def get_results(
     segment: str | None = Query(
         None, max_length=4096, description="a slice, e.g. region:eu (default: whole population)"
     ),
+    version: str | None = Query(
+        None, min_length=1, max_length=4096, description="a model version's own windows (default: every version)"
+    ),
 ) -> dict[str, Any]:
     """Detector results by window then id. ``next`` is the ``cursor`` of the following
     page (null on the last); each time is in epoch seconds and, as ``*_iso``, ISO 8601."""
@@ -250,6 +258,7 @@ async def get_results(
     rows, following = await asyncio.to_thread(
         query_results, store, model, kind=kind, feature=feature, method=method, since_seq=since_seq,
         since=begin, until=end, after=after, limit=limit, segment=parse_segment(segment),
+        model_version=version or "",
     )  # fmt: skip
     if not rows and config is None:
         _config(request, model)  # nothing stored: 404 unless the model is configured

@@ -26,7 +26,7 @@ from monitor.timestamps import parse_timestamp
 # accepted too, so rows of a newer kind are never refused.
 RESULT_KINDS = (
     "feature_drift", "prediction_drift", "dataset_drift", "quality", "latency", "performance",
-    "estimated_performance", "multivariate_drift",
+    "estimated_performance", "multivariate_drift", "version_divergence",
 )  # fmt: skip
 # Channels besides the features: the prediction, the latency and "" (model-wide rows).
 CHANNELS = ("prediction", "latency_ms", "")
@@ -116,12 +116,13 @@ def query(
     after: tuple[int, int] | None,
     limit: int,
     segment: str = "",
+    model_version: str = "",
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of rows by ``window_seq`` then ``id``, and the cursor of the next page (None
     on the last). ``since`` / ``until``: windows that ended at or after / before."""
     rows = store.results(
         model, kind=kind, feature=feature, method=method, since_seq=since_seq, since=since, until=until,
-        after=after, limit=limit + 1, segment=segment,
+        after=after, limit=limit + 1, segment=segment, model_version=model_version,
     )  # fmt: skip
     for row in rows:
         for name in TIME_FIELDS:

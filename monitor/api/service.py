@@ -23,6 +23,7 @@ from collectors.kafka import KafkaCollector
 from monitor.checkpointer import Checkpointer
 from monitor.metrics import Metrics, StoreMetrics
 from monitor.mlflow_references import MlflowReferences
+from monitor.mlflow_versions import VersionFetches
 from monitor.pipeline import Pipeline
 from monitor.reference_startup import load_references, reference_saver
 from monitor.result_gauges import MetricsSink
@@ -121,6 +122,7 @@ class Service:
         for name, config in settings.models.items():
             await asyncio.to_thread(store.upsert_model, name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, self.pipeline, store)
+        VersionFetches(self.mlflow_references).start()  # before traffic: versions seen from now on
         await asyncio.to_thread(MetricsSink(self.metrics).restore, store, list(settings.models))  # restart-safe
         if self.checkpointer is not None:  # before Kafka: its own checkpoints replace these
             await asyncio.to_thread(self.checkpointer.restore)

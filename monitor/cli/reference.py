@@ -1,14 +1,17 @@
 """The ``monitor reference`` commands: set and list a model's reference data from the shell.
 
 monitor reference set MODEL FILE --config CONFIG [--prediction-column C] [--latency-column C] [--label-column C]
+                      [--version V]
 monitor reference show MODEL --config CONFIG
 
 ``set`` profiles a CSV, Parquet or JSONL file (by its suffix) with the model's schema from
 the config, or takes a saved profile (``monitor.profile(df).save(path)``, any name; checked
 against the model's config), and stores it as the model's next, active, reference version (source ``cli``),
-exactly as ``PUT /v1/models/{model}/reference`` does. A running service learns of it when
-it next loads the model's active reference. Mistakes in the arguments, the config or the
-file print one ``error:`` line and exit with 2; a database failure exits with 1.
+exactly as ``PUT /v1/models/{model}/reference`` does; with ``--version V``, as model version
+V's reference (``PUT /v1/models/{model}/versions/{V}/reference``, README "Versions"). A
+running service learns of it when it next loads the model's active references. Mistakes
+in the arguments, the config or the file print one ``error:`` line and exit with 2; a
+database failure exits with 1.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     set_.add_argument(
         "--label-column", help="column of the labels: keeps the reference's own performance (default: none)"
     )
+    set_.add_argument(
+        "--version", dest="model_version", help="attach it to this model version only (config `versions:`)"
+    )
     set_.set_defaults(func=cmd_set)
 
     show = sub.add_parser("show", help="list a model's reference versions, newest first")
@@ -67,6 +73,8 @@ def cmd_set(args: argparse.Namespace) -> int:
 
     try:
         settings, config = _model(args.config, args.model)
+        if args.model_version and config.versions is None:
+            raise UsageError(f"model {args.model!r} has no per-version windows: configure `versions:` for it first")
         path = Path(args.file)
         try:
             fmt = "profile" if is_saved_profile(_opening(path)) else file_format(path)
@@ -101,12 +109,21 @@ def cmd_set(args: argparse.Namespace) -> int:
         version = _on_store(
             settings,
             lambda store: store.save_reference(
-                args.model, encode, content_hash=profile.content_hash, source="cli", summary=summary, estimators=fitted
+                args.model,
+                encode,
+                content_hash=profile.content_hash,
+                source="cli",
+                summary=summary,
+                estimators=None if args.model_version else fitted,
+                model_version=args.model_version,
             ),
         )
     except StoreFailure as exc:
         return _fail(str(exc), 1)
-    print(f"model {args.model}: reference version {version} stored ({rows} rows, content hash {profile.content_hash})")
+    of = f" of model version {args.model_version}" if args.model_version else ""
+    print(
+        f"model {args.model}: reference version {version}{of} stored ({rows} rows, content hash {profile.content_hash})"
+    )
     return 0
 
 

@@ -29,6 +29,7 @@ from detectors.evaluation import Evaluation
 from detectors.performance import PerformanceResult
 from detectors.profiles import ReferenceProfile
 from detectors.results import Estimate, Result
+from detectors.versions import VersionDivergence
 from monitor.cli.config import load_or_exit
 from monitor.detection import with_version
 from monitor.metrics import Metrics
@@ -51,7 +52,9 @@ class Collected:
     estimates: list[Estimate] = field(default_factory=list)  # kept, not yet shown by replay
 
     def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
-        if isinstance(result, EstimatedPerformance | MultivariateDrift):
+        if getattr(result, "segment", ""):  # a slice's window (numbered apart): the report is the whole population's
+            return
+        if isinstance(result, EstimatedPerformance | MultivariateDrift | VersionDivergence):
             self.estimates.append(result)
         elif isinstance(result, PerformanceResult):
             self.performance.append(result)

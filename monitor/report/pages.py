@@ -107,6 +107,7 @@ def model_sections(view: ModelView, links: Links) -> str:
     drifted = ", ".join(
         f'<a href="{esc(links.feature(view.model, f, latest.seq))}">{esc(f)}</a>' for f in latest.drifted
     )
+    estimated = estimated_charts(view)
     return (
         f"<p>Windows {view.windows[0].seq}-{latest.seq} ({len(view.windows)}). Latest window {latest.seq}: "
         f"{latest.n if latest.n is not None else '-'} records, ended {esc(when(latest.end))}, "
@@ -114,7 +115,32 @@ def model_sections(view: ModelView, links: Links) -> str:
         '<h2>Drift by feature and window</h2><p class="muted">Colour: effect / its threshold (blue: none, '
         "orange: at the threshold, red: three times it); outlined and dotted: drifted. Click a cell.</p>"
         f'<div class="heatmap-box">{heat}</div><h2>Over windows</h2><div class="charts">{"".join(charts)}</div>'
-    )
+        + (
+            '<h2>Estimated performance beside realized</h2><p class="muted">Estimated from the model\'s '
+            "confidence before labels come (shaded: its band; dotted: the alert threshold), and realized once "
+            f'labels came, by the end time of their windows (UTC).</p><div class="charts">{estimated}</div>'
+            if estimated else ""
+        )
+    )  # fmt: skip
+
+
+def _clock(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%m-%d %H:%M")
+
+
+def estimated_charts(view: ModelView) -> str:
+    """Per metric estimated before labels came: the estimate with its band, and the realized
+    value of the same metric from the labels' windows once they came."""
+    charts = []
+    for metric, points in view.estimated.items():
+        lines = view.estimated_lines.get(metric, {})
+        # A multiclass estimate's precision, recall and F1 are macro averages, named so when realized.
+        realized = view.realized.get(metric) or view.realized.get(f"{metric}_macro", [])
+        series = {"estimated": [(t, v) for t, v, _, _ in points], "realized": realized}
+        charts.append(line_chart(series, title=f"Estimated vs realized: {metric}", band=[(t, lo, hi) for t, _, lo, hi in points],
+                                 reference=lines.get("reference"), threshold=lines.get("threshold"), x_label=_clock,
+                                 from_zero=False))  # fmt: skip
+    return "".join(charts)
 
 
 def model_page(view: ModelView, links: Links, *, signed_in: bool = False) -> str:

@@ -118,12 +118,20 @@ def line_chart(
     reference_label: str = "reference",
     threshold: float | None = None,
     marker: float | None = None,
+    band: Sequence[tuple[float, float | None, float | None]] = (),
+    x_label: Callable[[float], str] | None = None,
+    from_zero: bool = True,
     width: int = 560,
     height: int = 200,
 ) -> str:
     """Lines of (x, y) points (a None y breaks a line), with optional horizontal lines for a
-    reference value (dashed) and a threshold (dotted), and a vertical marker at ``marker``."""
+    reference value (dashed) and a threshold (dotted), a vertical marker at ``marker``, a
+    shaded ``band`` of (x, low, high) around the first line, and ``x_label`` to write the
+    x ticks (default: rounded numbers, e.g. window numbers). ``from_zero``: the y axis starts
+    at 0 (or below); else it fits the values, for small differences near 1 such as metrics'."""
     points = [(x, y) for values in series.values() for x, y in values if y is not None and math.isfinite(y)]
+    shaded = [(x, lo, hi) for x, lo, hi in band if lo is not None and hi is not None and math.isfinite(lo + hi)]
+    points += [(x, v) for x, lo, hi in shaded for v in (lo, hi)]
     left, right, top, bottom = 56, 12, 24, 28
     parts = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -136,7 +144,9 @@ def line_chart(
     xs = [x for x, _ in points]
     ys = [y for _, y in points] + [v for v in (reference, threshold) if v is not None and math.isfinite(v)]
     x0, x1 = min(xs), max(xs)
-    y0, y1 = min(0.0, min(ys)), max(ys)
+    y0, y1 = min(0.0, min(ys)) if from_zero else min(ys), max(ys)
+    if not from_zero:
+        y0 -= (y1 - y0) * 0.08
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     if y1 == y0:
@@ -149,13 +159,17 @@ def line_chart(
     def sy(y: float) -> float:
         return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
 
-    parts.append(_axes(left, top, width - right, height - bottom, (x0, x1), (y0, y1), sx, sy))
+    parts.append(_axes(left, top, width - right, height - bottom, (x0, x1), (y0, y1), sx, sy, x_label))
+    if shaded:
+        parts.append(_band(shaded, sx, sy))
     for value, label, dash in ((reference, reference_label, "6 4"), (threshold, "threshold", "2 3")):
         if value is not None and math.isfinite(value):
+            # With both lines, the threshold's label goes below its line: the two lines may be close.
+            below = label == "threshold" and reference is not None
             parts.append(
                 f'<line x1="{left}" x2="{width - right}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" stroke="#555" '
-                f'stroke-dasharray="{dash}"/><text class="tick" x="{width - right}" y="{sy(value) - 3:.1f}" '
-                f'text-anchor="end">{esc(label)} {num(value)}</text>'
+                f'stroke-dasharray="{dash}"/><text class="tick" x="{width - right}" '
+                f'y="{sy(value) + (11 if below else -3):.1f}" text-anchor="end">{esc(label)} {num(value)}</text>'
             )
     if marker is not None and x0 <= marker <= x1:
         parts.append(f'<line class="marker" x1="{sx(marker):.1f}" x2="{sx(marker):.1f}" y1="{top}" '
@@ -176,6 +190,16 @@ def line_chart(
     return "".join(parts)
 
 
+def _band(
+    shaded: Sequence[tuple[float, float, float]], sx: Callable[[float], float], sy: Callable[[float], float]
+) -> str:
+    """A shaded polygon: the upper edge left to right, then the lower edge back."""
+    edge = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _, hi in shaded] + [
+        f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _ in shaded[::-1]
+    ]
+    return f'<polygon class="band" fill="{SERIES_COLOURS[0]}" fill-opacity="0.18" points="{" ".join(edge)}"/>'
+
+
 def _runs(values: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
     runs: list[list[tuple[float, float]]] = [[]]
     for x, y in sorted(values):
@@ -190,16 +214,19 @@ def _runs(values: Sequence[tuple[float, float | None]]) -> list[list[tuple[float
 def _axes(
     x_left: float, y_top: float, x_right: float, y_bottom: float,
     xr: tuple[float, float], yr: tuple[float, float],
-    sx: Callable[[float], float], sy: Callable[[float], float],
+    sx: Callable[[float], float], sy: Callable[[float], float], x_label: Callable[[float], str] | None = None,
 ) -> str:  # fmt: skip
     parts = [f'<line x1="{x_left}" x2="{x_right}" y1="{y_bottom}" y2="{y_bottom}" stroke="#999"/>',
              f'<line x1="{x_left}" x2="{x_left}" y1="{y_top}" y2="{y_bottom}" stroke="#999"/>']  # fmt: skip
     for i in range(5):
         y = yr[0] + (yr[1] - yr[0]) * i / 4
         parts.append(f'<text class="tick" x="{x_left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{num(y)}</text>')
-    ticks = sorted({round(xr[0] + (xr[1] - xr[0]) * i / 5) for i in range(6)})
+    ticks = sorted({round(xr[0] + (xr[1] - xr[0]) * i / (3 if x_label else 5)) for i in range(4 if x_label else 6)})
     for x in ticks:
-        parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{y_bottom + 14}" text-anchor="middle">{x}</text>')
+        text = esc(x_label(x)) if x_label else x
+        # A long label (a time) at either end would be cut by the chart's edge: anchored inwards.
+        anchor = "middle" if not x_label else "start" if x == ticks[0] else "end" if x == ticks[-1] else "middle"
+        parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{y_bottom + 14}" text-anchor="{anchor}">{text}</text>')
     return "".join(parts)
 
 

@@ -19,7 +19,7 @@ from monitor.store.database import Store
 DEFAULT_WINDOWS = 50
 MAX_WINDOWS = 1000
 _LATEST_KINDS = ("dataset_drift", "feature_drift")
-_DRAWN_KINDS = ("feature_drift", "prediction_drift", "dataset_drift", "latency", "performance")
+_DRAWN_KINDS = ("feature_drift", "prediction_drift", "dataset_drift", "latency", "performance", "estimated_performance")
 
 
 @dataclass
@@ -75,6 +75,14 @@ class ModelView:
     performance: dict[str, list[tuple[int, float | None, float | None]]] = field(default_factory=dict)
     # (feature, window) -> the histogram's data (edges, categories, reference, current)
     histograms: dict[tuple[str, int], Mapping[str, Any]] = field(default_factory=dict)
+    # Estimated beside realized performance, by the end of their windows (epoch s): the
+    # estimate's and the labels' windows are cut apart, so only time lines them up.
+    # metric -> [(window end, estimate, lower, upper)]
+    estimated: dict[str, list[tuple[float, float | None, float | None, float | None]]] = field(default_factory=dict)
+    # metric -> {"reference": the reference's realized value, "threshold": the alert threshold}
+    estimated_lines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # metric -> [(window end, realized value)]
+    realized: dict[str, list[tuple[float, float | None]]] = field(default_factory=dict)
 
     def window(self, seq: int) -> Window | None:
         return next((w for w in self.windows if w.seq == seq), None)
@@ -121,6 +129,11 @@ def view_from_rows(
         if kind == "performance":
             detail = row.get("detail") or {}
             view.performance.setdefault(row["method"], []).append((seq, row["statistic"], detail.get("reference")))
+            if row.get("window_end") is not None:
+                view.realized.setdefault(row["method"], []).append((row["window_end"], row["statistic"]))
+            continue
+        if kind == "estimated_performance":
+            _add_estimate(view, row)
             continue
         window = windows.get(seq)
         if window is None:
@@ -143,9 +156,24 @@ def view_from_rows(
     view.features = list(features)
     for key in view.performance:
         view.performance[key].sort()
+    for estimates in view.estimated.values():
+        estimates.sort(key=lambda point: point[0])
+    for realized in view.realized.values():
+        realized.sort(key=lambda point: point[0])
     for drawn in histogram_rows:
         view.histograms[(drawn["feature"], int(drawn["window_seq"]))] = drawn["data"]
     return view
+
+
+def _add_estimate(view: ModelView, row: Mapping[str, Any]) -> None:
+    end = row.get("window_end")
+    if end is None:  # a window without event times: nothing to line it up with
+        return
+    detail = row.get("detail") or {}
+    view.estimated.setdefault(row["method"], []).append(
+        (end, row["statistic"], detail.get("lower"), detail.get("upper"))
+    )
+    view.estimated_lines[row["method"]] = {"reference": detail.get("reference"), "threshold": row["threshold"]}
 
 
 def _add_to_cell(cell: Cell, row: Mapping[str, Any]) -> None:

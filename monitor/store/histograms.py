@@ -22,8 +22,9 @@ from monitor.store import tables as t
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-HISTOGRAM_COLUMNS = ("model", "reference_version", "window_seq", "feature", "kind", "window_end", "data")
-_KEY = ("model", "reference_version", "window_seq", "feature")
+HISTOGRAM_COLUMNS = ("model", "reference_version", "window_seq", "feature", "kind", "window_end", "data", "segment")
+_OPTIONAL = ("window_end", "segment")  # segment: '' (the whole population) when absent
+_KEY = ("model", "reference_version", "window_seq", "feature", "segment")
 _DRAWN_COLUMNS = (
     "window_seq", "window_start", "window_end", "reference_version", "kind", "feature", "method", "statistic",
     "pvalue", "threshold", "drift", "n_current", "detail",
@@ -66,14 +67,21 @@ class HistogramsStore:
         self._write_retrying(work, f"adding {len(clean)} histograms")
 
     def histograms(
-        self, model: str, *, feature: str | None = None, since_seq: int | None = None, limit: int = 100_000
+        self,
+        model: str,
+        *,
+        feature: str | None = None,
+        since_seq: int | None = None,
+        limit: int = 100_000,
+        segment: str = "",
     ) -> list[dict[str, Any]]:
         """A model's histogram rows by window then feature (one feature's with ``feature``),
-        from window ``since_seq`` on; the newest reference version's row when a window has two."""
+        from window ``since_seq`` on; the newest reference version's row when a window has two.
+        ``segment``: a slice's ("region:eu"; '' the whole population's)."""
         if limit < 1:
             raise ValueError(f"histograms: limit must be at least 1, got {limit}")
         c = t.histograms.c
-        filters = [c.model == model]
+        filters = [c.model == model, c.segment == segment]
         if feature is not None:
             filters.append(c.feature == feature)
         if since_seq is not None:
@@ -83,13 +91,16 @@ class HistogramsStore:
             return [dict(row) for row in conn.execute(query).mappings()]
 
     def drawn_results(
-        self, model: str, kinds: Sequence[str], *, since_seq: int, feature: str | None = None
+        self, model: str, kinds: Sequence[str], *, since_seq: int, feature: str | None = None, segment: str = ""
     ) -> list[dict[str, Any]]:
         """The results rows a page draws: only the columns it reads, of ``kinds``, from window
-        ``since_seq`` on (one feature's with ``feature``). A model page of 200 windows x 25
+        ``since_seq`` on (one feature's with ``feature``), of the whole population (every
+        version together) or of the slice ``segment``. A model page of 200 windows x 25
         features reads ~10,000 rows: :meth:`results` with every column and kind took seconds."""
         c = t.results.c
-        filters = [c.model == model, c.kind.in_(list(kinds)), c.window_seq >= since_seq]
+        # The slices' and versions' windows are numbered apart: their rows must not mix in.
+        filters = [c.model == model, c.kind.in_(list(kinds)), c.window_seq >= since_seq, c.segment == segment,
+                   c.model_version == ""]  # fmt: skip
         if feature is not None:
             filters.append(c.feature == feature)
         # detail as text, parsed here by orjson: the JSON type's per-row decoding was half the time.
@@ -107,7 +118,7 @@ class HistogramsStore:
 def _histogram_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, Any]:
     where = f"add_histograms row {index}"
     unknown = set(row) - set(HISTOGRAM_COLUMNS)
-    missing = [name for name in HISTOGRAM_COLUMNS if name not in row and name != "window_end"]
+    missing = [name for name in HISTOGRAM_COLUMNS if name not in row and name not in _OPTIONAL]
     if unknown or missing:
         problem = f"unknown column(s) {sorted(unknown)}" if unknown else f"missing column(s) {missing}"
         raise ValueError(f"{where}: {problem}")
@@ -116,12 +127,16 @@ def _histogram_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, 
         value = row[name]
         if not isinstance(value, str) or len(value) > width or "\x00" in value:
             raise ValueError(f"{where}: {name} must be a string of at most {width} characters, got {value!r:.80}")
+    segment = row.get("segment", "")
+    if not isinstance(segment, str) or len(segment) > 4096 or "\x00" in segment:  # as results.segment
+        raise ValueError(f"{where}: segment must be a string of at most 4096 characters, got {segment!r:.80}")
     if not isinstance(row["data"], Mapping):
         raise ValueError(f"{where}: data must be a mapping, got {type(row['data']).__name__}")
     end = row.get("window_end")
     return {
         **{name: row[name] for name in ("model", "reference_version", "feature", "kind", "data")},
         "window_seq": int(row["window_seq"]),
+        "segment": segment,
         "window_end": None if end is None or end != end or end in (float("inf"), float("-inf")) else float(end),
         "created_at": now,
     }

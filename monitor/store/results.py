@@ -91,16 +91,20 @@ class ResultsStore:
 
     def save_reference(
         self, model: str, profile_bytes: ProfileBytes, *, content_hash: str, source: str, summary: dict[str, Any],
-        estimators: bytes | None = None,
+        estimators: bytes | None = None, model_version: str | None = None,
     ) -> str:  # fmt: skip
         """Store a new reference for ``model`` as the next version ("1", "2", ...), make it
         the active one and the previous active one inactive, in one transaction.
         ``estimators``: what was fitted on it for estimates before labels come (or None).
+        ``model_version``: a reference of that model version only (monitor/version_state.py),
+        active beside the model's own; numbers are one sequence per model either way.
 
         ``profile_bytes`` may be a function of the new version returning the bytes; it
         may be called more than once (when a concurrent save took the version first)."""
-        where = f"reference of model {model!r}"
+        where = f"reference of model {model!r}" + ("" if model_version is None else f" version {model_version!r}")
         _check_text(model, "model", t.MODEL_NAME_LENGTH, where)
+        if model_version is not None:
+            _check_text(model_version, "model_version", 4096, where)
         _check_text(content_hash, "content_hash", 64, where)
         if source not in t.REFERENCE_SOURCES:
             raise ValueError(f"{where}: source must be one of {', '.join(t.REFERENCE_SOURCES)}, got {source!r}")
@@ -127,7 +131,11 @@ class ResultsStore:
             data = profile_bytes(version) if callable(profile_bytes) else profile_bytes
             if not isinstance(data, bytes) or not data:
                 raise ValueError(f"{where}: the profile must be non-empty bytes, got {type(data).__name__}")
-            conn.execute(sa.update(t.references).where(c.model == model, c.active == sa.true()).values(active=False))
+            conn.execute(
+                sa.update(t.references)
+                .where(c.model == model, c.active == sa.true(), _of_version(model_version))
+                .values(active=False)
+            )
             # Should two saves still meet (a writer without the lock), the unique (model, version)
             # refuses one here and _write_retrying runs it again with the next version.
             conn.execute(
@@ -141,6 +149,7 @@ class ResultsStore:
                     summary=summary,
                     active=True,
                     estimators=estimators,
+                    model_version=model_version,
                 )
             )
             saved.append(version)
@@ -151,10 +160,19 @@ class ResultsStore:
     def active_reference(self, model: str) -> tuple[str, bytes] | None:
         """``(version, profile bytes)`` of the model's active reference, or None."""
         c = t.references.c
-        query = sa.select(c.version, c.profile).where(c.model == model, c.active == sa.true())
+        query = sa.select(c.version, c.profile).where(c.model == model, c.active == sa.true(), _of_version(None))
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else (row.version, bytes(row.profile))
+
+    def version_references(self, model: str) -> dict[str, tuple[str, bytes]]:
+        """Model version -> ``(reference version, profile bytes)`` of each version's active reference."""
+        c = t.references.c
+        query = sa.select(c.model_version, c.version, c.profile).where(
+            c.model == model, c.active == sa.true(), c.model_version.is_not(None)
+        )
+        with self._engine.connect() as conn:
+            return {row.model_version: (row.version, bytes(row.profile)) for row in conn.execute(query)}
 
     def reference_estimators(self, model: str, version: str) -> bytes | None:
         """The estimators stored with ``model``'s reference ``version`` (None: none fitted)."""
@@ -165,9 +183,14 @@ class ResultsStore:
         return None if data is None else bytes(data)
 
     def references(self, model: str) -> list[dict[str, Any]]:
-        """Every reference of ``model``, newest first, without the profile and estimator bytes."""
-        columns = [column for column in t.references.c if column.name not in ("profile", "estimators")]
-        query = sa.select(*columns).where(t.references.c.model == model).order_by(t.references.c.id.desc())
+        """Every reference of ``model`` (not those of one of its versions), newest first, without
+        the profile and estimator bytes."""
+        columns = [column for column in t.references.c if column.name not in ("profile", "estimators", "model_version")]
+        query = (
+            sa.select(*columns)
+            .where(t.references.c.model == model, _of_version(None))
+            .order_by(t.references.c.id.desc())
+        )
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [{**row, "active": bool(row["active"])} for row in rows]
@@ -211,15 +234,17 @@ class ResultsStore:
         after: tuple[int, int] | None = None,
         limit: int = 1000,
         segment: str = "",
+        model_version: str = "",
     ) -> list[dict[str, Any]]:
         """A time series: the first ``limit`` matching rows by ``window_seq`` then ``id``,
         from window ``since_seq`` on (inclusive). ``since`` / ``until``: windows that ended
         at or after / before (epoch seconds); ``after``: rows past this ``(window_seq, id)``;
-        ``segment``: the slice ("region:eu"; '' the whole population)."""
+        ``segment``: the slice ("region:eu"; '' the whole population); ``model_version``: the
+        version's own windows ('' every version together)."""
         if limit < 1:
             raise ValueError(f"results: limit must be at least 1, got {limit}")
         c = t.results.c
-        filters = [c.model == model, c.segment == segment]
+        filters = [c.model == model, c.segment == segment, c.model_version == model_version]
         for column, value in ((c.kind, kind), (c.feature, feature), (c.method, method)):
             if value is not None:
                 filters.append(column == value)
@@ -241,18 +266,43 @@ class ResultsStore:
         c = t.results.c
         newest = (
             sa.select(c.kind, sa.func.max(c.window_seq).label("seq"))
-            .where(c.model == model, c.segment == "")
+            .where(c.model == model, c.segment == "", c.model_version == "")
             .group_by(c.kind)
             .subquery()
         )
         query = (
             sa.select(t.results)
             .join(newest, sa.and_(c.kind == newest.c.kind, c.window_seq == newest.c.seq))
-            .where(c.model == model, c.segment == "")
+            .where(c.model == model, c.segment == "", c.model_version == "")
             .order_by(c.kind, c.feature, c.method, c.id)
         )
         with self._engine.connect() as conn:
             return [_result_out(row) for row in conn.execute(query).mappings()]
+
+    def latest_slice_results(self, model: str) -> list[dict[str, Any]]:
+        """For each segment (detectors.segments) and kind, the rows of its newest window, by
+        segment, kind, feature, method and id (what the segment gauges showed)."""
+        c = t.results.c
+        newest = (
+            sa.select(c.segment, c.kind, sa.func.max(c.window_seq).label("seq"))
+            .where(c.model == model, c.segment != "", c.model_version == "")
+            .group_by(c.segment, c.kind)
+            .subquery()
+        )
+        query = (
+            sa.select(t.results)
+            .join(newest, sa.and_(c.segment == newest.c.segment, c.kind == newest.c.kind, c.window_seq == newest.c.seq))
+            .where(c.model == model, c.model_version == "")
+            .order_by(c.segment, c.kind, c.feature, c.method, c.id)
+        )
+        with self._engine.connect() as conn:
+            return [_result_out(row) for row in conn.execute(query).mappings()]
+
+
+def _of_version(model_version: str | None) -> Any:
+    """The references of ``model_version`` (None: the model's own)."""
+    c = t.references.c
+    return c.model_version.is_(None) if model_version is None else c.model_version == model_version
 
 
 def result_row(row: Mapping[str, Any], index: int, now: float) -> dict[str, Any]:

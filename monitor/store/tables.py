@@ -115,6 +115,8 @@ references = sa.Table(
     sa.Column("active", sa.Boolean(), nullable=False),
     # detectors.estimation.window.Estimators.to_bytes(): fitted on the reference file (0010)
     sa.Column("estimators", sa.LargeBinary(), nullable=True),
+    # The model version it is attached to (0013); NULL: the model's own. One active per (model, model_version).
+    sa.Column("model_version", sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint("id", name="pk_references"),
     sa.UniqueConstraint("model", "version", name="uq_references_model_version"),
     sa.Index("ix_references_model_active", "model", "active"),
@@ -286,8 +288,12 @@ histograms = sa.Table(
     sa.Column("window_end", sa.Double(), nullable=True),
     sa.Column("data", sa.JSON(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
+    # The slice drawn ("region:eu"; '' the whole population), as results.segment (0014).
+    sa.Column("segment", sa.Text(), nullable=False, server_default=""),
     sa.PrimaryKeyConstraint("id", name="pk_histograms"),
-    sa.UniqueConstraint("model", "reference_version", "window_seq", "feature", name="uq_histograms_window_feature"),
+    sa.UniqueConstraint(
+        "model", "reference_version", "window_seq", "feature", "segment", name="uq_histograms_window_feature_segment"
+    ),
     sa.Index("ix_histograms_model_feature_seq", "model", "feature", "window_seq"),
     sa.Index("ix_histograms_model_created_at", "model", "created_at"),
 )

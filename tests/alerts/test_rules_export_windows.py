@@ -15,7 +15,7 @@ from monitor.cli import main
 
 RESULT_ALERTS = [
     "ModelFeatureDrift", "ModelDatasetDrift", "ModelPredictionDrift", "ModelDataQualityBreach",
-    "ModelLatencySLOBreach", "ModelPerformanceDegraded",
+    "ModelLatencySLOBreach", "ModelPerformanceDegraded", "ModelSegmentFeatureDrift", "ModelSegmentPredictionDrift",
 ]  # fmt: skip
 
 

@@ -137,7 +137,9 @@ def exported_series() -> dict[str, set[str]]:
             names.setdefault(sample.name, set()).update(sample.labels)
     # Prometheus's own series of the shipped alerting rules: each alert's name and state, and
     # the labels of its expression and of the rule.
-    names["ALERTS"] = {"alertname", "alertstate", "model", "feature", "check", "severity", "metric", "quantile"}
+    names["ALERTS"] = {
+        "alertname", "alertstate", "model", "feature", "check", "severity", "metric", "quantile", "segment",
+    }  # fmt: skip
     return names
 
 

@@ -112,7 +112,7 @@ CASES: list[tuple[str, Edit, list[str]]] = [
      ["server.port: input should be less than or equal to 65535, got 70000"]),
     ("unknown rule kind", lambda d, t: d["alerts"]["rules"][0].update(kind="drift"),
      ["alerts.rules.0.kind: kind must be one of feature_drift, dataset_drift, prediction_drift, data_quality, "
-      "latency_slo, performance_drop, estimated_performance_drop, multivariate_drift, got 'drift'"]),
+      "latency_slo, performance_drop, estimated_performance_drop, multivariate_drift, version_divergence, got 'drift'"]),
     ("token without a secret", lambda d, t: d.update(auth={"tokens": [{"name": "ci"}]}),
      ["auth.tokens.0: give exactly one of token or token_env"]),
     ("token from an unset variable", lambda d, t: d.update(auth={"tokens": [{"name": "ci", "token_env": "H4_UNSET"}]}),

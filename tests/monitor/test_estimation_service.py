@@ -3,8 +3,9 @@
 The car-loan reference (labels ``repaid``, scores ``y_pred_proba``; the model predicts
 "repaid" at score >= 0.65) is the model's ``reference.file``; the 50,000 analysis records
 are posted WITHOUT labels, in windows of 5,000. Every window gets estimated-performance
-rows (CBPE) and a PCA reconstruction-error row equal to the same estimators fitted offline
-on the reference file and applied to the same 5,000 rows (a window of 5,000 keeps every
+rows (CBPE) and a PCA reconstruction-error row (numeric features and one-hot categorical
+ones) equal to the same estimators fitted offline on the reference file and applied to the
+same 5,000 rows (a window of 5,000 keeps every
 row in its 10,000-row sample), the estimates are within 0.02 of the realized ROC AUC and
 accuracy (from the delayed labels, never sent), and the estimated-performance-drop rule
 fires on window 5, where the realized accuracy drops. The service is stopped after six
@@ -25,8 +26,10 @@ import pandas as pd
 import pytest
 from support import CAR_LOAN_FEATURES, ROOT, ServiceProcess, config, scrape, wait_for
 
+from detectors.columns import Batch
 from detectors.estimation.fitting import fit_estimators
-from detectors.estimation.window import Estimators
+from detectors.estimation.window import Estimators, one_hot
+from detectors.schema import Schema
 from monitor.detection import schema_for
 from monitor.settings import settings_from_mapping
 
@@ -35,6 +38,15 @@ WINDOW = 5_000
 THRESHOLD = 0.65
 NUMERIC = [name for name, f in CAR_LOAN_FEATURES.items() if f["type"] == "numeric"]
 CBPE_METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")
+FEATURES = Schema({name: f["type"] for name, f in CAR_LOAN_FEATURES.items()})
+
+
+def _pca_rows(chunk: pd.DataFrame, offline: Estimators) -> np.ndarray:
+    """The rows PCA sees: the numeric features, then each categorical one one-hot encoded."""
+    batch = Batch.from_frame(chunk.drop(columns=["timestamp"]), FEATURES, default_timestamp=0.0)
+    parts = [chunk[NUMERIC].to_numpy(dtype=np.float64)]
+    parts += [one_hot(batch.inputs[name], categories) for name, categories in offline.categorical.items()]
+    return np.hstack(parts)
 
 
 def _config(tmp_path: Path, reference: Path | None) -> dict[str, Any]:
@@ -91,8 +103,9 @@ def _wait_for_windows(url: str, windows: int) -> list[dict[str, Any]]:
 
     def ready() -> list[dict[str, Any]] | None:
         rows = _results(url, "estimated_performance") + _results(url, "multivariate_drift")
-        seqs = {row["window_seq"] for row in rows if row["kind"] == "multivariate_drift"}
-        return rows if len(seqs) >= windows else None
+        # Both kinds: the two reads are apart, and a window's rows may land between them.
+        seqs = [{row["window_seq"] for row in rows if row["kind"] == kind} for kind in ("estimated_performance", "multivariate_drift")]  # fmt: skip
+        return rows if min(len(s) for s in seqs) >= windows else None
 
     return wait_for(ready, 120, f"estimates of {windows} windows")
 
@@ -119,7 +132,8 @@ def _check_windows(rows: list[dict[str, Any]], seqs: range, analysis: pd.DataFra
             assert row["detail"]["lower"] == pytest.approx(want.lower, abs=1e-9)
             assert row["detail"]["upper"] == pytest.approx(want.upper, abs=1e-9)
             assert row["drift"] is want.alert
-        pca = offline.pca.evaluate(chunk[NUMERIC].to_numpy(dtype=np.float64))
+        assert sorted(offline.categorical) == ["repaid_loan_on_prev_car", "salary_range", "size_of_downpayment"]
+        pca = offline.pca.evaluate(_pca_rows(chunk, offline))
         assert pca is not None
         row = mine[("multivariate_drift", "pca_reconstruction")]
         assert row["statistic"] == pytest.approx(pca.statistic, abs=1e-9)
@@ -163,7 +177,10 @@ def test_estimates_published_restored_and_alerted(tmp_path: Path, analysis: pd.D
         assert models[0]["estimation"] == {"methods": ["cbpe", "pca_reconstruction"], "error": None}
         assert models[0]["reference"] == "1"  # the stored reference, not a new one
         _post(restarted.url, analysis.iloc[6 * WINDOW :])
-        rows = _wait_for_windows(restarted.url, 10)
+        try:
+            rows = _wait_for_windows(restarted.url, 10)
+        except AssertionError as exc:  # say what the service said
+            raise AssertionError(f"{exc}\n{restarted.log()[-4000:]}") from None
         _check_windows(rows, range(10), analysis, offline)
         accuracy = {r["window_seq"]: r for r in rows if r["method"] == "accuracy"}
         assert sorted(accuracy) == list(range(10))

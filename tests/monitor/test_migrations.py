@@ -18,7 +18,7 @@ from monitor.store.engine import StoreError, make_engine
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
 from monitor.store.tables import COUNT_COLUMNS, metadata
 
-HEAD = "0012_instance_label_segments"
+HEAD = "0014_histogram_slices"
 # The dead_letters columns before 0007: what older code wrote and read.
 OLD_DEAD_LETTER_COLUMNS = (
     "id", "received_at", "source", "model", "item_index", "path", "reason", "message", "raw", "raw_bytes", "headers",

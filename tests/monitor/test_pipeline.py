@@ -334,12 +334,12 @@ def test_label_buffer_keeps_arrival_order_through_evictions_and_expiry() -> None
             while len(model) >= 300:
                 old_key, old = model.popitem(last=False)
                 want += [] if old[3] else [old_key]
-            model[key] = (i if len(keys) > 1 else 0, now, now, flag)
+            model[key] = (i if len(keys) > 1 else 0, now, now, flag, None)
         assert got == ({"entries": want} if want else {})
         if rng.random() < 0.3:
             marked = rng.choice(list(model))
             buffer.mark_labelled(marked)
-            model[marked] = (*model[marked][:3], True)
+            model[marked] = (*model[marked][:3], True, None)
         if rng.random() < 0.2:
             want = []
             while model and next(iter(model.values()))[2] <= now - 50.0:
@@ -390,12 +390,12 @@ def test_label_buffer_puts_a_models_entries_back_before_the_others() -> None:
     buffer.remember_values(("a", "1"), 1, 10.0, False, 10.0)
     buffer.remember_values(("b", "1"), 0, 11.0, True, 11.0)
     entries = buffer.entries_of("a")
-    assert entries == [["1", 1, 10.0, 10.0, False]]
+    assert entries == [["1", 1, 10.0, 10.0, False, None]]  # no segment tags
     buffer.remove_model("a")
     buffer.remember_values(("c", "1"), 0, 12.0, False, 12.0)
-    assert buffer.put_back("a", [*entries, ["2", 0, 9.0, 9.0, False]]) == {}
+    assert buffer.put_back("a", [*entries, ["2", 0, 9.0, 9.0, False]]) == {}  # a row of before the tags
     assert buffer._order[buffer._head :] == [("a", "1"), ("a", "2"), ("b", "1"), ("c", "1")]
-    assert buffer.get(("a", "1")) == (1, 10.0, 10.0, False)
+    assert buffer.get(("a", "1")) == (1, 10.0, 10.0, False, None)
     # Over capacity, the entries put back are the oldest: the first to go.
     assert buffer.put_back("z", [["1", 0, 1.0, 1.0, False], ["2", 0, 2.0, 2.0, True]]) == {"entries": [("z", "1")]}
     assert len(buffer) == 5 and ("z", "2") in buffer

@@ -31,7 +31,7 @@ def test_results_are_strict_dated_filtered_and_paged(tmp_path: Path) -> None:
         assert unknown_kind.status_code == 422
         assert unknown_kind.json()["detail"] == (
             "query.kind: unknown result kind 'drift'; kinds: dataset_drift, estimated_performance, feature_drift, "
-            "latency, multivariate_drift, performance, prediction_drift, quality"
+            "latency, multivariate_drift, performance, prediction_drift, quality, version_divergence"
         )
         unknown_feature = get(feature="car_valeu")
         assert unknown_feature.status_code == 422
