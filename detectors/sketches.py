@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-_MAGIC = b"MMDT"
+MAGIC = b"MMDT"
 CODEC_VERSION = 1
-_PREFIX = struct.Struct("<4sHI")
+PREFIX = struct.Struct("<4sHI")
 _DTYPES = frozenset({"<f8", "<i8", "<u8", "<i4", "<u4", "<u2", "|u1", "|i1", "|b1"})
 
 
@@ -52,24 +52,24 @@ def pack(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
         blobs.append(raw + b"\0" * pad)
         offset += len(raw) + pad
     head = json.dumps({"h": header, "a": table}, separators=(",", ":"), sort_keys=True).encode()
-    head += b" " * ((-(len(head) + _PREFIX.size)) % 8)
-    return _PREFIX.pack(_MAGIC, CODEC_VERSION, len(head)) + head + b"".join(blobs)
+    head += b" " * ((-(len(head) + PREFIX.size)) % 8)
+    return PREFIX.pack(MAGIC, CODEC_VERSION, len(head)) + head + b"".join(blobs)
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Inverse of :func:`pack`; returns writable copies of the arrays. Raises ValueError on bad input."""
     mv = memoryview(data)
-    if len(mv) < _PREFIX.size:
+    if len(mv) < PREFIX.size:
         raise ValueError("data is too short to be detector state")
-    magic, version, hlen = _PREFIX.unpack_from(mv, 0)
-    if magic != _MAGIC:
+    magic, version, hlen = PREFIX.unpack_from(mv, 0)
+    if magic != MAGIC:
         raise ValueError(f"not detector state: magic {magic!r}")
     if version != CODEC_VERSION:
         raise ValueError(f"unsupported codec version {version}, expected {CODEC_VERSION}")
-    start = _PREFIX.size + hlen
+    start = PREFIX.size + hlen
     if start > len(mv):
         raise ValueError("truncated header")
-    doc = json.loads(bytes(mv[_PREFIX.size : start]))
+    doc = json.loads(bytes(mv[PREFIX.size : start]))
     arrays: dict[str, np.ndarray] = {}
     for name, dt, shape, off, nbytes in doc["a"]:
         if dt not in _DTYPES:

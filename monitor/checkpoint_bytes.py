@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 # The container of detectors.sketches.pack (magic, codec version, header length), written in place.
-from detectors.sketches import _MAGIC, _PREFIX, CODEC_VERSION
+from detectors.sketches import CODEC_VERSION, MAGIC, PREFIX
 
 Chunks = list[bytes | memoryview]
 
@@ -112,11 +112,11 @@ def pack_chunks(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], par
         pieces.append(chunks)
         offset += nbytes + (-nbytes) % 8
     head = json.dumps({"h": header, "a": table}, separators=(",", ":"), sort_keys=True).encode()
-    head += b" " * ((-(len(head) + _PREFIX.size)) % 8)
-    start = _PREFIX.size + len(head)
+    head += b" " * ((-(len(head) + PREFIX.size)) % 8)
+    start = PREFIX.size + len(head)
     out = bytearray(start + offset)  # zeroed: the padding between arrays
-    _PREFIX.pack_into(out, 0, _MAGIC, CODEC_VERSION, len(head))
-    out[_PREFIX.size : start] = head
+    PREFIX.pack_into(out, 0, MAGIC, CODEC_VERSION, len(head))
+    out[PREFIX.size : start] = head
     view = memoryview(out)
     for (_, _, _, at, _), chunks in zip(table, pieces, strict=True):
         position = start + at

@@ -26,7 +26,7 @@ from detectors.estimation.fitting import fit_estimators
 from detectors.estimation.window import Estimators
 from detectors.profiles import ReferenceProfile
 from monitor.detection import schema_for
-from monitor.reference_files import _read_table, build_reference
+from monitor.reference_files import build_reference, parse_table
 from monitor.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def restore_estimators(data: bytes | None, model: str) -> Estimators | None:
 
 def _frame(data: bytes, fmt: str) -> pd.DataFrame:
     """The file's rows as one table (JSONL records flattened: inputs become columns), as
-    :func:`monitor.reference_files.read_table` reads them."""
-    table = _read_table(data, fmt)
+    :func:`monitor.reference_files.parse_table` reads them."""
+    table = parse_table(data, fmt)
     if isinstance(table, list):
         return pd.DataFrame(
             [{**(row.get("inputs") or {}), **{k: v for k, v in row.items() if k != "inputs"}} for row in table]

@@ -45,7 +45,7 @@ def file_format(path: str | Path) -> str:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A whole table file as a DataFrame (JSONL records are flattened: inputs become columns)."""
-    table = _read_table(Path(path).read_bytes(), file_format(path))
+    table = parse_table(Path(path).read_bytes(), file_format(path))
     if isinstance(table, list):
         return pd.DataFrame(
             [{**(row.get("inputs") or {}), **{k: v for k, v in row.items() if k != "inputs"}} for row in table]
@@ -110,7 +110,7 @@ def _profile(
     booleans: frozenset[str] = frozenset(),
     **options: int,
 ) -> tuple[ReferenceProfile, int, Any]:
-    table = _read_table(data, fmt)
+    table = parse_table(data, fmt)
     if isinstance(table, pd.DataFrame):
         _check_columns(table, schema)
         table = _boolean_words_in_frame(table, schema, booleans)
@@ -234,7 +234,7 @@ def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None  # JSON has no NaN
 
 
-def _read_table(data: bytes, fmt: str) -> pd.DataFrame | list[dict[str, Any]]:
+def parse_table(data: bytes, fmt: str) -> pd.DataFrame | list[dict[str, Any]]:
     """A DataFrame, or the records of a JSONL file of ``{"inputs": {...}, ...}`` records."""
     if data[:2] == b"\x1f\x8b":  # gzip magic: a compressed file
         try:

@@ -64,7 +64,7 @@ def _config(request: Request, model: str) -> ModelConfig:
     return config
 
 
-def _format(request: Request, requested: str | None) -> str:
+def reference_format(request: Request, requested: str | None) -> str:
     if requested is not None:
         return requested
     kind = media_type(request)
@@ -79,7 +79,7 @@ def _format(request: Request, requested: str | None) -> str:
     return fmt
 
 
-async def _read_reference_body(request: Request, limit: int) -> bytes:
+async def read_reference_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"reference file is {declared} bytes; the limit for reference uploads is {limit}")
@@ -168,9 +168,9 @@ async def put_reference(
     otherwise; a latency channel is profiled only with ``?latency_column=``; with
     ``?label_column=`` the reference's own performance is kept for comparison."""
     config = _config(request, model)
-    fmt = _format(request, fmt)
+    fmt = reference_format(request, fmt)
     state = request.app.state
-    body = await _read_reference_body(request, max(REFERENCE_MAX_BYTES, state.settings.limits.max_body_bytes))
+    body = await read_reference_body(request, max(REFERENCE_MAX_BYTES, state.settings.limits.max_body_bytes))
     try:
         if fmt != "profile":  # profiling and fitting the estimators in a worker thread (seconds for a large file)
             profile, summary, estimators = await asyncio.to_thread(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from detectors.profiles import ReferenceProfile
 from monitor.api.auth import require
 from monitor.api.availability import require_store
-from monitor.api.models import MAX_NAME, REFERENCE_MAX_BYTES, _format, _read_reference_body
+from monitor.api.models import MAX_NAME, REFERENCE_MAX_BYTES, read_reference_body, reference_format
 from monitor.api.responses import JSONResponse
 from monitor.detection import with_version
 from monitor.pipeline import Pipeline
@@ -80,11 +80,11 @@ async def put_version_reference(
     reference (the model's own stays as it is): that version's windows start over against it."""
     versions = _versions(request, model)
     config = request.app.state.pipeline.configs[model]
-    fmt = _format(request, fmt)
+    fmt = reference_format(request, fmt)
     if fmt == "profile":
         raise HTTPException(415, "a version's reference is a CSV, Parquet or JSONL file, not a saved profile")
     state = request.app.state
-    body = await _read_reference_body(request, max(REFERENCE_MAX_BYTES, state.settings.limits.max_body_bytes))
+    body = await read_reference_body(request, max(REFERENCE_MAX_BYTES, state.settings.limits.max_body_bytes))
     try:
         profile, summary = await asyncio.to_thread(
             build_reference, body, fmt, config, prediction_column=prediction_column, latency_column=latency_column
