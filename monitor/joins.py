@@ -38,16 +38,22 @@ class Pending:
     size: int = 0  # estimated bytes (monitor/buffer_bytes.py); set by the buffer
 
 
+def check_limits(capacity: int, ttl: float, max_bytes: int | None) -> None:
+    """A buffer's limits (the join and the label buffer take the same three): ValueError
+    naming the one that makes no sense."""
+    if capacity < 1:
+        raise ValueError(f"capacity must be at least 1, got {capacity}")
+    if ttl <= 0:
+        raise ValueError(f"ttl must be positive seconds, got {ttl}")
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+
+
 class JoinBuffer:
     """Partial records waiting for their other parts."""
 
     def __init__(self, capacity: int, ttl: float, max_bytes: int | None = None):
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive seconds, got {ttl}")
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+        check_limits(capacity, ttl, max_bytes)
         self.capacity = capacity
         self.ttl = ttl
         self.max_bytes = max_bytes

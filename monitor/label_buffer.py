@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from monitor.buffer_bytes import LABEL_ENTRY_BYTES, label_entries_bytes, label_entry_bytes
-from monitor.joins import BYTES, ENTRIES, OVERSIZE, Key
+from monitor.joins import BYTES, ENTRIES, OVERSIZE, Key, check_limits
 from monitor.records import Record
 
 # A prediction's segment tags ({"region": "eu"}), kept so that its label reaches the slice's
@@ -87,12 +87,7 @@ class LabelBuffer:
         """``keep(keys, predictions)`` gives what to keep of each prediction (e.g. the class a
         label is compared with rather than a whole class -> probability mapping); without
         it, predictions are kept whole. Entries are counted in bytes after it."""
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive seconds, got {ttl}")
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+        check_limits(capacity, ttl, max_bytes)
         self.capacity = capacity
         self.ttl = ttl
         self.max_bytes = max_bytes

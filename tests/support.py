@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,6 +85,28 @@ def scrape(url: str) -> dict[str, float]:
         if match:
             samples[match.group(1)] = float(match.group(2))
     return samples
+
+
+GaugeKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def gauge_values(registry: CollectorRegistry, names: Collection[str]) -> dict[GaugeKey, float]:
+    """Every sample of the metric families ``names``, by (sample name, sorted labels)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        if family.name in names
+        for sample in family.samples
+    }
+
+
+def changed_gauges(before: dict[GaugeKey, float], after: dict[GaugeKey, float]) -> list[GaugeKey]:
+    """The keys of ``before`` whose value ``after`` differs (NaN equals NaN; a key gone is changed)."""
+    return [
+        key
+        for key, value in before.items()
+        if key not in after or not (value == after[key] or (math.isnan(value) and math.isnan(after[key])))
+    ]
 
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -3,12 +3,10 @@ drift panels (and a Prometheus ``for:``) do not blank until the next window clos
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
-from prometheus_client import CollectorRegistry
-from support import CAR_LOAN_FEATURES, ROOT, client, settings, wait_for
+from support import CAR_LOAN_FEATURES, ROOT, changed_gauges, client, gauge_values, settings, wait_for
 
 RESTORED = (
     "monitor_window_records", "monitor_window_end_timestamp_seconds", "monitor_reference_version",
@@ -20,19 +18,6 @@ RESTORED = (
 ANALYSIS = ROOT / "tests" / "data" / "car_loan" / "synthetic_car_loan_analysis.csv.gz"
 TARGET = ROOT / "tests" / "data" / "car_loan" / "synthetic_car_loan_analysis_target.csv.gz"
 N = 400
-
-
-def gauges(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        if family.name in RESTORED
-        for sample in family.samples
-    }
-
-
-def same(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def test_a_restart_keeps_the_latest_window_in_the_gauges(tmp_path: Path) -> None:
@@ -58,11 +43,11 @@ def test_a_restart_keeps_the_latest_window_in_the_gauges(tmp_path: Path) -> None
         wait_for(lambda: registry.get_sample_value("monitor_performance", {"model": "car_loan", "metric": "accuracy"})
                  is not None and registry.get_sample_value("monitor_window_records", {"model": "car_loan"}) == N // 2
                  and http.get("/v1/models").json()["models"][0]["windows_evaluated"] == 2, 60, "two windows")  # fmt: skip
-        before = gauges(registry)
+        before = gauge_values(registry, RESTORED)
     # Precondition: the windows drifted and set every kind of gauge.
     assert before[("monitor_dataset_drift", (("model", "car_loan"),))] == 1.0
     assert {name for name, _ in before} == set(RESTORED)
     with client(config) as (http, registry):  # no traffic: no window closes after the restart
-        after = gauges(registry)
+        after = gauge_values(registry, RESTORED)
     assert after.keys() == before.keys()
-    assert [key for key in before if not same(before[key], after[key])] == []
+    assert changed_gauges(before, after) == []

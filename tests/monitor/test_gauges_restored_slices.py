@@ -4,12 +4,10 @@ store, as it does the whole population's (tests/monitor/test_gauges_restored.py)
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
-from prometheus_client import CollectorRegistry
-from support import CAR_LOAN_FEATURES, ROOT, client, settings, wait_for
+from support import CAR_LOAN_FEATURES, ROOT, changed_gauges, client, gauge_values, settings, wait_for
 
 RESTORED = (
     "monitor_estimated_performance", "monitor_estimated_performance_drop", "monitor_multivariate_drift_score",
@@ -20,19 +18,6 @@ RESTORED = (
 ANALYSIS = ROOT / "tests" / "data" / "car_loan" / "synthetic_car_loan_analysis.csv.gz"
 TARGET = ROOT / "tests" / "data" / "car_loan" / "synthetic_car_loan_analysis_target.csv.gz"
 N = 800
-
-
-def gauges(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        if family.name in RESTORED
-        for sample in family.samples
-    }
-
-
-def same(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def test_a_restart_keeps_the_estimates_and_the_slices_in_the_gauges(tmp_path: Path) -> None:
@@ -65,12 +50,12 @@ def test_a_restart_keeps_the_estimates_and_the_slices_in_the_gauges(tmp_path: Pa
             )
 
         wait_for(settled, 60, "every whole, estimate and slice window")
-        before = gauges(registry)
+        before = gauge_values(registry, RESTORED)
     # Precondition: every family set, for both slices.
     assert {name for name, _ in before} == set(RESTORED)
     shown = {dict(labels)["segment"] for name, labels in before if name == "monitor_segment_performance"}
     assert shown == {"region:north", "region:south"}
     with client(config) as (http, registry):  # no traffic: no window closes after the restart
-        after = gauges(registry)
+        after = gauge_values(registry, RESTORED)
     assert after.keys() == before.keys()
-    assert [key for key in before if not same(before[key], after[key])] == []
+    assert changed_gauges(before, after) == []
