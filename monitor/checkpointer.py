@@ -28,7 +28,7 @@ import contextlib
 import logging
 import threading
 
-from monitor.heap_trim import TRIM_AFTER_BYTES, trim_heap
+from monitor.allocator import TRIM_AFTER_BYTES, trim_heap
 from monitor.label_checkpoints import LabelJournal, restore_entries
 from monitor.metrics import Metrics
 from monitor.model_snapshots import encode_model
@@ -126,7 +126,7 @@ class Checkpointer:
             self.metrics.state_checkpoint_bytes.set(written)
             del states, snapshot, labels
             if written >= TRIM_AFTER_BYTES:
-                trim_heap()  # the encoded state was a large temporary: see monitor/heap_trim.py
+                trim_heap()  # the encoded state was a large temporary: see monitor/allocator.py
             return True
 
     # -- on the event loop ------------------------------------------------------------------

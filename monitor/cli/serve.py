@@ -8,6 +8,7 @@ import logging.config
 import os
 import sys
 
+from monitor.allocator import limit_malloc_arenas
 from monitor.api.http_protocol import DeadlineH11Protocol
 from monitor.cli.config import load_or_exit, redact
 from monitor.logs import log_config
@@ -44,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_or_exit(args.config, references=True)
     limit_blas_threads()
+    limit_malloc_arenas()
     server = settings.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
@@ -89,6 +91,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     settings = load_or_exit(args.config, references=True)
     limit_blas_threads()
+    limit_malloc_arenas()
     if not settings.kafka.topics:
         print(f"{args.config}: kafka.topics is empty: nothing to consume", file=sys.stderr)
         return 2

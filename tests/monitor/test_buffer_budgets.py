@@ -60,12 +60,10 @@ def post(client: httpx.Client, url: str, items: list[dict[str, Any]]) -> tuple[d
 def test_a_flood_of_large_partial_records_stays_within_the_join_budget(tmp_path: Path) -> None:
     budget, records, per_request = 32 * MIB, 600, 4
     data = config(tmp_path, limits={"join_buffer_bytes": budget})
-    # The buffer's own bound, without the state checkpoints. With them on (every second),
-    # the same flood usually grows the process by 27-29 MiB (was 60-110 MB before the fixes
-    # in monitor/store/instance_checkpoints.py), but a whole-buffer checkpoint sometimes
-    # leaves one more encoding (~27 MB) resident: 54 MiB in 1 of 6 runs, 83 MiB once in CI.
-    # Not yet bounded: an open item of issue 16.
-    data["storage"]["checkpoint_seconds"] = None
+    # With a checkpoint of the whole buffer every second: each encodes the buffer (~27 MB),
+    # and none of those temporaries may stay resident (monitor/allocator.py: before one malloc
+    # arena, 6 of 31 runs grew by 53-81 MiB).
+    data["storage"]["checkpoint_seconds"] = 1
 
     def partial(n: int) -> dict[str, Any]:  # 1,024 features of 1,000 characters: ~1 MB
         return {"model": "car_loan", "id": f"p{n:05d}", "inputs": {f"f{j:04d}": f"{n:05d}{j:04d}" + "x" * 991 for j in range(1024)}}  # fmt: skip
@@ -90,9 +88,20 @@ def test_a_flood_of_large_partial_records_stays_within_the_join_budget(tmp_path:
             largest = max(largest, length)
         after = settled_rss(pid)
         metrics = scrape(service.url)
+        written = metrics['monitor_state_checkpoints_total{outcome="written"}']
         bound = budget + 8 * largest + 16 * MIB
         assert records * size > 4 * bound  # unbounded, the flood would take far more
         assert after - before <= bound, (after - before) / MIB
+        # Three more checkpoints of the whole buffer (each after a change: an idle model is not
+        # written again) leave nothing more behind; a 27 MB encoding kept would show.
+        for _ in range(3):
+            post(client, service.url, [{"model": "car_loan", "inputs": {"car_value": 1.0}, "prediction": 1}])
+            deadline = time.monotonic() + 120
+            while scrape(service.url)['monitor_state_checkpoints_total{outcome="written"}'] <= written:
+                assert time.monotonic() < deadline, "no checkpoint after a change"
+                time.sleep(0.2)
+            written += 1
+        assert settled_rss(pid) - after <= 8 * MIB, (settled_rss(pid) - after) / MIB
         # Every eviction counted, by cause; each evicted part went on as incomplete.
         assert metrics['monitor_join_evicted_total{cause="bytes",model="car_loan"}'] == records - held
         assert 'monitor_join_evicted_total{cause="entries",model="car_loan"}' not in metrics
@@ -114,7 +123,9 @@ def test_a_flood_of_large_partial_records_stays_within_the_join_budget(tmp_path:
         )
         assert answer["accepted"] == 2 and answer["duplicates"] == 0
         metrics = scrape(service.url)
-        assert metrics['monitor_records_joined_total{model="car_loan"}'] == per_request + 2
+        assert (
+            metrics['monitor_records_joined_total{model="car_loan"}'] == per_request + 3 + 2
+        )  # warm-up, the three changes, the two joins
         assert metrics['monitor_join_evicted_total{cause="bytes",model="car_loan"}'] == records - held + pushed
         assert metrics["monitor_join_buffer_records"] == held - pushed - 1
 
