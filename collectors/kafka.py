@@ -446,7 +446,10 @@ class KafkaCollector:
     # -- operations -------------------------------------------------------------------------------
     def _note_connection(self, consumer: ConsumerProcess) -> None:
         age = consumer.heartbeat_age  # the group coordinator answered lately: the broker is there
-        connected = age is not None and 0 <= age < self.config.session_timeout_ms / 1000
+        silence = self.config.session_timeout_ms / 1000
+        if consumer.rebalancing:  # the coordinator may hold a JoinGroup up to the rebalance timeout
+            silence += self.config.max_poll_interval_ms / 1000
+        connected = age is not None and 0 <= age < silence
         if connected != self.connected:
             log.log(
                 logging.INFO if connected else logging.WARNING,

@@ -15,6 +15,14 @@ makes it, and the child waits in its own listener until the monitor's one has re
 (its commits and seeks included): the guarantee's order of checkpoint, commit and seek
 is the same as with a consumer in the monitor's process.
 
+kafka-python 3 calls rebalance listeners on its IO thread, the one that sends heartbeats
+and every request. The child's listener is therefore a coroutine (an
+``AsyncConsumerRebalanceListener``), awaited on that loop while a thread of the child
+relays the callback to the monitor: the loop goes on heartbeating meanwhile, and the
+monitor's commit, which waits on that loop, can run. (A plain listener held the IO thread
+for as long as the monitor took to checkpoint, and kafka-python refused the commit made
+from it: "Cannot block on net.run() from the IO thread itself".)
+
 A poll's records travel column by column (:class:`Fetched`): one list of values, of
 offsets, of timestamps and of keys per partition pickle and unpickle in C, where a Python
 object per message would cost the monitor a large part of what the child saves it.
@@ -33,12 +41,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from operator import attrgetter
 from typing import Any, BinaryIO, NamedTuple
 
+import kafka.future
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.structs import OffsetAndMetadata
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener, ConsumerRebalanceListener
+from kafka.structs import MemberState, OffsetAndMetadata
 
 from monitor import pipes
 from monitor.gc_tuning import tune_garbage_collector
@@ -90,8 +101,10 @@ class ConsumerProcess:
         self._process = pipes.start_child(__name__)
         self._listener: ConsumerRebalanceListener | None = None
         self._highwaters: dict[TopicPartition, int | None] = {}
-        # Seconds since the group coordinator last answered a heartbeat, as of the last poll.
+        # As of the last poll: seconds since the group coordinator last answered this member
+        # (:func:`_coordinator_age`), and whether the member was (re)joining the group.
         self.heartbeat_age: float | None = None
+        self.rebalancing = False
         # The child logs to the same stderr, in this process's format and at its level.
         root = logging.getLogger()
         log_format = "json" if any(isinstance(h.formatter, JsonLineFormatter) for h in root.handlers) else "text"
@@ -106,7 +119,7 @@ class ConsumerProcess:
         self._call("subscribe", topics)
 
     def poll(self, timeout_ms: int) -> dict[TopicPartition, Fetched]:
-        batch, self._highwaters, self.heartbeat_age = self._call("poll", timeout_ms)
+        batch, self._highwaters, self.heartbeat_age, self.rebalancing = self._call("poll", timeout_ms)
         return batch
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int) -> None:
@@ -178,35 +191,46 @@ def _columns(batch: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, Fet
     return out
 
 
-def _heartbeat_age(consumer: KafkaConsumer) -> float | None:
+def _coordinator_age(consumer: KafkaConsumer, assigned_at: float | None) -> float | None:
+    """Seconds since the group coordinator last answered: the last heartbeat, or the join
+    that assigned the partitions (kafka-python sends no heartbeat while it (re)joins, and
+    the first one only a heartbeat interval after: a long join is not a silent broker)."""
+    ages = [time.monotonic() - assigned_at] if assigned_at is not None else []
     for group in consumer.metrics().values():
         seconds = group.get("last-heartbeat-seconds-ago") if isinstance(group, dict) else None
         if seconds is not None:
-            return float(seconds)
-    return None
+            ages.append(float(seconds))
+            break
+    return min(ages, default=None)
 
 
-class _Relay(ConsumerRebalanceListener):
+class _Relay(AsyncConsumerRebalanceListener):
     """In the child: each rebalance callback goes to the monitor, which answers the calls
-    its listener makes until it sends ``resume``."""
+    its listener makes until it sends ``resume``; awaited on kafka-python's IO loop, which
+    keeps heartbeating and serves the monitor's commits meanwhile."""
 
     def __init__(self, server: _Server):
         self.server = server
 
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.server.rebalance("on_partitions_revoked", revoked)
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.server.rebalance("on_partitions_revoked", revoked)
 
-    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.server.rebalance("on_partitions_assigned", assigned)
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.server.rebalance("on_partitions_assigned", assigned)
 
-    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
-        self.server.rebalance("on_partitions_lost", lost)
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        await self.server.rebalance("on_partitions_lost", lost)
 
 
 class _Server:
     def __init__(self, requests: BinaryIO, answers: BinaryIO):
         self.requests, self.answers = requests, answers
         self.consumer: KafkaConsumer | None = None
+        self._assigned_at: float | None = None  # time.monotonic() of the last assignment
+        # Relays a rebalance callback to the monitor. The thread that called poll() or
+        # close() waits in kafka-python until the callback is done, so only one of the
+        # two reads requests at a time.
+        self._relayer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-rebalance")
 
     def run(self) -> None:
         while True:
@@ -215,7 +239,33 @@ class _Server:
             if kind == "close":
                 return
 
-    def rebalance(self, method: str, partitions: set[TopicPartition]) -> None:
+    def rebalance(self, method: str, partitions: set[TopicPartition]) -> kafka.future.Future:
+        """Relay a callback on the relaying thread; what the IO loop awaits, done once the
+        monitor has sent ``resume``."""
+        consumer = self.consumer
+        assert consumer is not None
+        done = kafka.future.Future()
+
+        def relayed(job: Future[None]) -> None:
+            error = job.exception()
+
+            def resolve() -> None:
+                if error is None:
+                    done.success(None)
+                else:
+                    done.failure(error)
+
+            # A kafka-python future wakes the task awaiting it only when resolved on the
+            # IO loop, which is not thread-safe: resolved through the loop's call_soon,
+            # the one way in from another thread (private: KafkaConsumer has no public one).
+            consumer._manager.call_soon(resolve)
+
+        self._relayer.submit(self._relay, method, partitions).add_done_callback(relayed)
+        return done
+
+    def _relay(self, method: str, partitions: set[TopicPartition]) -> None:
+        if method == "on_partitions_assigned":  # the coordinator has just answered the join
+            self._assigned_at = time.monotonic()
         self._answer("rebalance", (method, set(partitions)))
         while True:
             kind, *args = self._next_request()
@@ -238,7 +288,8 @@ class _Server:
                 elif kind == "poll":
                     batch = consumer.poll(timeout_ms=args[0])
                     highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment()}
-                    value = (_columns(batch), highwaters, _heartbeat_age(consumer))
+                    rebalancing = consumer.group_metadata().state == MemberState.REBALANCING
+                    value = (_columns(batch), highwaters, _coordinator_age(consumer, self._assigned_at), rebalancing)
                 elif kind == "commit":
                     consumer.commit(args[0], timeout_ms=args[1])
                 elif kind == "seek":
