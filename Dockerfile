@@ -10,12 +10,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Sources only (.dockerignore keeps out tests, benchmarks, .venv, data); the installed package
 # carries the migrations and YAML files as package data, so /src can go after the install.
+# With the [mlflow] extra (the client, mlflow-skinny): a config may take its references from
+# an MLflow registry (README "MLflow") without building another image.
 COPY pyproject.toml README.md /src/
 COPY monitor /src/monitor
 COPY collectors /src/collectors
 COPY detectors /src/detectors
 COPY alerts /src/alerts
-RUN pip install /src && rm -rf /src
+RUN pip install '/src[mlflow]' && rm -rf /src
 
 # A fixed non-root uid, so that Kubernetes' runAsNonRoot can check it and fsGroup can match it.
 RUN useradd --system --uid 10001 --home-dir /var/lib/monitor --shell /usr/sbin/nologin monitor \

@@ -63,6 +63,7 @@ MODEL = "{{ $labels.model }}"
 FEATURE = "{{ $labels.feature }}"
 CHECK = "{{ $labels.check }}"
 SEGMENT = "{{ $labels.segment }}"
+VERSION = "{{ $labels.version }}"
 PERCENT = "{{ $value | humanizePercentage }}"
 
 Severity = Literal["warning", "critical"]
@@ -226,6 +227,7 @@ def _result_alerts(result_for: str | None = None) -> list[Alert]:
             f"Figures: GET /v1/models/{MODEL}/results?kind=performance",
         ),
         *_segment_alerts(drift_for),
+        *_version_alerts(drift_for),
     ]
 
 
@@ -255,6 +257,33 @@ def _segment_alerts(drift_for: str) -> list[Alert]:
             f"The distribution of the predictions of model {MODEL} in segment {SEGMENT} has differed from "
             f"the reference's in every window evaluated for {drift_for}. "
             f"Scores: GET /v1/models/{MODEL}/results?kind=prediction_drift&segment={SEGMENT}",
+        ),
+    ]
+
+
+def _version_alerts(drift_for: str) -> list[Alert]:
+    """One alert per model version (README "Versions"): the ``version`` label is bounded, at
+    most versions.max_active values a model (a retired version's series are removed)."""
+    return [
+        Alert(
+            "ModelVersionFeatureDrift",
+            "monitor_version_feature_drift == 1",
+            drift_for,
+            "warning",
+            f"Feature {FEATURE} of model {MODEL} drifted in version {VERSION}",
+            f"Feature {FEATURE} of model {MODEL} has differed, in the traffic of model version {VERSION}, from "
+            f"that version's reference (or the model's when the version has none) in every window evaluated for "
+            f"{drift_for}. Scores: GET /v1/models/{MODEL}/results?kind=feature_drift&feature={FEATURE}&version={VERSION}",
+        ),
+        Alert(
+            "ModelVersionPredictionDrift",
+            "monitor_version_prediction_drift == 1",
+            drift_for,
+            "warning",
+            f"Predictions of model {MODEL} drifted in version {VERSION}",
+            f"The distribution of the predictions of model {MODEL} version {VERSION} has differed from that "
+            f"version's reference (or the model's) in every window evaluated for {drift_for}. "
+            f"Scores: GET /v1/models/{MODEL}/results?kind=prediction_drift&version={VERSION}",
         ),
     ]
 

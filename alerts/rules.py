@@ -6,6 +6,9 @@ engine (:mod:`alerts.engine`) debounces it. :func:`signals` reads one result -- 
 :class:`~detectors.evaluation.Evaluation` or a
 :class:`~detectors.performance.PerformanceResult` -- and returns one :class:`Signal` per
 (rule, model, feature) key the rule covers, ``feature`` being ``''`` for model-wide kinds.
+A rule covers the whole population, or with ``segments:`` slices of it, or with
+``versions:`` model versions' own windows; a slice's or version's key carries it
+(``age@region:eu``, ``age@version:2``).
 
 A verdict that could not be reached (an insufficient feature, a window without latencies,
 performance without reference metrics) gives *no* signal: it is neither a breach nor a
@@ -57,7 +60,15 @@ _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "slo_ms": ("latency_slo",),
     "metrics": ("performance_drop", "estimated_performance_drop"),
     "max_drop": ("performance_drop",),
-    "segments": ("feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo"),
+    "segments": (
+        "feature_drift",
+        "dataset_drift",
+        "prediction_drift",
+        "data_quality",
+        "latency_slo",
+        "performance_drop",
+    ),
+    "versions": ("feature_drift", "dataset_drift", "prediction_drift", "data_quality", "latency_slo"),
 }
 
 
@@ -103,6 +114,9 @@ class AlertRuleConfig(BaseModel):
     # Segment results (detectors.segments) this rule covers: "region:eu" or "region:*";
     # None (the default): the whole population only. A rule with segments covers only them.
     segments: list[str] | None = None
+    # Model versions' own windows (monitor/version_state.py) this rule covers: "2", or "*" for
+    # every version; None: the whole population only. A rule with versions covers only them.
+    versions: list[str] | None = None
 
     @field_validator("name", mode="before")
     @classmethod
@@ -150,6 +164,11 @@ class AlertRuleConfig(BaseModel):
                 raise ValueError(f"segments entries are 'key:value' or 'key:*' (e.g. 'region:eu'), got {entry!r}")
         return value
 
+    @field_validator("versions", mode="before")
+    @classmethod
+    def _versions(cls, value: Any) -> Any:
+        return None if value is None else selection("versions", value)
+
     @field_validator("for_windows", "resolve_windows", mode="before")
     @classmethod
     def _windows(cls, value: Any, info: ValidationInfo) -> Any:
@@ -178,6 +197,11 @@ class AlertRuleConfig(BaseModel):
 
     @model_validator(mode="after")
     def _keys_fit_kind(self) -> AlertRuleConfig:
+        if self.segments is not None and self.versions is not None:
+            raise ValueError(
+                "segments and versions select different results (a slice's windows, a version's): give one, "
+                f"got segments={self.segments!r} and versions={self.versions!r}"
+            )
         for key, kinds in _KIND_KEYS.items():
             # Compared with the default (not "was it given") so a dumped rule validates again.
             if getattr(self, key) != type(self).model_fields[key].default and self.kind not in kinds:
@@ -196,6 +220,13 @@ class AlertRuleConfig(BaseModel):
             return self.segments is None and not segment
         key = segment.partition(":")[0]
         return segment in self.segments or f"{key}:{ALL}" in self.segments
+
+    def covers_version(self, version: str) -> bool:
+        """Whether results of model ``version``'s own windows ('' none: the whole population
+        or a slice) are this rule's."""
+        if self.versions is None or not version:
+            return self.versions is None and not version
+        return self.versions == [ALL] or version in self.versions
 
 
 def validate_rules(rules: Iterable[AlertRuleConfig | Mapping[str, Any]]) -> list[AlertRuleConfig]:
@@ -233,7 +264,8 @@ def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> lis
     segment = getattr(result, "segment", "")
     if not rule.covers_segment(segment):
         return []
-    if getattr(result, "model_version", ""):  # a version's own windows: not the model's alerts
+    version = getattr(result, "model_version", "")  # a version's own windows: rules with versions only
+    if not rule.covers_version(version):
         return []
     if isinstance(result, PerformanceResult):
         return _performance(rule, model, result) if rule.kind == "performance_drop" else []
@@ -270,6 +302,10 @@ def signals(rule: AlertRuleConfig, model: str, result: Result | Estimate) -> lis
     if segment:  # one alert per slice: the key's feature carries it ("age@region:eu", "@region:eu")
         return [Signal(rule.name, model, slice_feature(f, segment), b, v,
                        {"kind": rule.kind, "segment": segment, "feature": f, **d})
+                for f, b, v, d in out]  # fmt: skip
+    if version:  # one alert per version, the same way ("age@version:2", "@version:2")
+        return [Signal(rule.name, model, slice_feature(f, f"version:{version}"), b, v,
+                       {"kind": rule.kind, "model_version": version, "feature": f, **d})
                 for f, b, v, d in out]  # fmt: skip
     return [Signal(rule.name, model, f, b, v, {"kind": rule.kind, **d}) for f, b, v, d in out]
 
@@ -320,14 +356,18 @@ def _performance(rule: AlertRuleConfig, model: str, result: PerformanceResult) -
         return []
     degraded = [m for m, d in covered.items() if d > limits[m]]
     worst = max(covered[m] for m in (degraded or covered))
-    detail = {
+    detail: dict[str, Any] = {
         "kind": rule.kind,
         "degraded": degraded,
         "drop": {m: _json_number(d) for m, d in covered.items()},
         "max_drop": {m: limits[m] for m in covered},
         "n": result.n,
     }
-    return [Signal(rule.name, model, "", bool(degraded), _json_number(worst), detail)]
+    feature = ""
+    if result.segment:  # one alert per slice ("@region:eu"), compared with its own reference metrics
+        feature = slice_feature("", result.segment)
+        detail.update(segment=result.segment, reference_slice=result.reference_slice)
+    return [Signal(rule.name, model, feature, bool(degraded), _json_number(worst), detail)]
 
 
 # An alert's ``feature`` is stored in a String(256) column (monitor/store/tables.py,

@@ -477,9 +477,7 @@ def _frame_prediction(col: pd.Series, schema: Schema) -> tuple[np.ndarray, np.nd
     return _prediction_column(_frame_list(col), schema)
 
 
-def _frame_categorical(
-    col: pd.Series,
-) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+def _frame_categorical(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
     """A column for a categorical channel, as :func:`coerce_categorical` reads it, through
     its codes: one category string per distinct value, shared by the rows that hold it;
     with ``(codes, names)`` (see ``Batch.codes``), None when read value by value."""
@@ -495,6 +493,7 @@ def _frame_categorical(
         except TypeError:
             wrong[i] = True
     narrow = np.int8 if names.size <= 127 else np.int16 if names.size <= 32_767 else np.int32  # kept: small
-    codes = np.where(codes < 0, len(distinct) + 1, codes).astype(narrow)
+    codes = codes.astype(narrow)
+    codes[codes < 0] = len(distinct) + 1  # null: the last name
     status = wrong[codes].astype(np.int8) * np.int8(WRONG_TYPE) if wrong.any() else None
     return names[codes], status, (codes, names)

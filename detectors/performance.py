@@ -219,11 +219,13 @@ class PerformanceResult:
     # Segment analysis (detectors.segments): the slice whose labelled predictions these are
     # ("region:eu"; '' for the whole population).
     segment: str = ""
+    # A slice's: whose reference metrics ``reference`` are (its own slice's, or "whole").
+    reference_slice: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if not out["segment"]:  # as before slices had performance windows
-            del out["segment"]
+            del out["segment"], out["reference_slice"]
         for key in ("metrics", "reference", "drop"):
             out[key] = None if out[key] is None else {k: _clean(v) for k, v in out[key].items()}
         out["confusion"], out["max_drop"] = dict(self.confusion), dict(self.max_drop)

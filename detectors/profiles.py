@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.category_counts import CategoryCounts
 from detectors.columns import NULL, WRONG_TYPE, Batch
 from detectors.schema import NUMERIC, Schema
 from detectors.sketches import pack, unpack
+from detectors.threads import Workers, map_columns, workers_for
 
 FORMAT_VERSION = 1
 # None as the 0-d object array np.equal(x, None) makes of it; numpy's stubs reject a bare None.
@@ -139,6 +141,7 @@ def numeric_profile(
         nonfinite_count = int((~finite & ~null & ~wrong).sum())
     edges = np.empty(0)
     counts = np.zeros(1, dtype=np.int64)
+    lowest = highest = mean = std = float("nan")
     if v.size:
         # One sort gives the quantiles (numpy's 'inverted_cdf': the value of rank ceil(n*q))
         # and the bin counts (ranks of the edges), cheaper than a partition per quantile and
@@ -149,6 +152,11 @@ def numeric_profile(
         edges = edges[edges < ordered[-1]]  # an edge at the max would leave the last bin empty
         below = np.searchsorted(ordered, edges, side="right")  # values <= each edge (right-closed bins)
         counts = np.diff(np.concatenate([[0], below, [ordered.size]])).astype(np.int64)
+        # The ends of the sorted values, unless a zero: -0.0 and 0.0 sort as equals, and the
+        # sign np.min / np.max return is the one the profile has always kept.
+        lowest = float(ordered[0]) if ordered[0] != 0 else float(v.min())
+        highest = float(ordered[-1]) if ordered[-1] != 0 else float(v.max())
+        mean, std = _mean_std(v, ordered) if v.dtype == np.float64 else (float(v.mean()), float(v.std()))
     if v.size > sample_size:
         rng = np.random.default_rng(seed)
         sample = v[np.sort(rng.choice(v.size, size=sample_size, replace=False))]
@@ -162,11 +170,21 @@ def numeric_profile(
         null_count=null_count,
         wrong_type_count=wrong_count,
         nonfinite_count=nonfinite_count,
-        min=float(v.min()) if v.size else float("nan"),
-        max=float(v.max()) if v.size else float("nan"),
-        mean=float(v.mean()) if v.size else float("nan"),
-        std=float(v.std()) if v.size else float("nan"),
+        min=lowest,
+        max=highest,
+        mean=mean,
+        std=std,
     )
+
+
+def _mean_std(v: np.ndarray, scratch: np.ndarray) -> tuple[float, float]:
+    """``(v.mean(), v.std())`` of a float64 array, the same bits by numpy's own arithmetic (a
+    pairwise sum over the count, then the sum of the squared deviations from it), with the
+    mean summed once and the deviations written into ``scratch`` (no new array)."""
+    mean = np.add.reduce(v) / v.size
+    np.subtract(v, mean, out=scratch)
+    np.multiply(scratch, scratch, out=scratch)
+    return float(mean), float(np.sqrt(np.add.reduce(scratch) / v.size))
 
 
 def categorical_profile(
@@ -176,17 +194,31 @@ def categorical_profile(
     null, wrong = _status_masks(x, status, numeric=False)
     present = x[~null & ~wrong]
     vc = pd.Series(present, dtype=object).value_counts(sort=False)
-    pairs = sorted(zip(vc.index.tolist(), vc.to_numpy().tolist(), strict=True), key=lambda kv: (-kv[1], kv[0]))
-    top, tail = pairs[:top_k], pairs[top_k:]
+    pairs = zip(vc.index.tolist(), vc.to_numpy().tolist(), strict=True)
+    return _top_k(pairs, int(x.size), int(null.sum()), int(wrong.sum()), top_k, max_tracked_categories)
+
+
+def categorical_from_counts(counts: CategoryCounts, *, top_k: int, max_tracked_categories: int) -> CategoricalProfile:
+    """The profile of a column counted into ``counts`` (the same as :func:`categorical_profile`
+    of its rows)."""
+    return _top_k(counts.counts.items(), counts.count, counts.null, counts.wrong, top_k, max_tracked_categories)
+
+
+def _top_k(
+    pairs: Iterable[tuple[str, int]], count: int, null: int, wrong: int, top_k: int, max_tracked: int
+) -> CategoricalProfile:
+    """Category counts cut into the ``top_k`` most frequent (ties by name) and the tail."""
+    ordered = sorted(pairs, key=lambda kv: (-kv[1], kv[0]))
+    top, tail = ordered[:top_k], ordered[top_k:]
     return CategoricalProfile(
         categories=tuple(c for c, _ in top),
         counts=_frozen(np.array([n for _, n in top], dtype=np.int64)),
         other_count=int(sum(n for _, n in tail)),
-        tail=frozenset(c for c, _ in tail[:max_tracked_categories]),
-        tail_complete=len(tail) <= max_tracked_categories,
-        count=int(x.size),
-        null_count=int(null.sum()),
-        wrong_type_count=int(wrong.sum()),
+        tail=frozenset(c for c, _ in tail[:max_tracked]),
+        tail_complete=len(tail) <= max_tracked,
+        count=count,
+        null_count=null,
+        wrong_type_count=wrong,
     )
 
 
@@ -242,8 +274,12 @@ class ReferenceProfile:
         top_k: int = 50,
         max_tracked_categories: int = 10_000,
         seed: int = 0,
+        workers: Workers | int | None = None,
     ) -> ReferenceProfile:
-        """Profile columns already in :class:`Batch` form. Seeds per channel derive from ``seed`` and the name."""
+        """Profile columns already in :class:`Batch` form. Seeds per channel derive from ``seed``
+        and the name. Categorical columns with codes (``Batch.codes``) are counted through them.
+        ``workers`` (:class:`detectors.threads.Workers`, or a number of threads): channels are
+        profiled on several threads (the sorts and counts release the GIL); the same profile."""
         _check_int("bins", bins, 1)
         _check_int("sample_size", sample_size, 1)
         _check_int("top_k", top_k, 1)
@@ -251,18 +287,25 @@ class ReferenceProfile:
         _check_int("seed", seed, 0)
         if len(batch) == 0:
             raise ValueError("cannot build a reference profile from 0 rows")
-        out: dict[str, Profile] = {}
-        for name, kind in schema.channels().items():
-            col = batch.column(name)
-            if col is None:
-                raise ValueError(f"reference data has no column for channel {name!r}")
-            st = batch.status.get(name)
-            if kind == NUMERIC:
-                out[name] = numeric_profile(
-                    col, st, bins=bins, sample_size=sample_size, seed=(seed << 32) ^ zlib.crc32(name.encode())
-                )
-            else:
-                out[name] = categorical_profile(col, st, top_k=top_k, max_tracked_categories=max_tracked_categories)
+        channels = schema.channels()
+        missing = [name for name in channels if batch.column(name) is None]
+        if missing:
+            raise ValueError(f"reference data has no column for channel {missing[0]!r}")
+
+        def one(name: str) -> Profile:
+            col, st = batch.column(name), batch.status.get(name)
+            assert col is not None  # checked above
+            if channels[name] == NUMERIC:
+                channel_seed = (seed << 32) ^ zlib.crc32(name.encode())
+                return numeric_profile(col, st, bins=bins, sample_size=sample_size, seed=channel_seed)
+            if name in batch.codes:
+                counted = CategoryCounts()
+                counted.update(col, st, batch.codes[name])
+                return categorical_from_counts(counted, top_k=top_k, max_tracked_categories=max_tracked_categories)
+            return categorical_profile(col, st, top_k=top_k, max_tracked_categories=max_tracked_categories)
+
+        with workers_for(workers) as threads:
+            out = dict(zip(channels, map_columns(threads, one, channels), strict=True))
         params = {
             "bins": bins,
             "sample_size": sample_size,

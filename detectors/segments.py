@@ -29,9 +29,12 @@ reference.
   windows; the minimum effect size still applies per slice.
 * **Performance** (:meth:`SegmentDetectors.observe_labels`): a labelled prediction counts
   in the performance windows of the slices its prediction's tags name (a value without a
-  slot: the key's ``__other__``; labels never take a slot). A slice has no reference
-  metrics of its own (the reference's are of the whole population, and slices differ by
-  nature), so its performance results carry metrics but no drop verdict.
+  slot: the key's ``__other__``; labels never take a slot). Each slice's metrics are
+  compared with its own reference slice's (the reference rows of that tag value, when the
+  reference has labels: the ``performance`` argument), so a window reports a drop as the
+  whole population's do; a slice without reference metrics of its own (no reference
+  slice, the ``__other__`` pool, or too few labelled reference rows) is compared with the
+  whole reference's, and its results say which (``reference_slice``, as for drift).
 * **Memory**: per model at most ``keys * (max_values + 1)`` slice detectors, each one
   open window (``WindowState.nbytes`` times the panes; a performance window is counts
   only, inside ``DETECTOR_OVERHEAD_BYTES`` but for many classes: ``(classes + 1)**2 * 8``), plus one window layout per
@@ -52,8 +55,9 @@ import pandas as pd
 
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
+from detectors.misra_gries import MisraGries
 from detectors.model import DetectorSettings, ModelDetector
-from detectors.performance import PerformanceResult
+from detectors.performance import PerformanceResult, reference_metrics
 from detectors.profiles import ReferenceProfile
 from detectors.schema import Schema
 from detectors.sketches import pack, unpack
@@ -149,33 +153,6 @@ def build_slices(
     return out
 
 
-class MisraGries:
-    """At most ``capacity`` counters; a value's count is never above its true count and at
-    most N / (capacity + 1) below it (N: the weight added)."""
-
-    def __init__(self, capacity: int, counts: Mapping[str, int] | None = None) -> None:
-        self.capacity = capacity
-        self.counts: dict[str, int] = dict(counts or {})
-
-    def add(self, value: str, weight: int) -> int:
-        """Add ``weight`` rows of ``value``; its count afterwards (0 if not tracked)."""
-        counts = self.counts
-        if value in counts or len(counts) < self.capacity:
-            counts[value] = counts.get(value, 0) + weight
-            return counts[value]
-        cut = min(weight, min(counts.values()))
-        for v in list(counts):
-            counts[v] -= cut
-            if counts[v] == 0:
-                del counts[v]
-        if weight > cut:
-            counts[value] = weight - cut
-        return counts.get(value, 0)
-
-    def pop(self, value: str) -> None:
-        self.counts.pop(value, None)
-
-
 @dataclass(frozen=True)
 class SegmentWindow:
     """A closed window of one slice, to evaluate with :meth:`SegmentDetectors.evaluate`."""
@@ -189,12 +166,20 @@ class SegmentWindow:
 class SegmentDetectors:
     """One :class:`ModelDetector` per slice (tag key and value) of one model; see the module docstring."""
 
-    def __init__(self, reference: ReferenceProfile, settings: DetectorSettings, spec: SegmentSpec) -> None:
+    def __init__(
+        self,
+        reference: ReferenceProfile,
+        settings: DetectorSettings,
+        spec: SegmentSpec,
+        performance: Mapping[str, Mapping[str, float | None]] | None = None,
+    ) -> None:
+        """``performance``: reference metrics per slice name (its own reference rows'); a
+        slice not in it is compared with ``settings.reference_performance`` (the whole's)."""
         self.reference = reference
         self.spec = spec
-        # Slices run drift, quality, latency and performance (without the whole reference's
-        # metrics to compare with: see the module docstring); estimators stay whole-population.
-        self.settings = replace(settings, estimators=None, reference_performance=None)
+        # Slices run drift, quality, latency and performance; estimators stay whole-population.
+        self.settings = replace(settings, estimators=None)
+        self.performance = {name: dict(metrics) for name, metrics in (performance or {}).items()}
         self.whole_layout = WindowLayout(
             reference, sample_size=settings.sample_size, bounds=settings.bounds, range_margin=settings.range_margin
         )
@@ -278,13 +263,23 @@ class SegmentDetectors:
 
     def _new_detector(self, name: str) -> ModelDetector:
         own = self.reference.slices.get(name)
-        settings = replace(self.settings, seed=self.settings.seed ^ zlib.crc32(name.encode()))
         if own is None:
-            return ModelDetector(self.reference, settings, self.whole_layout)
-        return ModelDetector(own, settings)
+            return ModelDetector(self.reference, self.slice_settings(name), self.whole_layout)
+        return ModelDetector(own, self.slice_settings(name))
+
+    def slice_settings(self, name: str) -> DetectorSettings:
+        """A slice's detector settings: its own seed and reference metrics (or the whole's)."""
+        return replace(
+            self.settings, seed=self.settings.seed ^ zlib.crc32(name.encode()),
+            reference_performance=self.performance.get(name, self.settings.reference_performance),
+        )  # fmt: skip
 
     def reference_slice(self, name: str) -> str:
         return name if name in self.reference.slices else WHOLE
+
+    def performance_slice(self, name: str) -> str:
+        """Which reference's metrics a slice's performance is compared with."""
+        return name if name in self.performance else WHOLE
 
     # -- labels --------------------------------------------------------------------------
     def observe_labels(
@@ -314,7 +309,10 @@ class SegmentDetectors:
     ) -> list[PerformanceResult]:
         name = slice_name(key, value)
         closed = self._detector(key, value).observe_labels(predictions, labels, timestamps)
-        return [replace(result, segment=name) for result in closed]
+        return [self._slice_result(result, name) for result in closed]
+
+    def _slice_result(self, result: PerformanceResult, name: str) -> PerformanceResult:
+        return replace(result, segment=name, reference_slice=self.performance_slice(name))
 
     def flush_performance(self) -> list[PerformanceResult]:
         """Close every slice's open performance window whatever its size (end of a replay)."""
@@ -323,7 +321,7 @@ class SegmentDetectors:
             for value, detector in detectors.items():
                 result = detector.flush_performance()
                 if result is not None:
-                    out.append(replace(result, segment=slice_name(key, value)))
+                    out.append(self._slice_result(result, slice_name(key, value)))
         return out
 
     # -- evaluation ----------------------------------------------------------------------
@@ -405,9 +403,15 @@ class SegmentDetectors:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, reference: ReferenceProfile, settings: DetectorSettings, spec: SegmentSpec
+        cls,
+        data: bytes,
+        reference: ReferenceProfile,
+        settings: DetectorSettings,
+        spec: SegmentSpec,
+        performance: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> SegmentDetectors:
-        """Restore a checkpoint taken with the same reference and segment settings."""
+        """Restore a checkpoint taken with the same reference and segment settings; the
+        slices' performance windows compare with ``performance`` (as :meth:`__init__`)."""
         header, arrays = unpack(data)
         if header.get("kind") != "segment_detectors" or header.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"not a segment detectors checkpoint of format {FORMAT_VERSION}")
@@ -416,7 +420,7 @@ class SegmentDetectors:
         given = [list(spec.keys), spec.max_values, spec.min_reference_rows, spec.admit_rows]
         if header.get("spec") != given:
             raise ValueError(f"the segment checkpoint was taken with other segment settings {header.get('spec')}")
-        out = cls(reference, settings, spec)
+        out = cls(reference, settings, spec, performance)
         out.admitted = {key: list(values) for key, values in header["admitted"].items()}
         out.pooled = {key: int(n) for key, n in header["pooled"].items()}
         for key, counts in header["candidates"].items():
@@ -424,12 +428,17 @@ class SegmentDetectors:
         for i, (key, value) in enumerate(header["detectors"]):
             name = slice_name(key, value)
             own = reference.slices.get(name)
-            seeded = replace(out.settings, seed=out.settings.seed ^ zlib.crc32(name.encode()))
+            seeded = out.slice_settings(name)
             blob = arrays[f"d{i}"].tobytes()
             if own is None:
-                out.detectors[key][value] = ModelDetector.from_bytes(blob, reference, seeded, out.whole_layout)
+                detector = ModelDetector.from_bytes(blob, reference, seeded, out.whole_layout)
             else:
-                out.detectors[key][value] = ModelDetector.from_bytes(blob, own, seeded)
+                detector = ModelDetector.from_bytes(blob, own, seeded)
+            if detector.performance is not None:
+                # The metrics of the reference now given, not the checkpoint's: a checkpoint
+                # from before slices had reference metrics would otherwise keep none for good.
+                detector.performance.reference = reference_metrics(seeded.reference_performance)
+            out.detectors[key][value] = detector
         return out
 
 

@@ -37,6 +37,11 @@ class CardinalityGuard:
                 seen.add(key)
         return family.labels(model, *rest)
 
+    def release(self, family: Any, model: str, *rest: str) -> None:
+        """Give back the slot of a series that was removed (a retired model version's)."""
+        with self._lock:
+            self._series.get(model, set()).discard((family._name, rest))
+
     def series(self, model: str) -> int:
         with self._lock:
             return len(self._series.get(model, ()))

@@ -13,7 +13,11 @@ the detector the service runs, with the same decision knobs (``alpha``, ``correc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import itertools
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,11 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.columns import Batch
 from detectors.decision import DriftSettings, FeatureDrift
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
+from detectors.threads import Workers
 from detectors.windows.state import WindowLayout, WindowState
 from monitor.frames import CHUNK_ROWS, Table, TableError, chunks
-from monitor.profiling import Profile, profile, to_batch
+from monitor.profiling import Profile, profile, table_kinds, to_batch
 
 _KNOBS = tuple(f.name for f in fields(DriftSettings))
 
@@ -135,6 +141,7 @@ def compare(
     schema: Mapping[str, str] | None = None,
     sample_size: int = 10_000,
     chunk_rows: int = CHUNK_ROWS,
+    workers: int | None = None,
     **decision: Any,
 ) -> Comparison:
     """Compare ``current`` with ``reference`` (DataFrames, pyarrow Tables, file paths, or a
@@ -142,27 +149,87 @@ def compare(
 
     ``schema`` maps column -> 'numeric' | 'categorical' | 'boolean'; inferred from the
     reference when None (``repr`` of the result prints it). ``sample_size`` is the
-    window's sample for rank tests, as the service's ``window.sample_size``. Other keyword
-    arguments are the decision's knobs (:class:`detectors.decision.DriftSettings`)."""
+    window's sample for rank tests, as the service's ``window.sample_size``. ``workers``:
+    threads that read, profile and count the columns together (sorting, hashing and
+    counting release the GIL), the calling thread being one of them; default
+    ``min(2, os.cpu_count())``, 1 for the calling thread alone; the result is the same
+    whatever the number. Other keyword arguments are the decision's knobs
+    (:class:`detectors.decision.DriftSettings`)."""
     settings = drift_settings(decision)
     if schema is not None and isinstance(reference, Profile):
         raise TypeError("schema= applies when the reference is a table; a Profile keeps the schema it was built with")
-    ref = profile(reference, schema)
-    kinds = dict(ref.kinds or {})
-    layout = WindowLayout(ref.reference, sample_size=sample_size)
-    window = WindowState(layout)
-    rows = 0
-    wanted = None if isinstance(current, pd.DataFrame) else list(kinds)
-    for chunk in chunks(current, columns=wanted, rows=chunk_rows):
-        if len(chunk):
-            window.update(to_batch(chunk, kinds, "current table"))
-            rows += len(chunk)
-    if rows == 0:
-        raise TableError("the current table has no rows")
-    with np.errstate(over="ignore", invalid="ignore"):
+    with contextlib.ExitStack() as stack:
+        # Huge values overflow sums and moments to inf (reported, not warned about); the
+        # helper threads run in this context, so the error state reaches them too.
+        stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
+        threads = Workers(min(2, os.cpu_count() or 1) if workers is None else workers)
+        pool = stack.enter_context(threads) if threads.count > 1 else None
+        # The kinds of an in-memory reference are known before it is profiled: the current
+        # table's first chunk is then read on a helper thread meanwhile.
+        kinds = _known_kinds(reference, schema) if pool is not None else None
+        parts = _nonempty_chunks(current, kinds, chunk_rows) if kinds else None
+        first = None if parts is None else next(parts, None)
+        ahead = None if pool is None or first is None else pool.submit(to_batch, first, kinds, _CURRENT)
+        ref = profile(reference, (kinds or schema) if not isinstance(reference, Profile) else None, workers=pool)
+        kinds = dict(ref.kinds or {})
+        if parts is None:
+            parts = _nonempty_chunks(current, kinds, chunk_rows)
+            first = next(parts, None)
+        window = WindowState(WindowLayout(ref.reference, sample_size=sample_size))
+        rows = _count_current(window, first, ahead, parts, kinds, pool)
+        if rows == 0:
+            raise TableError("the current table has no rows")
         evaluation = evaluate_window(window, EvaluationSettings(drift=settings))
     _check_current(window, kinds)
     return Comparison(evaluation, kinds, ref.rows, rows)
+
+
+_CURRENT = "current table"
+
+
+def _known_kinds(reference: Table | Profile, schema: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The reference's column kinds when they are known without reading it (a Profile) or
+    from the frame in memory; None otherwise (files and Arrow tables are profiled first)."""
+    if isinstance(reference, Profile):
+        return dict(reference.kinds or {}) or None
+    if isinstance(reference, pd.DataFrame):
+        return table_kinds(reference, schema)
+    return None
+
+
+def _nonempty_chunks(current: Table, kinds: Mapping[str, str], rows: int) -> Iterator[pd.DataFrame]:
+    wanted = None if isinstance(current, pd.DataFrame) else list(kinds)
+    return (chunk for chunk in chunks(current, columns=wanted, rows=rows) if len(chunk))
+
+
+def _count_current(
+    window: WindowState,
+    first: pd.DataFrame | None,
+    ahead: Future[Batch] | None,
+    parts: Iterator[pd.DataFrame],
+    kinds: Mapping[str, str],
+    workers: Workers | None,
+) -> int:
+    """Count the current table's chunks (``first``, then ``parts``) into ``window``; returns
+    the rows. With workers, each chunk is read on a helper thread while the caller counts
+    the one before (``ahead``: the first chunk, already being read); the last chunk, with
+    nothing left to overlap, is counted by all the workers."""
+    if first is None:
+        return 0
+    if workers is None:
+        rows = 0
+        for chunk in itertools.chain([first], parts):
+            window.update(to_batch(chunk, kinds, _CURRENT))
+            rows += len(chunk)
+        return rows
+    batch = ahead.result() if ahead is not None else to_batch(first, kinds, _CURRENT, workers)
+    rows = len(first)
+    for chunk in parts:
+        following = workers.submit(to_batch, chunk, kinds, _CURRENT)
+        window.update(batch)
+        batch, rows = following.result(), rows + len(chunk)
+    window.update(batch, workers)
+    return rows
 
 
 def _check_current(window: WindowState, kinds: Mapping[str, str]) -> None:

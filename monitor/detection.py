@@ -249,7 +249,12 @@ def performance_rows(model: str, result: PerformanceResult, reference_version: s
             "threshold": result.max_drop.get(metric),
             "drift": metric in result.degraded_metrics,
             "n_current": result.n,
-            "detail": {"reference": (result.reference or {}).get(metric), "drop": drops.get(metric)},
+            "detail": {
+                "reference": (result.reference or {}).get(metric),
+                "drop": drops.get(metric),
+                # a slice's: whose reference metrics (its own slice's or the whole's), as for drift
+                **({"reference_slice": result.reference_slice} if result.segment else {}),
+            },
         }  # fmt: skip
         for metric, value in result.metrics.items()
     ]

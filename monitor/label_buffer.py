@@ -10,7 +10,7 @@ entry (:mod:`monitor.label_checkpoints`).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from itertools import compress, repeat
 from operator import itemgetter, not_
 from typing import Any, NamedTuple
@@ -20,9 +20,11 @@ import numpy as np
 from monitor.buffer_bytes import LABEL_ENTRY_BYTES, label_entries_bytes, label_entry_bytes
 from monitor.joins import BYTES, ENTRIES, OVERSIZE, Key, check_limits
 from monitor.records import Record
+from monitor.settings import Settings
 
 # A prediction's segment tags ({"region": "eu"}), kept so that its label reaches the slice's
-# performance windows (monitor/segment_state.py); None without tags.
+# performance windows (monitor/segment_state.py); None without tags, and for the models
+# without ``segments:`` (see LabelBuffer's ``tagged``).
 Tags = Mapping[str, str] | None
 
 # Keys of unlabelled predictions that left the label buffer, by cause (causes with none are absent).
@@ -83,16 +85,21 @@ class LabelBuffer:
         ttl: float,
         max_bytes: int | None = None,
         keep: Keep | None = None,
+        tagged: Collection[str] | None = None,
     ):
         """``keep(keys, predictions)`` gives what to keep of each prediction (e.g. the class a
         label is compared with rather than a whole class -> probability mapping); without
-        it, predictions are kept whole. Entries are counted in bytes after it."""
+        it, predictions are kept whole. Entries are counted in bytes after it. ``tagged``:
+        the models whose predictions keep their segment tags (None: every model's); the
+        others' tags are dropped on the way in, since nothing reads them and each would
+        take the byte budget (a dict per entry: ~290 bytes for one tag)."""
         check_limits(capacity, ttl, max_bytes)
         self.capacity = capacity
         self.ttl = ttl
         self.max_bytes = max_bytes
         self.bytes = 0  # estimated bytes of the entries held
         self._keep = keep
+        self._tagged = None if tagged is None else frozenset(tagged)
         # key -> (prediction, timestamp, arrived, labelled, segment): see AwaitingLabel. Keys leave
         # in the order they came (evictions and expiry take the oldest), so the order is a
         # list with a moving head rather than an OrderedDict: inserting and evicting a
@@ -111,6 +118,30 @@ class LabelBuffer:
         self._base = 0
         self._touched: list[Key] = []
         self.epoch = 0
+
+    @classmethod
+    def for_settings(cls, settings: Settings, keep: Keep | None = None) -> LabelBuffer:
+        """The buffer of ``settings.limits``, keeping tags for the models configured with
+        ``segments:`` (a model registered from traffic has none)."""
+        limits = settings.limits
+        tagged = [name for name, config in settings.models.items() if config.segments is not None]
+        return cls(limits.label_buffer_size, limits.label_ttl_seconds, limits.label_buffer_bytes, keep, tagged)
+
+    def _kept_tags(self, keys: Sequence[Key], segments: Sequence[Tags] | None, model: str | None) -> list[Tags] | None:
+        """``segments`` with None for the keys of models whose tags are not kept (``model``:
+        every key's, if known) and for empty tags; None when no entry keeps any."""
+        if segments is None:
+            return None
+        tagged = self._tagged
+        if tagged is not None:
+            if model is not None:
+                if model not in tagged:
+                    return None
+            else:
+                segments = [tags if key[0] in tagged else None for key, tags in zip(keys, segments, strict=True)]
+        if not any(segments):
+            return None
+        return list(segments) if all(segments) else [tags or None for tags in segments]  # {}: no tags
 
     def __len__(self) -> int:
         return len(self._awaiting)
@@ -180,7 +211,8 @@ class LabelBuffer:
         """:meth:`remember` from the values rather than a Record."""
         if self._keep is not None and type(prediction) not in _PLAIN and isinstance(prediction, Mapping):
             prediction = self._keep([key], [prediction])[0]
-        segment = segment or None
+        if not segment or (self._tagged is not None and key[0] not in self._tagged):
+            segment = None
         size = label_entry_bytes(key, prediction, segment)
         awaiting = self._awaiting
         lost: Lost = {}
@@ -229,8 +261,7 @@ class LabelBuffer:
         if self._keep is not None and not _PLAIN.issuperset(kinds):
             predictions = self._keep(keys, predictions)
             kinds = set(map(type, predictions))
-        if segments is not None and not any(segments):
-            segments = None
+        segments = self._kept_tags(keys, segments, model)
         sizes = label_entries_bytes(keys, predictions, kinds, model, segments)
         added = int(sizes.sum())
         lost: Lost = {}
@@ -309,10 +340,11 @@ class LabelBuffer:
         awaiting = self._awaiting
         lost: Lost = {}
         kept, sizes = [], []
-        segments = [entry[4] for entry in entries]
-        sized = label_entries_bytes(keys, predictions, segments=segments if any(segments) else None).tolist()
-        for key, prediction, size, (_, timestamp, arrived, labelled, segment) in zip(
-            keys, predictions, sized, entries, strict=True
+        segments = self._kept_tags(keys, [entry[4] for entry in entries], None)
+        sized = label_entries_bytes(keys, predictions, segments=segments).tolist()
+        tags = repeat(None) if segments is None else segments
+        for key, prediction, size, (_, timestamp, arrived, labelled, _), segment in zip(
+            keys, predictions, sized, entries, tags, strict=False
         ):
             if key in awaiting:
                 continue

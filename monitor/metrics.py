@@ -3,7 +3,7 @@
 Names follow Prometheus conventions: a ``monitor_`` prefix, the unit in the name and
 ``_total`` on counters. Labels are bounded: model (configured names only; items whose
 model is unknown count under ``_unknown``), source, reason, route, status, missing,
-webhook (configured names only), outcome.
+webhook (configured names only), outcome; segment and version (monitor/slice_metrics.py).
 Never ids or values.
 
 Each ``Metrics`` instance registers its families in the registry it is given, so a test
@@ -17,6 +17,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from monitor.cardinality import CardinalityGuard
+from monitor.slice_metrics import SliceMetrics
 
 UNKNOWN_MODEL = "_unknown"
 # The writes that wait in a retry buffer while the store is unreachable (monitor.store.retry_buffer).
@@ -27,7 +28,7 @@ STORE_WRITE_KINDS = ("dead_letters", "results", "alerts", "histograms")
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class Metrics:
+class Metrics(SliceMetrics):
     """The service's metric families, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None, max_series_per_model: int = 5_000):
@@ -41,7 +42,7 @@ class Metrics:
         self._detector_results(r)
         self._quality_latency_performance(r)
         self._estimates(r)
-        self._segments(r)
+        self._slices(r)  # segments and model versions (monitor/slice_metrics.py)
         self._series_cap(r, max_series_per_model)
         self._alerts(r)
         self._kafka(r)
@@ -291,46 +292,6 @@ class Metrics:
             ["model"],
             registry=r,
         )
-
-    def _segments(self, r: CollectorRegistry) -> None:
-        """Segment analysis (detectors.segments): the latest window of each slice, labelled
-        ``segment="region:eu"``; at most keys x (segments.max_values + 1) slices a model."""
-        slice_labels = ["model", "segment"]
-        self.segment_feature_drift = Gauge(
-            "monitor_segment_feature_drift", "1 when the feature drifted in the slice's latest window.",
-            [*slice_labels, "feature"], registry=r,
-        )  # fmt: skip
-        self.segment_feature_drift_score = Gauge(
-            "monitor_segment_feature_drift_score",
-            "Effect size of the slice's latest window against its reference (its own rows, or the whole reference).",
-            [*slice_labels, "feature", "method"], registry=r,
-        )  # fmt: skip
-        self.segment_drifted_features = Gauge(
-            "monitor_segment_drifted_features", "Features that drifted in the slice's latest window.", slice_labels,
-            registry=r,
-        )  # fmt: skip
-        self.segment_prediction_drift = Gauge(
-            "monitor_segment_prediction_drift", "1 when the predictions drifted in the slice's latest window.",
-            slice_labels, registry=r,
-        )  # fmt: skip
-        self.segment_quality_breach = Gauge(
-            "monitor_segment_quality_breach", "1 when the slice's latest window breached a data-quality threshold.",
-            [*slice_labels, "feature", "check"], registry=r,
-        )  # fmt: skip
-        self.segment_window_records = Gauge(
-            "monitor_segment_window_records", "Records in the slice's latest evaluated window.", slice_labels,
-            registry=r,
-        )  # fmt: skip
-        self.segment_performance = Gauge(
-            "monitor_segment_performance",
-            "Model performance in the slice's latest labelled window (accuracy, roc_auc, f1, mae, ...).",
-            [*slice_labels, "metric"], registry=r,
-        )  # fmt: skip
-        self.segment_records_pooled = Counter(
-            "monitor_segment_records_pooled_total",
-            "Records of tag values beyond segments.max_values, counted into the key's __other__ slice.",
-            ["model", "key"], registry=r,
-        )  # fmt: skip
 
     def _series_cap(self, r: CollectorRegistry, max_series_per_model: int) -> None:
         """The cap on each model's result series (see monitor/cardinality.py)."""

@@ -16,6 +16,12 @@ stored (source ``mlflow``) and handed to the pipeline as an upload is:
 (safe from any thread). When the active reference already is that registry version's
 artifact (a restart), nothing is downloaded or stored again.
 
+An alias (``models:/car_loan@champion``) moves when a new version is promoted: the same
+thread asks the registry again every ``refresh_seconds`` (0: never) which version it names,
+and when that changed, fetches and activates the new version's artifact as above. A failed
+check is retried with the same backoff and shows in the state, while the reference in use
+stays the one the alias named before.
+
 The ``mlflow`` client (the ``[mlflow]`` extra, ``mlflow-skinny``) is imported only here,
 and only when a model uses it.
 """
@@ -210,14 +216,16 @@ class FetchStatus:
 
     model_uri: str
     artifact_path: str
-    # fetching: no outcome yet; failed: the last attempt failed (retrying); ready: active;
-    # per version: a template URI, fetched for each model version, not for the model.
+    # fetching: no outcome yet; failed: the last attempt failed (retrying; an alias's earlier
+    # version stays active); ready: active; per version: a template URI, fetched for each model
+    # version, not for the model.
     state: str = "fetching"
-    attempts: int = 0
+    attempts: int = 0  # calls on the registry so far: fetches, then an alias's checks
     last_error: str | None = None
     registry_version: str | None = None
     run_id: str | None = None
     reference: str | None = None  # the monitor's reference version it became
+    last_checked: float | None = None  # epoch s: when the registry last said which version it is
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -231,6 +239,7 @@ class FetchStatus:
                 "registry_version": self.registry_version,
                 "run_id": self.run_id,
                 "reference": self.reference,
+                "last_checked": self.last_checked,
             }
 
     def update(self, **changes: Any) -> None:
@@ -267,7 +276,7 @@ class MlflowReferences:
                 status.update(state="per version")
                 continue
             threading.Thread(
-                target=self._fetch_until_done, args=(name, config, status), name=f"mlflow-{name}", daemon=True
+                target=self._fetch_and_refresh, args=(name, config, status), name=f"mlflow-{name}", daemon=True
             ).start()
 
     def stop(self) -> None:
@@ -285,35 +294,54 @@ class MlflowReferences:
             return status.public()
         return {**status.public(), "versions": {v: s.public() for v, s in sorted(dict(versions).items())}}
 
-    def _fetch_until_done(self, model: str, config: ModelConfig, status: FetchStatus) -> None:
+    def _fetch_and_refresh(self, model: str, config: ModelConfig, status: FetchStatus) -> None:
+        """Fetch until it succeeds; then, for an alias, check it every ``refresh_seconds``.
+        A failure is retried after ``retry_seconds``, doubling up to ``max_retry_seconds``."""
         source = config.reference.mlflow
         assert source is not None  # start() picks these models
-        wait = source.retry_seconds
+        refresh = source.refresh_seconds if source.alias is not None else 0.0
+        backoff, failures = source.retry_seconds, 0
         while not self._stopped.is_set():
             status.update(attempts=status.attempts + 1)
             try:
-                self._attempt(model, config, source, status)
-                return
+                self._attempt(model, config, source, status, failures)
+                if not refresh:
+                    return
+                wait, backoff, failures = refresh, source.retry_seconds, 0
             except Exception as exc:
                 if self._stopped.is_set():
                     return  # the store or the pipeline closed under it: nothing to report
-                error = describe(exc)
+                error, wait = describe(exc), backoff
+                backoff, failures = min(backoff * 2, source.max_retry_seconds), failures + 1
                 status.update(state="failed", last_error=error)
+                kept = f"; reference {status.reference} stays active" if status.reference is not None else ""
                 log.warning(
-                    "model %s: could not fetch its reference from MLflow (%s, %s), attempt %d: %s; next attempt in %gs",
-                    model, source.model_uri, source.artifact_path, status.attempts, error, wait,
+                    "model %s: could not fetch its reference from MLflow (%s, %s), attempt %d: %s%s; next attempt in %gs",
+                    model, source.model_uri, source.artifact_path, status.attempts, error, kept, wait,
                 )  # fmt: skip
             if self._stopped.wait(wait):
                 return
-            wait = min(wait * 2, source.max_retry_seconds)
 
-    def _attempt(self, model: str, config: ModelConfig, source: MlflowReferenceConfig, status: FetchStatus) -> None:
+    def _attempt(
+        self, model: str, config: ModelConfig, source: MlflowReferenceConfig, status: FetchStatus, failures: int
+    ) -> None:
         deadline = time.monotonic() + source.attempt_timeout_seconds
         client = mlflow_client(source.tracking_uri)
         located = bounded(lambda: locate(client, source.model_uri), deadline)
+        status.update(last_checked=time.time())
+        if status.registry_version is not None and located.version != status.registry_version:
+            log.info("model %s: %s moved from registry version %s to %s: fetching its reference",
+                     model, source.model_uri, status.registry_version, located.version)  # fmt: skip
+        elif status.registry_version is not None:  # an alias checked again: unchanged
+            if failures:
+                log.info("model %s: %s still names registry version %s after %d failed attempt(s)",
+                         model, source.model_uri, located.version, failures)  # fmt: skip
+            status.update(state="ready", last_error=None)
+            return
         active = self._active_from(model, located, source.artifact_path)
-        if active is not None:  # a restart: that artifact is the active reference already
-            self._ready(model, status, located, active, fetched=False)
+        in_use = self.pipeline.models[model].reference_version
+        if active is not None and active == in_use:  # a restart: that artifact is the active reference already
+            self._ready(model, status, located, active, failures, fetched=False)
             return
         with tempfile.TemporaryDirectory(prefix="monitor-mlflow-") as folder:
             data = bounded(lambda: download(client, located, source.artifact_path, Path(folder)), deadline)
@@ -328,7 +356,7 @@ class MlflowReferences:
             else:
                 profile = with_version(fetched.profile, version)
                 self.pipeline.set_reference(model, profile, fetched.summary, estimators=fetched.estimators)
-        self._ready(model, status, located, version, fetched=True, rows=fetched.summary["rows"])
+        self._ready(model, status, located, version, failures, fetched=True, rows=fetched.summary["rows"])
 
     def _active_from(self, model: str, located: RegistryVersion, artifact_path: str) -> str | None:
         """The active reference's version when it is ``located``'s ``artifact_path``."""
@@ -342,9 +370,9 @@ class MlflowReferences:
         return None
 
     def _ready(
-        self, model: str, status: FetchStatus, located: RegistryVersion, version: str, *, fetched: bool, rows: int = 0
-    ) -> None:
-        failures = status.attempts - 1
+        self, model: str, status: FetchStatus, located: RegistryVersion, version: str, failures: int, *,
+        fetched: bool, rows: int = 0,
+    ) -> None:  # fmt: skip
         status.update(
             state="ready", last_error=None, registry_version=located.version, run_id=located.run_id, reference=version
         )

@@ -120,8 +120,9 @@ class VersionFetches:
             versions.attach(version, with_version(profile, number))
         located = fetched.located
         status.update(
-            state="ready", last_error=None, registry_version=located.version, run_id=located.run_id, reference=number
-        )
+            state="ready", last_error=None, registry_version=located.version, run_id=located.run_id, reference=number,
+            last_checked=time.time(),
+        )  # fmt: skip
         log.info(
             "model %s version %s: reference %s fetched from MLflow (%s, %d rows)",
             model, version, number, status.model_uri, fetched.summary["rows"],

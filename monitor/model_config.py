@@ -131,7 +131,10 @@ class MlflowReferenceConfig(Strict):
     ``artifact_path`` (CSV, Parquet or JSONL) of the registered model version ``model_uri``
     names, fetched in the background, retried after ``retry_seconds``, doubling up to
     ``max_retry_seconds``; one attempt waits at most ``attempt_timeout_seconds`` on the
-    registry. ``tracking_uri`` defaults to the MLFLOW_TRACKING_URI environment variable."""
+    registry. ``tracking_uri`` defaults to the MLFLOW_TRACKING_URI environment variable.
+    An alias (``models:/NAME@ALIAS``) is resolved again every ``refresh_seconds`` (0: only
+    at start-up); when it names another version, that version's artifact becomes the
+    reference. A URI naming a version or a template never moves: it is not checked again."""
 
     model_uri: str
     artifact_path: str
@@ -139,6 +142,7 @@ class MlflowReferenceConfig(Strict):
     retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     max_retry_seconds: float = Field(default=300.0, gt=0, le=86_400)
     attempt_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    refresh_seconds: float = Field(default=300.0, ge=0, le=86_400)
 
     @field_validator("model_uri")
     @classmethod
@@ -169,6 +173,12 @@ class MlflowReferenceConfig(Strict):
     def per_version(self) -> bool:
         """A template: the reference of each model version, none for the model itself."""
         return "{version}" in self.model_uri
+
+    @property
+    def alias(self) -> str | None:
+        """The registered model alias the URI names (resolved again every ``refresh_seconds``), if any."""
+        match = MLFLOW_MODEL_URI.match(self.model_uri)
+        return None if match is None else match["alias"]
 
 
 class ReferenceConfig(Strict):

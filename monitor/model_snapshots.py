@@ -18,6 +18,10 @@ predictions made before it are counted as unmatched (``monitor_labels_unmatched_
 Exactly-once counting does not need it either way: the buffer of a checkpoint holds the
 predictions up to its offsets, and only messages after them are read again.
 
+The per-version windows (config ``versions:``) are in it as well, with their counts and
+the champion's and challenger's rows waiting (monitor/version_state.py); a checkpoint
+written before they were has none, and its versions start over.
+
 Not in a checkpoint: a warm-up in progress (a reference being built from the first
 records); it restarts.
 
@@ -93,7 +97,7 @@ class Captured:
     """What :func:`capture_model` took of a model while it could not change, for
     :func:`encode_model` to serialise later, outside the pipeline's lock: ``header`` (JSON
     values), the partial records' fields and arrival times with their estimated sizes,
-    numeric arrays (the detector's and the segments' state as bytes) and, for a handover,
+    numeric arrays (the detector's, the segments' and the versions' state as bytes) and, for a handover,
     the predictions awaiting labels (most of the bytes with the partial records: both are
     encoded a slice at a time)."""
 
@@ -128,6 +132,8 @@ def capture_model(
     segments = state.segments.to_bytes() if state.segments is not None else None
     if segments is not None:
         arrays["segments"] = np.frombuffer(segments, np.uint8)
+    if state.versions is not None:
+        arrays["versions"] = np.frombuffer(state.versions.to_bytes(), np.uint8)
     return Captured(header, fields, [p.size for p in partials], arrays, awaiting)
 
 
@@ -187,7 +193,9 @@ def load_model(
         log.warning("model %s: no reference loaded, the checkpoint's windows cannot be restored", state.name)
     if "segments" in arrays and state.segments is not None:
         state.segments.restore(arrays["segments"].tobytes())
-    if state.versions is not None:  # not in checkpoints (monitor/version_state.py): they start over
+    if state.versions is not None and "versions" in arrays:
+        state.versions.restore(arrays["versions"].tobytes(), state.name)
+    elif state.versions is not None:  # written before version windows were in checkpoints: they start over
         state.versions.reset()
     saved = header.get("sinks", {})
     for name, sink in sinks.items():

@@ -106,8 +106,8 @@ class ModelState:
         fitted = (summary or {}).get("estimation") or {}
         self.estimation = {"methods": [] if estimators is None else estimators.methods, "error": fitted.get("error")}
         self.reference_version = str(profile.version)
-        if self.segments is not None:
-            self.segments.start(profile, settings)
+        if self.segments is not None:  # each slice compared with its own reference rows' metrics
+            self.segments.start(profile, settings, (summary or {}).get("segment_performance"))
         if self.versions is not None:
             self.versions.start(profile, settings)
         self._warmup.clear()

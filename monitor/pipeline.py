@@ -103,11 +103,8 @@ class Pipeline:
         self._lock = threading.Lock()
         limits = settings.limits
         self._joins = JoinBuffer(limits.join_buffer_size, limits.join_ttl_seconds, limits.join_buffer_bytes)
-        self._labels = LabelBuffer(
-            limits.label_buffer_size,
-            limits.label_ttl_seconds,
-            limits.label_buffer_bytes,
-            keep=label_predictions(lambda model: state.schema if (state := self.models.get(model)) else None),
+        self._labels = LabelBuffer.for_settings(
+            settings, keep=label_predictions(lambda model: state.schema if (state := self.models.get(model)) else None)
         )
         # Read when scraped: no cost per call (an int read; the buffers change under the lock).
         metrics.join_buffer_bytes.set_function(lambda: self._joins.bytes)

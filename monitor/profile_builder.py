@@ -5,7 +5,8 @@ a seeded reservoir sample, and exact counts, min, max, mean and variance (merged
 chunk); categorical channels keep exact category counts. Memory is bounded by the
 sketch and sample sizes and the number of distinct categories, not by the rows seen.
 
-From one whole table the service profiles exactly (:meth:`ReferenceProfile.from_batch`);
+From one whole table the service profiles exactly (:meth:`ReferenceProfile.from_batch`,
+which counts categories through codes in the same way, :class:`detectors.category_counts.CategoryCounts`);
 from chunks the bin edges are the sketch's quantiles and the bin counts its ranks: with
 ``k=2000`` the rank error is about 0.2% of the rows (e.g. a 10% bin counted as 9.8-10.2%).
 """
@@ -13,22 +14,14 @@ from chunks the bin edges are the sketch's quantiles and the bin counts its rank
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import datasketches
 import numpy as np
-import pandas as pd
 
+from detectors.category_counts import CategoryCounts
 from detectors.columns import NULL, WRONG_TYPE, Batch
-from detectors.profiles import (
-    CategoricalProfile,
-    NumericProfile,
-    Profile,
-    ReferenceProfile,
-    categorical_profile,
-    numeric_profile,
-)
+from detectors.profiles import NumericProfile, Profile, ReferenceProfile, categorical_from_counts
 from detectors.schema import NUMERIC, Schema
 from detectors.sketches import Reservoir
 
@@ -100,50 +93,6 @@ class _Numeric:
         )
 
 
-@dataclass
-class _Categorical:
-    counts: dict[str, int] = field(default_factory=dict)
-    count: int = 0
-    null: int = 0
-    wrong: int = 0
-
-    def update(
-        self, x: np.ndarray, status: np.ndarray | None, coded: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> None:
-        """Count a column (object array of str/None), through its codes when it has them
-        (``Batch.codes``): one bincount, then one dict update per distinct name."""
-        wrong = 0 if status is None else int(np.count_nonzero(status == WRONG_TYPE))
-        pairs: Iterable[tuple[str, int]]
-        if coded is None:
-            found = pd.Series(x, dtype=object).value_counts(dropna=True)
-            pairs = zip(found.index.tolist(), found.to_numpy().tolist(), strict=True)
-        else:
-            per_name = np.bincount(coded[0], minlength=coded[1].size)
-            # None names are the null and wrong-type rows; an unused category is not a category seen
-            pairs = ((c, n) for c, n in zip(coded[1].tolist(), per_name.tolist(), strict=True) if c is not None and n)
-        present = 0
-        for category, n in pairs:
-            self.counts[category] = self.counts.get(category, 0) + n
-            present += n
-        self.count += x.size
-        self.wrong += wrong
-        self.null += x.size - present - wrong
-
-    def profile(self, top_k: int, max_tracked: int) -> CategoricalProfile:
-        pairs = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        top, tail = pairs[:top_k], pairs[top_k:]
-        return CategoricalProfile(
-            categories=tuple(c for c, _ in top),
-            counts=np.array([n for _, n in top], dtype=np.int64),
-            other_count=sum(n for _, n in tail),
-            tail=frozenset(c for c, _ in tail[:max_tracked]),
-            tail_complete=len(tail) <= max_tracked,
-            count=self.count,
-            null_count=self.null,
-            wrong_type_count=self.wrong,
-        )
-
-
 class ProfileBuilder:
     """Channels of one schema, updated batch by batch (see the module docstring)."""
 
@@ -158,14 +107,14 @@ class ProfileBuilder:
             "max_tracked_categories": max_tracked_categories,
             "seed": seed,
         }
-        self.channels: dict[str, _Numeric | _Categorical] = {}
+        self.channels: dict[str, _Numeric | CategoryCounts] = {}
         for name, kind in schema.channels().items():
             if kind == NUMERIC:
                 channel_seed = (seed << 32) ^ zlib.crc32(name.encode())
                 sketch = datasketches.kll_doubles_sketch(SKETCH_K)
                 self.channels[name] = _Numeric(sketch, Reservoir(sample_size, 1, channel_seed))
             else:
-                self.channels[name] = _Categorical()
+                self.channels[name] = CategoryCounts()
         self.rows = 0
 
     def update(self, batch: Batch, channels: list[str] | None = None) -> None:
@@ -176,7 +125,7 @@ class ProfileBuilder:
             if column is None:
                 raise ValueError(f"the rows have no column for channel {name!r}")
             channel = self.channels[name]
-            if isinstance(channel, _Categorical):
+            if isinstance(channel, CategoryCounts):
                 channel.update(column, batch.status.get(name), batch.codes.get(name))
             else:
                 channel.update(column, batch.status.get(name))
@@ -190,35 +139,7 @@ class ProfileBuilder:
             if isinstance(channel, _Numeric):
                 out[name] = channel.profile(int(self.params["bins"]))
             else:
-                out[name] = channel.profile(int(self.params["top_k"]), int(self.params["max_tracked_categories"]))
+                out[name] = categorical_from_counts(
+                    channel, top_k=self.params["top_k"], max_tracked_categories=self.params["max_tracked_categories"]
+                )
         return ReferenceProfile(self.schema, out, version=version, params=self.params)
-
-
-def exact_reference(batch: Batch, schema: Schema, *, version: str | int, **params: int) -> ReferenceProfile:
-    """The profile :meth:`ReferenceProfile.from_batch` makes of a whole batch (the same
-    bytes), with categorical channels counted through their codes where the batch has them
-    (``Batch.codes``) instead of hashing a string per row. ``params``: the profile's
-    ``bins``, ``sample_size``, ``top_k``, ``max_tracked_categories`` and ``seed``."""
-    if len(batch) == 0:
-        raise ValueError("cannot build a reference profile from 0 rows")
-    out: dict[str, Profile] = {}
-    for name, kind in schema.channels().items():
-        column = batch.column(name)
-        if column is None:
-            raise ValueError(f"reference data has no column for channel {name!r}")
-        status = batch.status.get(name)
-        if kind == NUMERIC:
-            seed = (params["seed"] << 32) ^ zlib.crc32(name.encode())
-            out[name] = numeric_profile(
-                column, status, bins=params["bins"], sample_size=params["sample_size"], seed=seed
-            )
-        elif name in batch.codes:
-            counted = _Categorical()
-            counted.update(column, status, batch.codes[name])
-            out[name] = counted.profile(params["top_k"], params["max_tracked_categories"])
-        else:
-            out[name] = categorical_profile(
-                column, status, top_k=params["top_k"], max_tracked_categories=params["max_tracked_categories"]
-            )
-    order = ("bins", "sample_size", "top_k", "max_tracked_categories", "seed")  # from_batch's, as hashed
-    return ReferenceProfile(schema, out, version=version, params={key: params[key] for key in order})

@@ -21,6 +21,7 @@ from detectors.columns import Batch
 from detectors.profiles import ReferenceProfile
 from detectors.schema import CATEGORICAL, NUMERIC, Schema
 from detectors.sketches import pack, unpack
+from detectors.threads import Workers
 from monitor.frames import (
     BOOLEAN,
     Table,
@@ -32,7 +33,7 @@ from monitor.frames import (
     infer_kinds,
     is_columnar_file,
 )
-from monitor.profile_builder import ProfileBuilder, exact_reference
+from monitor.profile_builder import ProfileBuilder
 
 _OPTIONS = {"bins": 10, "sample_size": 10_000, "top_k": 50, "max_tracked_categories": 10_000, "seed": 0}
 
@@ -41,22 +42,54 @@ def detector_schema(kinds: Mapping[str, str]) -> Schema:
     return Schema(features={name: NUMERIC if kind == NUMERIC else CATEGORICAL for name, kind in kinds.items()})
 
 
-def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> Batch:
+def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str, workers: Workers | None = None) -> Batch:
     """Rows of ``frame`` as a detector batch of the columns in ``kinds`` (booleans as
-    'false' / 'true'); ``where`` names the table in messages."""
+    'false' / 'true'); ``where`` names the table in messages. ``workers``: the columns are
+    read on several threads (hashing Arrow strings and copying numbers release the GIL),
+    giving the same batch."""
+    table = _compared(frame, kinds, where)
+
+    def read(part: Mapping[str, str]) -> Batch:
+        try:
+            return Batch.from_frame(table, detector_schema(part), default_timestamp=0.0)
+        except ValueError as exc:
+            raise TableError(f"{where}: {exc}") from None
+
+    if workers is None or len(kinds) < 2:
+        return read(kinds)
+
+    # categorical columns first: they take longest to read, and the last task sets the end
+    names = sorted(kinds, key=lambda name: kinds[name] == NUMERIC)
+
+    def column(name: str) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None, Batch | None]:
+        # Each part has timestamps of its own (a float per row): only the first part is
+        # kept whole, so that the columns read at once do not hold a copy each.
+        part = read({name: kinds[name]})
+        return part.inputs[name], part.status.get(name), part.codes.get(name), part if name == names[0] else None
+
+    read_columns = dict(zip(names, workers.map(column, names), strict=True))
+    columns = {name: read_columns[name][:3] for name in kinds}
+    first = read_columns[names[0]][3]
+    assert first is not None  # the part of names[0], kept whole above
+    return Batch(
+        timestamps=first.timestamps,
+        inputs={name: values for name, (values, _, _) in columns.items()},
+        status={name: status for name, (_, status, _) in columns.items() if status is not None},
+        codes={name: coded for name, (_, _, coded) in columns.items() if coded is not None},
+    )
+
+
+def _compared(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> pd.DataFrame:
+    """The columns of ``frame`` in ``kinds`` (booleans recoded); TableError naming a missing one."""
     missing = [name for name in kinds if name not in frame.columns]
     if missing:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         raise TableError(f"column {missing[0]!r} is not in the {where} (its columns: {shown or 'none'})")
-    table = frame
-    if BOOLEAN in kinds.values() or len(frame.columns) != len(kinds):
-        # only the compared columns (a column named like the schema's timestamp is not one), booleans recoded
-        columns = {name: as_boolean(frame[name]) if kind == BOOLEAN else frame[name] for name, kind in kinds.items()}
-        table = pd.DataFrame(columns, index=frame.index, copy=False)
-    try:
-        return Batch.from_frame(table, detector_schema(kinds), default_timestamp=0.0)
-    except ValueError as exc:
-        raise TableError(f"{where}: {exc}") from None
+    if BOOLEAN not in kinds.values() and len(frame.columns) == len(kinds):
+        return frame
+    # only the compared columns (a column named like the schema's timestamp is not one), booleans recoded
+    columns = {name: as_boolean(frame[name]) if kind == BOOLEAN else frame[name] for name, kind in kinds.items()}
+    return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
 def _checked_options(options: Mapping[str, int]) -> dict[str, int]:
@@ -71,7 +104,8 @@ def _checked_options(options: Mapping[str, int]) -> dict[str, int]:
     return {**_OPTIONS, **{name: int(value) for name, value in options.items()}}
 
 
-def _kinds_for(source: Table, schema: Mapping[str, str] | None) -> dict[str, str]:
+def table_kinds(source: Table, schema: Mapping[str, str] | None) -> dict[str, str]:
+    """The column kinds of a table: ``schema`` checked, or inferred from its first rows."""
     if schema is not None:
         return check_kinds(schema)
     first = head(source)
@@ -125,15 +159,25 @@ class Profile:
         return self._final
 
     @classmethod
-    def exact(cls, frame: pd.DataFrame, schema: Mapping[str, str] | None = None, **options: int) -> Profile:
-        """Of a whole in-memory table, exactly as the service profiles a reference file."""
+    def exact(
+        cls,
+        frame: pd.DataFrame,
+        schema: Mapping[str, str] | None = None,
+        *,
+        workers: Workers | None = None,
+        **options: int,
+    ) -> Profile:
+        """Of a whole in-memory table, exactly as the service profiles a reference file
+        (``workers``: columns read and profiled on several threads, the same profile)."""
         out = cls(schema, **options)
         if not len(frame):
             raise TableError("the reference table has no rows")
-        out.kinds = out.kinds or _kinds_for(frame, None)
-        batch = to_batch(frame, out.kinds, "reference table")
+        out.kinds = out.kinds or table_kinds(frame, None)
+        batch = to_batch(frame, out.kinds, "reference table", workers)
         with np.errstate(over="ignore", invalid="ignore"):
-            reference = exact_reference(batch, detector_schema(out.kinds), version="notebook", **out.options)
+            reference = ReferenceProfile.from_batch(
+                batch, detector_schema(out.kinds), version="notebook", workers=workers, **out.options
+            )
         check_values(reference, "reference")
         out._final, out.rows = reference, len(frame)
         return out
@@ -183,17 +227,25 @@ def check_values(reference: ReferenceProfile, where: str) -> None:
             raise TableError(f"column {name!r} of the {where} has no values (all {channel.count} rows are null)")
 
 
-def profile(source: Table | Profile, schema: Mapping[str, str] | None = None, **options: int) -> Profile:
+def profile(
+    source: Table | Profile,
+    schema: Mapping[str, str] | None = None,
+    *,
+    workers: Workers | None = None,
+    **options: int,
+) -> Profile:
     """A reference profile of a DataFrame, a pyarrow Table or a file (.csv, .parquet,
-    .jsonl, optionally .gz). Files are read in chunks (bounded memory)."""
+    .jsonl, optionally .gz). Files are read in chunks (bounded memory). ``workers``
+    (what :func:`monitor.compare` passes): an in-memory table's columns are read and
+    profiled on several threads, giving the same profile."""
     if isinstance(source, Profile):
         return source
     _checked_options(options)  # before any row is read
     if isinstance(source, pd.DataFrame):
-        return Profile.exact(source, schema, **options)
+        return Profile.exact(source, schema, workers=workers, **options)
     if isinstance(source, pa.Table):
-        return Profile.exact(source.to_pandas(types_mapper=pd.ArrowDtype), schema, **options)
-    out = Profile(_kinds_for(source, schema), **options)
+        return Profile.exact(source.to_pandas(types_mapper=pd.ArrowDtype), schema, workers=workers, **options)
+    out = Profile(table_kinds(source, schema), **options)
     kinds = dict(out.kinds or {})
     if is_columnar_file(source):
         # Parquet is stored by column: one column at a time keeps one column of one row

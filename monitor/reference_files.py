@@ -21,7 +21,7 @@ import pandas as pd
 from detectors.columns import Batch
 from detectors.profiles import NumericProfile, ReferenceProfile
 from detectors.schema import Schema
-from detectors.segments import SegmentSpec, build_slices
+from detectors.segments import SegmentSpec, build_slices, parse_slice
 from detectors.windows.performance import performance_from_arrays
 from monitor.detection import performance_settings, schema_for
 from monitor.records import Invalid
@@ -74,7 +74,8 @@ def build_reference(
 ) -> tuple[ReferenceProfile, dict[str, Any]]:
     """Profile of reference rows in ``fmt`` (csv, parquet or jsonl) with the model's
     schema, and its summary (:func:`profile_summary`, plus ``performance`` when
-    ``label_column`` is in the table).
+    ``label_column`` is in the table, and then with segments ``segment_performance``: each
+    reference slice's own metrics).
 
     The profile's version label is "new": the store assigns the real one (see
     :func:`monitor.detection.with_version`). Raises ReferenceDataError for anything
@@ -94,12 +95,44 @@ def build_reference(
             name: part.channels[next(iter(part.channels))].count for name, part in profile.slices.items()
         }
     if label_column and isinstance(table, pd.DataFrame) and label_column in table.columns and schema.prediction_type:
-        result = performance_from_arrays(
-            performance_settings(config), table[schema.prediction_column].to_numpy(), table[label_column].to_numpy()
-        )
-        if result is not None:
-            summary["performance"] = {k: _finite(v) if v is not None else None for k, v in result.metrics.items()}
+        predictions, labels = table[schema.prediction_column].to_numpy(), table[label_column].to_numpy()
+        metrics = _metrics(config, predictions, labels)
+        if metrics is not None:
+            summary["performance"] = metrics
+        if spec is not None and profile.slices:
+            summary["segment_performance"] = _slice_metrics(config, table, spec, profile, predictions, labels)
     return profile, summary
+
+
+def _metrics(config: ModelConfig, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float | None] | None:
+    """The performance metrics of reference rows; None under the performance settings' min_labels."""
+    result = performance_from_arrays(performance_settings(config), predictions, labels)
+    if result is None:
+        return None
+    return {k: _finite(v) if v is not None else None for k, v in result.metrics.items()}
+
+
+def _slice_metrics(
+    config: ModelConfig,
+    table: pd.DataFrame,
+    spec: SegmentSpec,
+    profile: ReferenceProfile,
+    predictions: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, dict[str, float | None]]:
+    """Per reference slice (``region:eu``), the metrics of its own rows: what the slice's
+    live performance is compared with (slices differ by nature: a kiosk's accuracy is not a
+    phone's). A slice with too few labelled rows is left out: it is compared with the whole
+    reference's metrics, and its results say so."""
+    tags = reference_tags(table, spec)
+    out = {}
+    for name in profile.slices:
+        key, value = parse_slice(name)
+        rows = np.flatnonzero(tags[key] == value)
+        metrics = _metrics(config, predictions[rows], labels[rows])
+        if metrics is not None:
+            out[name] = metrics
+    return out
 
 
 def _profile(

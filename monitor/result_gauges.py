@@ -20,6 +20,7 @@ from detectors.schema import channel_name
 from detectors.segments import OTHER
 from detectors.versions import VersionDivergence
 from monitor.metrics import Metrics
+from monitor.version_gauges import VersionGauges, VersionsOf
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class LatestResults(Protocol):
 
     def latest_slice_results(self, model: str) -> list[dict[str, Any]]: ...
 
+    def latest_version_results(self, model: str) -> list[dict[str, Any]]: ...
+
 
 def _value(x: float | None) -> float:
     """Gauges hold NaN for "undefined" (a p-value of a distance, an AUC with one class)."""
@@ -38,10 +41,13 @@ def _value(x: float | None) -> float:
 
 
 class MetricsSink:
-    """Publishes results to the metric families of :class:`monitor.metrics.Metrics`."""
+    """Publishes results to the metric families of :class:`monitor.metrics.Metrics`.
+    ``versions_of``: each model's active versions (:func:`monitor.version_gauges.pipeline_versions`),
+    which bound the version gauges; without it they are not pruned."""
 
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics, versions_of: VersionsOf | None = None):
         self.metrics = metrics
+        self.versions = VersionGauges(metrics, versions_of)
 
     def publish(self, model: str, reference_version: str, result: Result | Estimate) -> None:
         m = self.metrics
@@ -61,8 +67,8 @@ class MetricsSink:
             for metric, value in result.metrics.items():
                 self._guarded(m.segment_performance, _value(value), model, result.segment, metric)
             return
-        if isinstance(result, Evaluation) and result.model_version:  # a version's window: counted only
-            m.windows_evaluated.labels(model, "version_drift").inc()
+        if isinstance(result, Evaluation) and result.model_version:  # a version's window: its own families
+            self.versions.publish(model, result)
             return
         if reference_version.isdigit():
             m.reference_version.labels(model).set(int(reference_version))
@@ -127,6 +133,7 @@ class MetricsSink:
             try:
                 rows = store.latest_results(model)
                 slices = store.latest_slice_results(model)
+                versions = store.latest_version_results(model)
             except Exception as exc:
                 log.warning("model %s: latest results not restored into the gauges: %s", model, exc)
                 continue
@@ -141,7 +148,8 @@ class MetricsSink:
                     family.labels(model).set(int(any(flags)))
             for row in slices:
                 self._restore_slice_row(model, row)
-            restored += len(rows) + len(slices)
+            self.versions.restore(model, versions)
+            restored += len(rows) + len(slices) + len(versions)
         return restored
 
     def _restore_row(self, model: str, row: Mapping[str, Any]) -> None:

@@ -6,7 +6,10 @@ whole population (see :mod:`detectors.segments` for the statistics and the bound
 Slice windows are evaluated like the whole population's: on the evaluator's thread (or
 its child process) when there is one, in the order they close. Labelled predictions reach
 their slices' performance windows with the tags their prediction carried (the label
-buffer keeps them: monitor/label_buffer.py). Estimation stays whole-population only.
+buffer keeps them: monitor/label_buffer.py), and each slice's performance is compared with
+the metrics of its own reference rows when the reference has labels
+(:func:`monitor.reference_files.build_reference`'s ``segment_performance``). Estimation
+stays whole-population only.
 """
 
 from __future__ import annotations
@@ -73,9 +76,15 @@ class ModelSegments:
         spec = segment_spec(config)
         return None if spec is None else cls(spec)
 
-    def start(self, reference: ReferenceProfile, settings: DetectorSettings) -> None:
-        """New slice detectors against ``reference`` (and its slices)."""
-        self.detectors = SegmentDetectors(reference, settings, self.spec)
+    def start(
+        self,
+        reference: ReferenceProfile,
+        settings: DetectorSettings,
+        performance: Mapping[str, Mapping[str, float | None]] | None = None,
+    ) -> None:
+        """New slice detectors against ``reference`` (and its slices); ``performance``: the
+        reference metrics of each slice's own rows (the summary's ``segment_performance``)."""
+        self.detectors = SegmentDetectors(reference, settings, self.spec, performance)
 
     # -- tags of the rows waiting for the detector, in the same order -----------------------
     def add_records(self, records: Sequence[Record]) -> None:
@@ -170,6 +179,8 @@ class ModelSegments:
         if current is None:
             return
         try:
-            self.detectors = SegmentDetectors.from_bytes(data, current.reference, current.settings, self.spec)
+            self.detectors = SegmentDetectors.from_bytes(
+                data, current.reference, current.settings, self.spec, current.performance
+            )
         except (ValueError, KeyError) as exc:
             log.warning("segment windows of the checkpoint not restored (%s): new windows start", exc)

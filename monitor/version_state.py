@@ -15,8 +15,16 @@ A retired version that comes back starts new windows. Drift, quality and latency
 version; performance (labels) and the estimates stay whole-population.
 
 Results of a version carry ``model_version`` (store column ``results.model_version``);
-queries without a version read the whole population only. Version windows are not in
-checkpoints yet: after a restart or a hand-over, each version's windows start over.
+queries without a version read the whole population only.
+
+Version windows are in the model's checkpoints (:meth:`ModelVersions.to_bytes`, written by
+monitor/model_snapshots.py): the active versions in their least-recently-seen order, each
+one's open window and counts, the retired count and the champion's and challenger's rows
+still waiting for their whole-population window. After a restart or a hand-over each
+version's window resumes where it was, unless the reference it was taken against is no
+longer the one the version uses (changed while the service was down): that window is
+dropped, its version starts over, and the log says so, as for the model's own window.
+The champion's and challenger's rows are kept in monitor/version_pairing.py.
 """
 
 from __future__ import annotations
@@ -32,17 +40,18 @@ import numpy as np
 import pandas as pd
 
 from detectors.columns import Batch
-from detectors.decision import DriftSettings
 from detectors.evaluation import Evaluation, evaluate_window
 from detectors.model import DetectorSettings, ModelDetector
 from detectors.profiles import ReferenceProfile
-from detectors.versions import VersionDivergence, compare
+from detectors.sketches import pack, unpack
+from detectors.versions import VersionDivergence
 from detectors.windows.state import WindowState
 from monitor.detection import with_version
 from monitor.evaluator import Evaluator
 from monitor.records import Record, RecordColumns
 from monitor.routing import plain_id
 from monitor.settings import ModelConfig
+from monitor.version_pairing import Pairing
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,8 @@ Publish = Callable[[Evaluation], None]
 PublishDivergence = Callable[[VersionDivergence], None]
 # Each pending row's version and id (ids only with a champion and challenger), from take().
 VersionRows = tuple[np.ndarray, np.ndarray]
+# Of the bytes of ModelVersions.to_bytes.
+FORMAT_VERSION = 1
 
 
 @dataclass
@@ -67,58 +78,6 @@ def version_groups(versions: np.ndarray) -> list[tuple[str, np.ndarray]]:
     first appearance (hashing, as :func:`detectors.segments.tag_columns` users do)."""
     codes, values = pd.factorize(versions, use_na_sentinel=True)
     return [(str(v), np.flatnonzero(codes == i)) for i, v in enumerate(values)]
-
-
-class Pairing:
-    """The champion's and challenger's rows (event time, prediction, id) waiting for the
-    whole-population window that covers them (module docstring of :mod:`detectors.versions`).
-
-    Bounded: at most ``cap`` rows per version wait (the window's sample size); rows past that
-    are not compared, and counted (:attr:`overflow`)."""
-
-    def __init__(self, champion: str, challenger: str, cap: int, threshold: float | None, tolerance: float) -> None:
-        self.champion, self.challenger = champion, challenger
-        self.cap, self.threshold, self.tolerance = cap, threshold, tolerance
-        self.overflow = 0
-        self._rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {champion: [], challenger: []}
-        self._kept = dict.fromkeys((champion, challenger), 0)
-
-    def add(self, version: str, timestamps: np.ndarray, predictions: np.ndarray, ids: np.ndarray) -> None:
-        room = self.cap - self._kept[version]
-        if len(timestamps) > room:
-            self.overflow += len(timestamps) - max(room, 0)
-            timestamps, predictions, ids = timestamps[:room], predictions[:room], ids[:room]
-        if len(timestamps):
-            self._rows[version].append((timestamps, predictions, ids))
-            self._kept[version] += len(timestamps)
-
-    def _take(self, version: str, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
-        """The version's predictions and ids of [start, end]; later rows wait, earlier ones go."""
-        chunks = self._rows[version]
-        if not chunks:
-            return np.empty(0), np.empty(0, dtype=object)
-        ts = np.concatenate([c[0] for c in chunks])
-        predictions = np.concatenate([c[1] for c in chunks])
-        ids = np.concatenate([c[2] for c in chunks])
-        later = ts > end
-        self._rows[version] = [(ts[later], predictions[later], ids[later])] if later.any() else []
-        self._kept[version] = int(later.sum())
-        inside = ~later & (ts >= start)
-        return predictions[inside], ids[inside]
-
-    def close(self, window: WindowState, reference: str, settings: DriftSettings) -> Callable[[], VersionDivergence]:
-        """The comparison over a closed whole-population window's event-time span: its rows
-        are taken now (on the pipeline's thread), the test runs when the result is called."""
-        start = float(window.start if np.isfinite(window.start) else window.min_ts)
-        end = float(window.end if np.isfinite(window.end) else window.max_ts)
-        a, a_ids = self._take(self.champion, start, end)
-        b, b_ids = self._take(self.challenger, start, end)
-        scored = {i: p for i, p in zip(a_ids.tolist(), a.tolist(), strict=True) if i is not None}
-        pairs = [(scored[i], p) for i, p in zip(b_ids.tolist(), b.tolist(), strict=True) if i in scored]
-        return lambda: compare(
-            (self.champion, a), (self.challenger, b), pairs, (window.seq, start, end, reference), settings,
-            threshold=self.threshold, tolerance=self.tolerance,
-        )  # fmt: skip
 
 
 class ModelVersions:
@@ -188,10 +147,82 @@ class ModelVersions:
             log.info("version %s: reference %s attached, new windows start", version, profile.version)
 
     def reset(self) -> None:
-        """Forget every version's windows (a checkpoint restored or the model handed over:
-        version windows are not in checkpoints, and would count replayed records twice)."""
+        """Forget every version's windows and counts and the pairing's waiting rows (the model
+        handed over, or a checkpoint restored that has none: written before version windows
+        were in checkpoints): records read again must not be counted twice."""
         self.detectors.clear()
         self.info.clear()
+        self.retired = 0
+        if self.pairing is not None:
+            self.pairing.clear()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """A checkpoint (module docstring); the rows still waiting for the detector are not
+        in it: :meth:`monitor.model_state.ModelState.feed` first."""
+        if self._versions:
+            raise ValueError(f"{len(self._versions)} version rows still wait: feed them before a checkpoint")
+        versions = []
+        for version in self.detectors:
+            info = self.info.get(version) or VersionInfo()
+            first, last = _finite(info.first_seen), _finite(info.last_seen)
+            versions.append([version, info.records, info.windows_evaluated, first, last])
+        arrays = {f"d{i}": np.frombuffer(d.to_bytes(), np.uint8) for i, d in enumerate(self.detectors.values())}
+        pairing = None
+        if self.pairing is not None:
+            pairing, rows = self.pairing.state()
+            arrays.update({f"pairing.{name}": values for name, values in rows.items()})
+        header = {
+            "kind": "model_versions",
+            "format_version": FORMAT_VERSION,
+            "versions": versions,  # least recently seen first, as self.detectors
+            "retired": self.retired,
+            "pairing": pairing,
+        }
+        return pack(header, arrays)
+
+    def restore(self, data: bytes, model: str = "") -> None:
+        """Put back the versions of a checkpoint (:meth:`to_bytes`, taken here or by another
+        instance), in place of the current ones. The references attached so far (the store's,
+        at start-up) are taken first: a version's window comes back only if it was taken against
+        the reference the version uses now; otherwise the version starts over (``model``: for the log)."""
+        try:
+            header, arrays = unpack(data)
+            if header.get("kind") != "model_versions" or header.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"not a model versions checkpoint of format {FORMAT_VERSION}")
+        except (ValueError, KeyError) as exc:
+            log.warning("model %s: version windows of the checkpoint not restored (%s): they start over", model, exc)
+            self.reset()
+            return
+        self._take_attached()
+        self.reset()
+        self.retired = int(header["retired"])
+        for i, (version, records, evaluated, first, last) in enumerate(header["versions"]):
+            reference = self.reference_of(version)
+            if reference is None or self.settings is None:
+                log.warning(
+                    "model %s version %s: no reference loaded, its checkpointed window is dropped", model, version
+                )
+                continue
+            try:
+                detector = ModelDetector.from_bytes(arrays[f"d{i}"].tobytes(), reference, self._seeded(version))
+            except (ValueError, KeyError) as exc:
+                log.warning("model %s version %s: window of the checkpoint not restored (%s): new windows start",
+                            model, version, exc)  # fmt: skip
+                continue
+            self.detectors[version] = detector
+            nan = float("nan")
+            self.info[version] = VersionInfo(
+                int(records), int(evaluated), nan if first is None else float(first), nan if last is None else float(last)
+            )  # fmt: skip
+            if version not in self.references:  # its registry fetch may not have finished before the stop
+                self._new_version(version)
+        while len(self.detectors) > self.max_active:  # versions.max_active lowered meanwhile
+            self._retire()
+        if self.pairing is not None and header.get("pairing") is not None:
+            prefix = "pairing."
+            rows = {name[len(prefix) :]: values for name, values in arrays.items() if name.startswith(prefix)}
+            self.pairing.restore(header["pairing"], rows)
 
     def reference_of(self, version: str) -> ReferenceProfile | None:
         own = self._attached.get(version) or self.references.get(version)
@@ -279,18 +310,23 @@ class ModelVersions:
             self._new_version(version)  # rows not counted until its reference comes
             return None
         while len(self.detectors) >= self.max_active:
-            old, _ = self.detectors.popitem(last=False)
-            self.info.pop(old, None)
-            self.retired += 1
-            log.info(
-                "version %s retired (more than %d versions seen): its open window is dropped", old, self.max_active
-            )
-        seeded = replace(settings, seed=settings.seed ^ zlib.crc32(f"version:{version}".encode()))
-        detector = self.detectors[version] = ModelDetector(reference, seeded)
+            self._retire()
+        detector = self.detectors[version] = ModelDetector(reference, self._seeded(version))
         self.info[version] = VersionInfo()
         if version not in self.references:
             self._new_version(version)
         return detector
+
+    def _seeded(self, version: str) -> DetectorSettings:
+        settings = self.settings
+        assert settings is not None
+        return replace(settings, seed=settings.seed ^ zlib.crc32(f"version:{version}".encode()))
+
+    def _retire(self) -> None:
+        old, _ = self.detectors.popitem(last=False)
+        self.info.pop(old, None)
+        self.retired += 1
+        log.info("version %s retired (more than %d versions seen): its open window is dropped", old, self.max_active)
 
     def _new_version(self, version: str) -> None:
         if self.on_new_version is not None:

@@ -1,6 +1,7 @@
 """Windows of live traffic, counted into a reference's bins and categories, and the policies that cut them.
 
-:class:`WindowLayout` fixes, for one reference profile, what a window counts:
+:class:`WindowLayout` (in :mod:`detectors.windows.layout`, importable from here too) fixes,
+for one reference profile, what a window counts:
 the reference's numeric bin edges, its top-K categories, the out-of-range bounds
 (given per channel, or the reference min/max widened by ``range_margin`` times
 the reference range; latency bounds never go below 0; a binary score's are
@@ -36,20 +37,22 @@ and can only be restored against the same layout (checked by fingerprint).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from functools import partial
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from detectors.columns import NULL, WRONG_TYPE, Batch
-from detectors.profiles import CategoricalProfile, NumericProfile, ReferenceProfile
-from detectors.schema import LATENCY, PREDICTION
-from detectors.sketches import QuantileSketch, Reservoir, check_positive_int, pack, unpack
+from detectors.profiles import NumericProfile
+from detectors.sketches import QuantileSketch, Reservoir, pack, unpack
+from detectors.threads import Workers, map_columns
+from detectors.windows.layout import WindowLayout
+
+__all__ = ["FORMAT_VERSION", "WindowLayout", "WindowState", "derive_seed"]
 
 FORMAT_VERSION = 1
 _NULL, _NONFINITE, _WRONG, _BELOW, _ABOVE = range(5)  # rows of WindowState.num_counters
@@ -60,108 +63,27 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-class WindowLayout:
-    """What windows built on ``reference`` count; shared by all windows of one reference."""
-
-    def __init__(
-        self,
-        reference: ReferenceProfile,
-        *,
-        sample_size: int = 10_000,
-        bounds: Mapping[str, tuple[float, float]] | None = None,
-        range_margin: float = 0.1,
-        latency_accuracy: float = 0.01,
-        extra_numeric: Sequence[str] = (),
-        coded_categorical: Sequence[str] = (),
-    ) -> None:
-        if not isinstance(reference, ReferenceProfile):
-            raise TypeError(f"reference must be a ReferenceProfile, got {type(reference).__name__}")
-        self.sample_size = check_positive_int("sample_size", sample_size)
-        if not (isinstance(range_margin, (int, float)) and 0 <= range_margin < math.inf):
-            raise ValueError(f"range_margin must be a finite number >= 0, got {range_margin!r}")
-        self.reference = reference
-        self.latency_accuracy = float(latency_accuracy)
-        QuantileSketch(self.latency_accuracy)  # validates the accuracy now, not at the first window
-        chans = reference.channels
-        # Split by type once, so that each side's profiles are typed as such below.
-        num_profiles = {k: p for k, p in chans.items() if isinstance(p, NumericProfile)}
-        cat_profiles = {k: p for k, p in chans.items() if isinstance(p, CategoricalProfile)}
-        self.numeric = list(num_profiles)
-        self.categorical = list(cat_profiles)
-        self.num_index = {k: j for j, k in enumerate(self.numeric)}
-        self.cat_index = {k: j for j, k in enumerate(self.categorical)}
-        self.edges = [num_profiles[k].edges for k in self.numeric]
-        self.bin_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in self.edges])]).astype(np.int64)
-        # All channels' edges padded with +inf to one (d, B) matrix, so that a batch's bins come
-        # from B vectorised comparisons and one bincount instead of a searchsorted per channel.
-        width = max((e.size for e in self.edges), default=0)
-        self.padded_edges = np.full((len(self.edges), width), np.inf)
-        for j, e in enumerate(self.edges):
-            self.padded_edges[j, : e.size] = e
-        # Typed wide: the fallback for no numeric channel is a float array (cast to intp anyway).
-        runs: list[np.ndarray] = [j * (width + 1) + np.arange(e.size + 1) for j, e in enumerate(self.edges)]
-        self.flat_to_padded = np.concatenate(runs or [np.empty(0)]).astype(np.intp)
-        # A value's slot in that padded matrix is its channel's first slot plus the number of
-        # edges below it, the last slot (d * (width + 1)) taking the non-finite values. Slots
-        # are counted in the narrowest unsigned type that holds them: adding the B comparisons
-        # of a batch then moves 1 or 2 bytes per value instead of 8.
-        slots = len(self.edges) * (width + 1) + 1
-        slot_type = np.uint8 if slots <= 2**8 else np.uint16 if slots <= 2**16 else np.intp
-        self.first_slots = (np.arange(len(self.edges)) * (width + 1)).astype(slot_type)[:, None]
-        given = dict(bounds or {})
-        unknown = sorted(set(given) - set(self.numeric))
-        if unknown:
-            raise ValueError(f"bounds given for unknown or non-numeric channels: {unknown}")
-        lo, hi = [], []
-        for k in self.numeric:
-            a, b = given[k] if k in given else self._infer_bounds(k, num_profiles[k], float(range_margin))
-            if not a <= b:
-                raise ValueError(f"bounds[{k!r}] must have low <= high, got ({a!r}, {b!r})")
-            lo.append(a)
-            hi.append(b)
-        self.lo, self.hi = np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
-        # category code per value: top-K -> 0..K-1, tail -> K (other), unknown -> K+1 (unseen), None -> K+2
-        self.cat_sizes = [len(cat_profiles[k].categories) for k in self.categorical]
-        self.cat_offsets = np.concatenate([[0], np.cumsum([s + 3 for s in self.cat_sizes])]).astype(np.int64)
-        self.cat_maps: list[dict[str | None, int]] = []
-        for k, size in zip(self.categorical, self.cat_sizes, strict=True):
-            p = cat_profiles[k]
-            m: dict[str | None, int] = {t: size for t in p.tail}
-            m.update({c: i for i, c in enumerate(p.categories)})
-            m[None] = size + 2
-            self.cat_maps.append(m)
-        # Every evaluation compares with the same reference samples: sort their finite part once.
-        self.reference_sorted = {k: np.sort(p.sample[np.isfinite(p.sample)]) for k, p in num_profiles.items()}
-        self.has_latency = LATENCY in chans  # a profiled latency channel (bins, range counts)
-        self._sample_columns(extra_numeric, coded_categorical)
-        ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
-        if self.extra_numeric or self.coded_categorical:  # kept out otherwise: older checkpoints still match
-            ident.append([self.extra_numeric, self.coded_categorical])
-        self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-
-    def _sample_columns(self, extra_numeric: Sequence[str], coded_categorical: Sequence[str]) -> None:
-        """Reservoir-only columns after the numeric channels, for detectors.estimation.window:
-        extra numeric inputs (class probabilities) and categorical slot codes (``cat_maps``)."""
-        self.extra_numeric, self.coded_categorical = [str(k) for k in extra_numeric], list(coded_categorical)
-        if not set(self.coded_categorical) <= set(self.categorical):
-            raise ValueError(f"coded_categorical names non-categorical channels: {self.coded_categorical}")
-        self.sampled = [*self.numeric, *self.extra_numeric, *self.coded_categorical]  # reservoir columns
-        self.sample_index = {k: j for j, k in enumerate(self.sampled)}
-
-    def _infer_bounds(self, name: str, p: NumericProfile, margin: float) -> tuple[float, float]:
-        schema = self.reference.schema
-        if name == PREDICTION and schema.prediction_kind == "binary":
-            return 0.0, 1.0
-        if not (math.isfinite(p.min) and math.isfinite(p.max)):
-            return -math.inf, math.inf
-        span = p.max - p.min
-        pad = margin * (span if span > 0 else max(abs(p.max), 1.0))
-        lo = p.min - pad
-        return (max(lo, 0.0) if name == LATENCY else lo), p.max + pad
-
-
 _FACTORISE_FROM = 1024  # rows: below, a dict look-up per value costs less than factorising
-_BIN_BY_CHANNEL_FROM = 4096  # rows: below, binning all channels together makes fewer numpy calls
+_BIN_BY_CHANNEL_FROM = 4096  # rows: below, counting all channels as one matrix makes fewer numpy calls
+
+
+class _ColumnRows:
+    """Columns of equal length read as the rows of an (n, d) float64 matrix, built only for
+    the rows asked for (what :meth:`~detectors.sketches.Reservoir.add` reads of its input)."""
+
+    def __init__(self, columns: list[np.ndarray], n: int) -> None:
+        self.columns = columns
+        self.shape = (n, len(columns))
+        self.ndim = 2
+
+    def __getitem__(self, index: slice | np.ndarray) -> np.ndarray:
+        first = self.columns[0][index]
+        # filled column by column (contiguous writes), handed over as its (k, d) transpose
+        out = np.empty((len(self.columns), first.shape[0]))
+        out[0] = first
+        for j, col in enumerate(self.columns[1:], start=1):
+            out[j] = col[index]
+        return out.T
 
 
 def _category_slots(col: np.ndarray, slots: Mapping[str | None, int], size: int) -> np.ndarray:
@@ -202,8 +124,10 @@ class WindowState:
         self.latency = QuantileSketch(layout.latency_accuracy)  # always: latency needs no reference
 
     # ---- updating -------------------------------------------------------------------------------
-    def update(self, batch: Batch) -> None:
-        """Count a batch (columns encoded as in :mod:`detectors.columns`) into this window."""
+    def update(self, batch: Batch, workers: Workers | None = None) -> None:
+        """Count a batch (columns encoded as in :mod:`detectors.columns`) into this window.
+        ``workers``: a large batch's numeric columns are counted on its threads (each into
+        its own slots; numpy releases the GIL), with the same result."""
         n = len(batch)
         if n == 0:
             return
@@ -211,7 +135,13 @@ class WindowState:
         ts = batch.timestamps[np.isfinite(batch.timestamps)]
         if ts.size:
             self.min_ts, self.max_ts = min(self.min_ts, float(ts.min())), max(self.max_ts, float(ts.max()))
-        x = self._update_numeric(batch, n) if lay.numeric else np.empty((0, n))
+        rows: np.ndarray | None = None  # the numeric channels as one (n, d) matrix, for small batches
+        columns: list[np.ndarray] = []
+        if lay.numeric and n >= _BIN_BY_CHANNEL_FROM:
+            columns = map_columns(workers, partial(self._count_column, batch=batch, n=n), range(len(lay.numeric)))
+        elif lay.numeric:
+            rows = self._update_numeric(batch, n).T
+            columns = list(rows.T)
         sampled: dict[str, np.ndarray] = {}  # per-row slots of the categorical channels sampled
         for c, ch in enumerate(lay.categorical):
             o, size = int(lay.cat_offsets[c]), lay.cat_sizes[c]
@@ -238,20 +168,74 @@ class WindowState:
         if batch.latency_ms is not None:
             self.latency.update(batch.latency_ms)
         if lay.sampled:
-            self._sample(batch, x, sampled)
+            self._sample(batch, n, rows, columns, sampled)
         self.n += n
 
-    def _sample(self, batch: Batch, x: np.ndarray, slots: Mapping[str, np.ndarray]) -> None:
-        """Offer the batch's rows to the reservoir: numeric channels (``x``, d x n), then the
-        layout's extra numeric inputs (NaN when absent) and categorical slot codes."""
+    def _sample(
+        self, batch: Batch, n: int, rows: np.ndarray | None, columns: list[np.ndarray], slots: Mapping[str, np.ndarray]
+    ) -> None:
+        """Offer the batch's rows to the reservoir: numeric channels (``columns``, or ``rows``
+        when they are one matrix), then the layout's extra numeric inputs (NaN when absent) and
+        categorical slot codes."""
         lay = self.layout
-        if not (lay.extra_numeric or lay.coded_categorical):
-            self.reservoir.add(x.T)
+        if rows is not None and not (lay.extra_numeric or lay.coded_categorical):
+            self.reservoir.add(rows)
             return
-        extras = [batch.inputs.get(k, np.full(x.shape[1], np.nan)) for k in lay.extra_numeric]
-        self.reservoir.add(np.vstack([x, *extras, *(slots[k] for k in lay.coded_categorical)]).T)
+        extras = [batch.inputs.get(k, np.full(n, np.nan)) for k in lay.extra_numeric]
+        gathered = _ColumnRows([*columns, *extras, *(slots[k] for k in lay.coded_categorical)], n)
+        # The reservoir reads only ``shape``, a leading slice and the rows it keeps: a duck-typed
+        # matrix spares a copy of the whole batch (most rows of a large batch are not kept).
+        self.reservoir.add(cast(np.ndarray, gathered))
+
+    def _count_column(self, j: int, batch: Batch, n: int) -> np.ndarray:
+        """Count numeric channel ``j`` of a large batch (the counts :meth:`_update_numeric`
+        makes of the whole matrix, one column at a time: no copy of the batch, and one column
+        stays in the CPU cache across its bin edges); returns the column as float64."""
+        lay, c = self.layout, self.num_counters
+        ch = lay.numeric[j]
+        col = batch.column(ch)
+        if col is None:
+            col = np.full(n, np.nan)  # channel absent from the batch: every record is null
+        elif col.dtype.kind not in "fiub":
+            raise TypeError(f"column {ch!r} must be numeric, got dtype {col.dtype}")
+        col = np.asarray(col, dtype=np.float64)
+        # The usual column holds no null, NaN or infinity: its min and max (NaN propagates)
+        # say so without a mask of finite values.
+        lowest = np.min(col, initial=np.inf)
+        highest = np.max(col, initial=-np.inf)
+        finite: np.ndarray | bool = True
+        nonfinite = 0
+        if not (math.isfinite(lowest) and math.isfinite(highest)):
+            finite = np.isfinite(col)
+            nonfinite = n - int(np.count_nonzero(finite))
+            lowest = np.min(col, where=finite, initial=np.inf)
+            highest = np.max(col, where=finite, initial=-np.inf)
+        null = wrong = 0
+        st = batch.status.get(ch)
+        if st is not None:
+            null, wrong = int(np.count_nonzero(st == NULL)), int(np.count_nonzero(st == WRONG_TYPE))
+        elif nonfinite:
+            null = int(np.count_nonzero(np.isnan(col)))  # without a status array NaN means null
+        c[_NULL, j] += null
+        c[_WRONG, j] += wrong
+        c[_NONFINITE, j] += nonfinite - null - wrong
+        if lowest < lay.lo[j]:
+            c[_BELOW, j] += np.count_nonzero((col < lay.lo[j]) & finite)
+        if highest > lay.hi[j]:
+            c[_ABOVE, j] += np.count_nonzero((col > lay.hi[j]) & finite)
+        self.num_min[j] = np.minimum(self.num_min[j], lowest)
+        self.num_max[j] = np.maximum(self.num_max[j], highest)
+        self.num_sum[j] += np.sum(col, where=finite)
+        # values at or below each edge (right-closed bins); -inf always is, NaN never
+        minus_inf = int(np.count_nonzero(col == -np.inf)) if nonfinite else 0
+        at_or_below = [np.count_nonzero(col <= edge) - minus_inf for edge in lay.edges[j].tolist()]
+        o, size = int(lay.bin_offsets[j]), lay.edges[j].size + 1
+        cumulative = np.array([0, *at_or_below, n - nonfinite], dtype=np.int64)
+        self.bin_counts[o : o + size] += cumulative[1:] - cumulative[:-1]
+        return col
 
     def _update_numeric(self, batch: Batch, n: int) -> np.ndarray:
+        """Count the numeric channels of a small batch as one (d, n) matrix (few numpy calls)."""
         lay = self.layout
         d = len(lay.numeric)
         x = np.empty((d, n))
@@ -298,32 +282,12 @@ class WindowState:
         self.num_max = np.maximum(self.num_max, highest)
         self.num_sum += np.sum(x, axis=1, where=where)
         # bin of a value = number of edges strictly below it (right-closed bins, as searchsorted 'left')
-        if n >= _BIN_BY_CHANNEL_FROM:
-            self._bin_by_channel(x, nonfinite)
-        else:
-            self._bin_together(x, None if all_finite else finite)
+        self._bin_together(x, None if all_finite else finite)
         return x
 
-    def _bin_by_channel(self, x: np.ndarray, nonfinite: np.ndarray) -> None:
-        """Bin counts of a large batch: per channel, the number of values at or below each
-        edge. One channel's row stays in the CPU cache across its edges, where the matrix of
-        :meth:`_bin_together` is read from memory once per edge. ``nonfinite``: per channel,
-        the values that are no number (NaN: never at or below an edge) or infinite (-inf
-        always is: taken off again)."""
-        lay, n = self.layout, x.shape[1]
-        for j, edges in enumerate(lay.edges):
-            row = x[j]
-            finite, minus_inf = n, 0
-            if nonfinite[j]:
-                finite, minus_inf = n - int(nonfinite[j]), int(np.count_nonzero(row == -np.inf))
-            at_or_below = [np.count_nonzero(row <= edge) - minus_inf for edge in edges.tolist()]
-            o = int(lay.bin_offsets[j])
-            cumulative = np.array([0, *at_or_below, finite], dtype=np.int64)
-            self.bin_counts[o : o + edges.size + 1] += cumulative[1:] - cumulative[:-1]
-
     def _bin_together(self, x: np.ndarray, finite: np.ndarray | None) -> None:
-        """Bin counts of all channels at once (small batches; ``finite``: None when every
-        value is finite)."""
+        """Bin counts of all channels at once (``finite``: None when every value is finite):
+        a value's slot is its channel's first slot plus the number of edges below it."""
         lay = self.layout
         d, n = x.shape
         edges = lay.padded_edges

@@ -34,6 +34,7 @@ from monitor.store.dead_letters import DeadLetterWriter, dead_letter_sink
 from monitor.store.engine import is_transient
 from monitor.store.result_sink import StoreSink
 from monitor.store.retry_buffer import BackgroundWriter, RetryBuffer
+from monitor.version_gauges import pipeline_versions
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +94,20 @@ class Service:
         self.retry_buffers: tuple[RetryBuffer[Any], ...] = (
             self.dead_letter_buffer, results_buffer, persist_alerts.buffer, histograms_buffer,
         )  # fmt: skip
+        self.gauges = MetricsSink(metrics)
         self.pipeline = Pipeline(
             settings,
             metrics,
             dead_letters=dead_letter_sink(self.dead_letter_buffer, metrics, storage.dead_letter_max_item_bytes),
             sinks=[
                 StoreSink(store, results_buffer, histograms=histograms_buffer),
-                MetricsSink(metrics),
+                self.gauges,
                 AlertSink(settings.alerts.rules, metrics, persist_alerts, store.alert_engine_state()),
             ],
             save_reference=reference_saver(store),
             external_source=KAFKA_SOURCE,
         )
+        self.gauges.versions.versions_of = pipeline_versions(self.pipeline)  # bounds the version gauges
         # The models no Kafka partition owns are checkpointed here (monitor/checkpointer.py).
         self.checkpointer = (
             None if storage.checkpoint_seconds is None
@@ -123,7 +126,7 @@ class Service:
             await asyncio.to_thread(store.upsert_model, name, config.model_dump(), "config")
         await asyncio.to_thread(load_references, self.pipeline, store)
         VersionFetches(self.mlflow_references).start()  # before traffic: versions seen from now on
-        await asyncio.to_thread(MetricsSink(self.metrics).restore, store, list(settings.models))  # restart-safe
+        await asyncio.to_thread(self.gauges.restore, store, list(settings.models))  # restart-safe
         if self.checkpointer is not None:  # before Kafka: its own checkpoints replace these
             await asyncio.to_thread(self.checkpointer.restore)
             interval = settings.storage.checkpoint_seconds

@@ -4,8 +4,10 @@ GET /                          redirect to /ui
 GET /ui                        models overview
 GET /ui/model?model=M&windows=N             heatmap of features x windows, charts over windows
 GET /ui/feature?model=M&feature=F&window=W  reference vs window distribution, statistics over windows
+    (&segment=region:eu: that slice's windows)
 GET /ui/alerts?model=M          firing and recent alerts, transitions, webhook deliveries
 GET /ui/segments?model=M        segment x feature: each slice's latest window (monitor.report.segments)
+GET /ui/versions?model=M        version x feature: each model version's latest window (monitor.report.versions)
 GET /ui/login, POST /ui/login, GET /ui/logout   signing in from a browser (monitor.api.ui_auth)
 GET /v1/models/{model}/report.html?windows=N    the self-contained report (a download)
 
@@ -22,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from monitor.api.results import parse_segment
 from monitor.api.ui_auth import COOKIE, SignIn, html, login_form, page_access, safe_next, sign_in_redirect
 from monitor.report.links import Links
 from monitor.report.overview import overview_rows
@@ -29,6 +32,7 @@ from monitor.report.pages import alerts_page, document, feature_page, login_page
 from monitor.report.report import report_html
 from monitor.report.segments import latest_segment_rows, segments_page
 from monitor.report.svg import esc
+from monitor.report.versions import latest_version_rows, versions_page
 from monitor.report.view import DEFAULT_WINDOWS, MAX_WINDOWS, load_view
 
 router = APIRouter(include_in_schema=False)
@@ -94,24 +98,29 @@ async def model(request: Request, model: Name, windows: Windows = DEFAULT_WINDOW
 @router.get("/ui/feature")
 async def feature(
     request: Request, model: Name, feature: Name, window: Annotated[int | None, Query(ge=0)] = None,
-    windows: Windows = DEFAULT_WINDOWS,
+    windows: Windows = DEFAULT_WINDOWS, segment: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Response:  # fmt: skip
     store, known = request.app.state.store, model in _models(request)
+    tag = parse_segment(segment)  # '' the whole population; 422 naming it when not 'key:value'
 
     def render(signed_in: bool) -> str:
         if not known:
             raise LookupError(f"unknown model {model!r}")
-        view = load_view(store, model, windows=windows, feature=feature, histograms=True, quality=True)
+        view = load_view(store, model, windows=windows, feature=feature, histograms=True, quality=True, segment=tag)
         latest = view.latest
+        if tag and latest is None:
+            raise LookupError(f"model {model!r} has no evaluated window of segment {tag!r}")
         # The window asked for is shown even when older than those drawn: centre the view on it.
         if window is not None and latest is not None and view.window(window) is None and window <= latest.seq:
             view = load_view(store, model, windows=min(MAX_WINDOWS, max(windows, latest.seq - window + 1)), feature=feature,
-                             histograms=True, quality=True)  # fmt: skip
+                             histograms=True, quality=True, segment=tag)  # fmt: skip
         if feature not in view.features:
             raise LookupError(f"model {model!r} has no evaluated feature {feature!r}")
         seq = window if window is not None else (latest.seq if latest else 0)
         if view.window(seq) is None:
-            raise LookupError(f"model {model!r} has no window {seq} in the store")
+            raise LookupError(
+                f"model {model!r} has no window {seq} in the store" + (f" for segment {tag!r}" if tag else "")
+            )
         return feature_page(view, feature, seq, LINKS, signed_in=signed_in)
 
     return await _page(request, render)
@@ -126,6 +135,19 @@ async def segments(request: Request, model: Name) -> Response:
             raise LookupError(f"unknown model {model!r}")
         rows = latest_segment_rows(store, model)
         return segments_page(model, rows, configs[model].feature_names, LINKS, signed_in=signed_in)
+
+    return await _page(request, render)
+
+
+@router.get("/ui/versions")
+async def versions(request: Request, model: Name) -> Response:
+    store, configs = request.app.state.store, getattr(request.app.state.pipeline, "configs", {})
+
+    def render(signed_in: bool) -> str:
+        if model not in configs:
+            raise LookupError(f"unknown model {model!r}")
+        rows = latest_version_rows(store, model)
+        return versions_page(model, rows, configs[model].feature_names, LINKS, signed_in=signed_in)
 
     return await _page(request, render)
 

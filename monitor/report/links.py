@@ -22,12 +22,17 @@ class Links:
         query = {"model": model, **({"windows": windows} if windows else {})}
         return f"{self.root}/model?{urlencode(query)}"
 
-    def feature(self, model: str, feature: str, window: int | None = None) -> str:
-        query = {"model": model, "feature": feature, **({"window": window} if window is not None else {})}
+    def feature(self, model: str, feature: str, window: int | None = None, segment: str = "") -> str:
+        """A feature in a window of the whole population, or of the slice ``segment`` ("region:eu")."""
+        query = {"model": model, "feature": feature, **({"window": window} if window is not None else {}),
+                 **({"segment": segment} if segment else {})}  # fmt: skip
         return f"{self.root}/feature?{urlencode(query)}"
 
     def segments(self, model: str) -> str:
         return f"{self.root}/segments?{urlencode({'model': model})}"
+
+    def versions(self, model: str) -> str:
+        return f"{self.root}/versions?{urlencode({'model': model})}"
 
     def alerts(self, model: str | None = None) -> str:
         return f"{self.root}/alerts" + (f"?{urlencode({'model': model})}" if model else "")

@@ -24,7 +24,7 @@ th{background:#eceff1}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .drift,.breached,.firing{color:#b2182b;font-weight:600}.ok{color:#2e7d32}.muted{color:#777}
 svg{background:#fff;border:1px solid #e0e0e0;margin:4px 8px 4px 0}svg text{font-size:11px;fill:#333}
 svg text.title{font-size:12px;font-weight:600}.charts{display:flex;flex-wrap:wrap}
-nav.windows a{margin-right:10px}form{background:#fff;padding:12px;border:1px solid #ddd;max-width:420px}
+nav.windows a{margin-right:10px}table.segments a{color:inherit}form{background:#fff;padding:12px;border:1px solid #ddd;max-width:420px}
 """
 
 
@@ -146,7 +146,8 @@ def estimated_charts(view: ModelView) -> str:
 def model_page(view: ModelView, links: Links, *, signed_in: bool = False) -> str:
     title = f'<h1>Model <span class="model-name">{esc(view.model)}</span></h1>'
     nav = (f'<p><a href="{esc(links.alerts(view.model))}">Alerts of this model</a> '
-           f'<a href="{esc(links.segments(view.model))}">Segments</a></p>')  # fmt: skip
+           f'<a href="{esc(links.segments(view.model))}">Segments</a> '
+           f'<a href="{esc(links.versions(view.model))}">Versions</a></p>')  # fmt: skip
     return document(f"{view.model} - model monitor", title + nav + model_sections(view, links), links,
                     signed_in=signed_in)  # fmt: skip
 
@@ -207,24 +208,29 @@ def feature_sections(view: ModelView, feature: str, seq: int, links: Links) -> s
 
 
 def feature_page(view: ModelView, feature: str, seq: int, links: Links, *, signed_in: bool = False) -> str:
-    seqs = [w.seq for w in view.windows]
+    """A feature in window ``seq``: of the whole population, or of the slice ``view.segment``
+    (named in the title; its windows are numbered apart, so the steps stay in the slice)."""
+    seqs, segment = [w.seq for w in view.windows], view.segment
     index = seqs.index(seq) if seq in seqs else -1
     steps = []
     if index > 0:
-        steps.append(f'<a rel="prev" href="{esc(links.feature(view.model, feature, seqs[index - 1]))}">&larr; window '
-                     f"{seqs[index - 1]}</a>")  # fmt: skip
+        steps.append(f'<a rel="prev" href="{esc(links.feature(view.model, feature, seqs[index - 1], segment))}">'
+                     f"&larr; window {seqs[index - 1]}</a>")  # fmt: skip
     if 0 <= index < len(seqs) - 1:
-        steps.append(f'<a rel="next" href="{esc(links.feature(view.model, feature, seqs[index + 1]))}">window '
-                     f"{seqs[index + 1]} &rarr;</a>")  # fmt: skip
+        steps.append(f'<a rel="next" href="{esc(links.feature(view.model, feature, seqs[index + 1], segment))}">'
+                     f"window {seqs[index + 1]} &rarr;</a>")  # fmt: skip
     window = view.window(seq)
+    where = (f', segment <a class="segment" href="{esc(links.segments(view.model))}">{esc(segment)}</a>'
+             if segment else "")  # fmt: skip
     head = (
         f'<h1>Feature <span class="feature-name">{esc(feature)}</span> of '
-        f'<a href="{esc(links.model(view.model))}">{esc(view.model)}</a>, window <span class="window">{seq}</span></h1>'
+        f'<a href="{esc(links.model(view.model))}">{esc(view.model)}</a>{where}, window <span class="window">{seq}</span></h1>'
         f'<p class="muted">{esc(when(window.start if window else None))} to {esc(when(window.end if window else None))}'
         f'</p><nav class="windows">{"".join(steps)}</nav>'
     )
     body = head + feature_sections(view, feature, seq, links)
-    return document(f"{feature} - {view.model} - model monitor", body, links, signed_in=signed_in)
+    title = f"{feature} - {view.model}" + (f" {segment}" if segment else "")
+    return document(f"{title} - model monitor", body, links, signed_in=signed_in)
 
 
 def alerts_page(
@@ -241,9 +247,8 @@ def alerts_page(
     rows = []
     for a in ordered:
         feature = a["feature"] or ""
-        where = esc(a["model"]) if not feature else (
-            f'<a href="{esc(links.feature(a["model"], feature, a.get("window_seq")))}">{esc(a["model"])} / {esc(feature)}</a>'
-        )  # fmt: skip
+        href = _alert_href(a, links)
+        where = esc(a["model"]) if href is None else f'<a href="{esc(href)}">{esc(a["model"])} / {esc(feature)}</a>'
         steps = " &rarr; ".join(
             f"{esc(t.get('to_state', t.get('state', '')))} ({esc(when(t.get('at', t.get('created_at'))))})"
             for t in transitions.get(a["alert_id"], [])
@@ -263,6 +268,22 @@ def alerts_page(
            if delivered else "<p>No deliveries.</p>")
     )  # fmt: skip
     return document("Alerts - model monitor", body, links, signed_in=signed_in)
+
+
+def _alert_href(alert: Mapping[str, Any], links: Links) -> str | None:
+    """Where an alert's key leads: its feature's page in its window, of its slice for a
+    segment's alert ("f0@region:eu"); a version's alert to the versions view."""
+    detail, model = alert.get("detail") or {}, alert["model"]
+    if detail.get("model_version"):
+        return links.versions(model)
+    if detail.get("segment"):
+        feature = detail.get("feature") or ""
+        return (
+            links.feature(model, feature, alert.get("window_seq"), detail["segment"])
+            if feature
+            else links.segments(model)
+        )
+    return links.feature(model, alert["feature"], alert.get("window_seq")) if alert["feature"] else None
 
 
 def login_page(links: Links, *, next_url: str, error: str = "") -> str:

@@ -34,7 +34,7 @@ class ReportLinks(Links):
     def model(self, model: str, windows: int | None = None) -> str:
         return "#top"
 
-    def feature(self, model: str, feature: str, window: int | None = None) -> str:
+    def feature(self, model: str, feature: str, window: int | None = None, segment: str = "") -> str:
         return f"#feature-{self.features.index(feature)}" if feature in self.features else "#top"
 
     def alerts(self, model: str | None = None) -> str:

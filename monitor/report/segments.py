@@ -1,7 +1,8 @@
 """The segment x feature view (``/ui/segments?model=M``): one row per slice of the traffic
 (``region:eu``, see :mod:`detectors.segments`), one column per feature, each cell the
 slice's latest window's effect against its reference, coloured like the heatmap
-(effect / its threshold) and marked when the feature drifted there."""
+(effect / its threshold) and marked when the feature drifted there; a cell opens the
+feature page of that slice's window (``/ui/feature?...&segment=region:eu``)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,11 @@ def segments_page(
     for segment, cells in list(by_slice.items())[:MAX_SLICES]:
         first = next(iter(cells.values()))
         reference = (first.get("detail") or {}).get("reference_slice", "")
-        body_rows.append(
-            [esc(segment), esc(reference), str(first["window_seq"]), *(_cell(cells.get(f)) for f in shown)]
-        )
+        seq = first["window_seq"]
+        body_rows.append([
+            esc(segment), esc(reference), str(seq),
+            *(effect_cell(cells.get(f), links.feature(model, f, seq, segment)) for f in shown),
+        ])  # fmt: skip
     title = f'<h1>Segments of <span class="model-name">{esc(model)}</span></h1>'
     nav = f'<p><a href="{esc(links.model(model))}">Whole population</a></p>'
     if not body_rows:
@@ -65,10 +68,12 @@ def segments_page(
     return document(f"{model} segments - model monitor", title + nav + body, links, signed_in=signed_in)
 
 
-def _cell(row: Mapping[str, Any] | None) -> str:
+def effect_cell(row: Mapping[str, Any] | None, href: str | None = None) -> str:
+    """One effect row as a coloured cell (bold red when drifted), a link to ``href`` if given."""
     if row is None:
         return '<span class="muted">-</span>'
     score, threshold = row["statistic"], row["threshold"]
     ratio = None if score is None or not threshold else score / threshold
     mark = ' class="drift"' if row["drift"] else ""
-    return f'<span{mark} style="background:{cell_colour(ratio)};padding:0 4px">{esc(num(score))}</span>'
+    text = esc(num(score)) if href is None else f'<a href="{esc(href)}">{esc(num(score))}</a>'
+    return f'<span{mark} style="background:{cell_colour(ratio)};padding:0 4px">{text}</span>'

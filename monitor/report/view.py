@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
+from monitor.store import tables as t
 from monitor.store.database import Store
 
 # Windows drawn by default: a day of 15-minute windows, and what fits a screen's width.
@@ -62,7 +65,8 @@ class Window:
 
 @dataclass
 class ModelView:
-    """What the model page, the feature page and the report draw."""
+    """What the model page, the feature page and the report draw; ``segment``: a slice's
+    windows ("region:eu", detectors.segments) instead of the whole population's."""
 
     model: str
     windows: list[Window] = field(default_factory=list)
@@ -83,6 +87,7 @@ class ModelView:
     estimated_lines: dict[str, dict[str, float | None]] = field(default_factory=dict)
     # metric -> [(window end, realized value)]
     realized: dict[str, list[tuple[float, float | None]]] = field(default_factory=dict)
+    segment: str = ""
 
     def window(self, seq: int) -> Window | None:
         return next((w for w in self.windows if w.seq == seq), None)
@@ -100,21 +105,42 @@ def load_view(
     feature: str | None = None,
     histograms: bool = False,
     quality: bool = False,
+    segment: str = "",
 ) -> ModelView:
     """The model's last ``windows`` windows from the store; with ``histograms`` and ``quality``,
     their histograms and data-quality checks too (only ``feature``'s when it is given: every
-    feature's quality checks are two thirds of a model's rows)."""
+    feature's quality checks are two thirds of a model's rows). ``segment``: that slice's
+    windows (numbered apart from the whole population's)."""
     if not 1 <= windows <= MAX_WINDOWS:
         raise ValueError(f"windows must be between 1 and {MAX_WINDOWS}, got {windows}")
-    latest = [row["window_seq"] for row in store.latest_results(model) if row["kind"] in _LATEST_KINDS]
-    if not latest:
-        return ModelView(model)
-    since = max(latest) - windows + 1
-    rows = store.drawn_results(model, _DRAWN_KINDS, since_seq=since)
+    newest = _newest_slice_window(store, model, segment) if segment else _newest_window(store, model)
+    if newest is None:
+        return ModelView(model, segment=segment)
+    since = newest - windows + 1
+    rows = store.drawn_results(model, _DRAWN_KINDS, since_seq=since, segment=segment)
     if quality:
-        rows += store.drawn_results(model, ("quality",), since_seq=since, feature=feature)
-    drawn = store.histograms(model, feature=feature, since_seq=since) if histograms else []
-    return view_from_rows(model, rows, drawn)
+        rows += store.drawn_results(model, ("quality",), since_seq=since, feature=feature, segment=segment)
+    drawn = store.histograms(model, feature=feature, since_seq=since, segment=segment) if histograms else []
+    view = view_from_rows(model, rows, drawn)
+    view.segment = segment
+    return view
+
+
+def _newest_window(store: Store, model: str) -> int | None:
+    latest = [row["window_seq"] for row in store.latest_results(model) if row["kind"] in _LATEST_KINDS]
+    return max(latest) if latest else None
+
+
+def _newest_slice_window(store: Store, model: str, segment: str) -> int | None:
+    """The number of the slice's newest drift window (one aggregate: reading every slice's
+    latest rows to pick one would return keys x values x features rows)."""
+    c = t.results.c
+    query = sa.select(sa.func.max(c.window_seq)).where(
+        c.model == model, c.segment == segment, c.model_version == "", c.kind.in_(_LATEST_KINDS)
+    )
+    with store.engine.connect() as conn:
+        newest = conn.execute(query).scalar()
+    return None if newest is None else int(newest)
 
 
 def view_from_rows(

@@ -282,18 +282,29 @@ class ResultsStore:
     def latest_slice_results(self, model: str) -> list[dict[str, Any]]:
         """For each segment (detectors.segments) and kind, the rows of its newest window, by
         segment, kind, feature, method and id (what the segment gauges showed)."""
+        return self._latest_per(model, "segment", other="model_version")
+
+    def latest_version_results(self, model: str) -> list[dict[str, Any]]:
+        """For each model version (monitor/version_state.py) and kind, the rows of its newest
+        window, by version, kind, feature, method and id (what the version gauges showed)."""
+        return self._latest_per(model, "model_version", other="segment")
+
+    def _latest_per(self, model: str, column: str, *, other: str) -> list[dict[str, Any]]:
+        """The newest window's rows for each value of ``column`` (a slice: segment or
+        model_version) and kind, among the rows whose ``other`` slice column is empty."""
         c = t.results.c
+        by, empty = c[column], c[other] == ""
         newest = (
-            sa.select(c.segment, c.kind, sa.func.max(c.window_seq).label("seq"))
-            .where(c.model == model, c.segment != "", c.model_version == "")
-            .group_by(c.segment, c.kind)
+            sa.select(by, c.kind, sa.func.max(c.window_seq).label("seq"))
+            .where(c.model == model, by != "", empty)
+            .group_by(by, c.kind)
             .subquery()
         )
         query = (
             sa.select(t.results)
-            .join(newest, sa.and_(c.segment == newest.c.segment, c.kind == newest.c.kind, c.window_seq == newest.c.seq))
-            .where(c.model == model, c.model_version == "")
-            .order_by(c.segment, c.kind, c.feature, c.method, c.id)
+            .join(newest, sa.and_(by == newest.c[column], c.kind == newest.c.kind, c.window_seq == newest.c.seq))
+            .where(c.model == model, empty)
+            .order_by(by, c.kind, c.feature, c.method, c.id)
         )
         with self._engine.connect() as conn:
             return [_result_out(row) for row in conn.execute(query).mappings()]

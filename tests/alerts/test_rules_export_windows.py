@@ -16,6 +16,7 @@ from monitor.cli import main
 RESULT_ALERTS = [
     "ModelFeatureDrift", "ModelDatasetDrift", "ModelPredictionDrift", "ModelDataQualityBreach",
     "ModelLatencySLOBreach", "ModelPerformanceDegraded", "ModelSegmentFeatureDrift", "ModelSegmentPredictionDrift",
+    "ModelVersionFeatureDrift", "ModelVersionPredictionDrift",
 ]  # fmt: skip
 
 

@@ -7,26 +7,10 @@ from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
+from window_results import drift_evaluation as evaluation
 
 from alerts.engine import AlertEngine
 from alerts.rules import AlertRuleConfig
-from detectors.decision import DatasetDecision, FeatureDrift
-from detectors.evaluation import Evaluation
-from detectors.quality import QualityReport
-from detectors.stats.result import TestResult
-
-
-def evaluation(seq: int, features: dict[str, bool]) -> Evaluation:
-    """A window whose features drifted as given (1,000 reference rows, 500 current)."""
-    feats = []
-    for name, verdict in features.items():
-        test = TestResult("ks", 0.3 if verdict else 0.01, 0.001 if verdict else 0.6, 0.05, verdict, 1000, 500)
-        effect = TestResult("wasserstein", 0.4 if verdict else 0.02, None, 0.1, verdict, 1000, 500)
-        feats.append(FeatureDrift(name, "numeric", test, effect, test.pvalue, verdict, False))
-    drifted = sum(features.values())
-    share = drifted / len(feats)
-    decision = DatasetDecision(tuple(feats), len(feats), 0, drifted, share, 0.5, share >= 0.5, "bh")
-    return Evaluation(seq, 60.0 * seq, 60.0 * seq + 60, 500, "1", decision, None, QualityReport((), 500, seq), None)
 
 
 def test_segment_rules_select_their_slices_and_whole_rules_ignore_them() -> None:
@@ -60,6 +44,7 @@ def test_a_malformed_segment_selection_is_refused_with_the_entry(entry: str) -> 
         AlertRuleConfig(name="r", kind="feature_drift", segments=[entry])
 
 
-def test_segments_do_not_apply_to_performance_kinds() -> None:
+def test_segments_do_not_apply_to_estimated_performance() -> None:
+    # Estimation is whole-population only (measured performance_drop has slices).
     with pytest.raises(ValidationError, match="segments applies only to kind"):
-        AlertRuleConfig(name="r", kind="performance_drop", segments=["region:*"])
+        AlertRuleConfig(name="r", kind="estimated_performance_drop", segments=["region:*"])

@@ -265,7 +265,9 @@ def test_the_image_runs_a_real_monitor_command_as_the_manifests_user() -> None:
     assert user == "10001"  # numeric, so runAsNonRoot can verify it
     assert monitor_container()["securityContext"]["runAsUser"] == int(user)
     assert predictor()["securityContext"]["fsGroup"] == int(user)
-    assert any(word == "RUN" and "pip install /src" in rest for word, rest in dockerfile())
+    (install,) = [shlex.split(rest) for word, rest in dockerfile() if word == "RUN" and "pip install" in rest]
+    assert install[:3] == ["pip", "install", "/src[mlflow]"]  # the project with its MLflow client
+    assert "mlflow" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 
 
 def test_the_image_listens_on_all_interfaces_on_the_exposed_port(monkeypatch: pytest.MonkeyPatch) -> None:

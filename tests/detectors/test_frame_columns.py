@@ -190,6 +190,10 @@ def test_large_batches_bin_by_channel_as_small_ones_bin_together() -> None:
     for name in schema.features:
         assert big.counts(name).tolist() == small.counts(name).tolist(), name
         assert big.quality(name) == small.quality(name), name
+        assert big.value_range(name) == small.value_range(name), name
+        # the reservoir reads a large batch's rows from its columns, a small one's from a matrix
+        assert big.sample(name).tobytes() == small.sample(name).tobytes(), name
+    assert (big.reservoir.seen, big.reservoir.size) == (n, layout.sample_size)
     finite = batch.inputs["x"][np.isfinite(batch.inputs["x"])]
     edges = layout.edges[layout.num_index["x"]]
     assert big.counts("x").tolist() == np.bincount(np.searchsorted(edges, finite), minlength=edges.size + 1).tolist()

@@ -43,7 +43,7 @@ def test_a_restart_keeps_the_estimates_and_the_slices_in_the_gauges(tmp_path: Pa
         assert http.post("/v1/records", json=records).json()["accepted"] == N
 
         def settled() -> bool:
-            kinds = {"segment_drift": 2, "segment_performance": 4, "estimated_performance": 2}
+            kinds = {"segment_drift": 2, "segment_performance": 4, "estimated_performance": 2, "pca_reconstruction": 2}
             return all(
                 registry.get_sample_value("monitor_windows_evaluated_total", {"model": "car_loan", "kind": kind}) == n
                 for kind, n in kinds.items()

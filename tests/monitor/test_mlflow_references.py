@@ -104,8 +104,10 @@ def test_service_gets_version_2s_reference_once(
         "mlflow": "models:/car_loan/2", "artifact_path": ARTIFACT, "state": "ready", "attempts": 1,
         "last_error": None, "registry_version": "2", "run_id": registered.run_ids["2"], "reference": "1",
     }  # fmt: skip
+    started = time.time()
     with ServiceProcess(tmp_path, data) as service:
         model = wait_for(lambda: fetch_state(service.url, "ready"), 60, "the reference fetched")
+        assert started <= model["reference_source"].pop("last_checked") <= time.time()  # when the registry answered
         assert model["reference_source"] == source
         assert (model["reference"], model["detection"]) == ("1", "active")
         active = httpx.get(f"{service.url}/v1/models/car_loan/reference", timeout=30).json()
@@ -119,11 +121,12 @@ def test_service_gets_version_2s_reference_once(
         assert others["iris"]["reference_source"] is None
         assert others["per_version"]["reference_source"] == {
             "mlflow": "models:/car_loan/{version}", "artifact_path": ARTIFACT, "state": "per version", "attempts": 0,
-            "last_error": None, "registry_version": None, "run_id": None, "reference": None,
+            "last_error": None, "registry_version": None, "run_id": None, "reference": None, "last_checked": None,
         }  # fmt: skip
     # A restart finds that artifact active already: it neither downloads nor stores it again.
     with ServiceProcess(tmp_path, data) as service:
         model = wait_for(lambda: fetch_state(service.url, "ready"), 60, "the reference fetched")
+        assert model["reference_source"].pop("last_checked") >= started
         assert model["reference_source"] == source
         references = httpx.get(f"{service.url}/v1/models/car_loan/references", timeout=30).json()["references"]
         assert [r["version"] for r in references] == ["1"]

@@ -37,7 +37,7 @@ def test_every_runbook_url_of_the_exported_rules_opens_on_the_served_service(tmp
         exported = _export("--config", str(service.config_path))
         assert exported.returncode == 0, exported.stderr
         urls = _runbook_urls(exported.stdout)
-        assert list(urls) == [alert.name for alert in alerts()] and len(urls) == 13
+        assert list(urls) == [alert.name for alert in alerts()] and len(urls) == 15
         for name, url in urls.items():
             assert url == f"{service.url}/runbooks/{name}"  # the service of the config, no placeholder
             page = httpx.get(url, timeout=30)  # no token: a browser opening the link sends none

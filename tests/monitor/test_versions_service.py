@@ -6,33 +6,15 @@ reference back after a restart (stored with ``references.model_version``)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 from support import ServiceProcess, config, scrape, wait_for
+from version_traffic import shop_records, shop_reference_csv
 
 WINDOW = 1_000
 PER_VERSION = 3 * WINDOW
-
-
-def _csv(rng: np.random.Generator, mean: float, n: int = 5_000) -> bytes:
-    x = rng.normal(mean, 1.0, size=(n, 2))
-    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "prediction": x[:, 0] / 2})
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue().encode()
-
-
-def _records(rng: np.random.Generator, mean: float, version: str, start: int, n: int) -> list[dict]:
-    x = rng.normal(mean, 1.0, size=(n, 2))
-    return [
-        {"model": "shop", "id": f"r{start + j}", "version": version, "timestamp": 1.7e9 + start + j,
-         "inputs": {"a": float(x[j, 0]), "b": float(x[j, 1])}, "prediction": float(x[j, 0] / 2)}
-        for j in range(n)
-    ]  # fmt: skip
 
 
 def _flagged(http: httpx.Client, **query: str) -> list[tuple[int, bool]]:
@@ -51,8 +33,9 @@ def test_rollout_uses_each_versions_reference_through_a_real_service(tmp_path: P
     data = config(tmp_path, models={"shop": model})
     csv = {"content-type": "text/csv"}
     with ServiceProcess(tmp_path, data) as service, httpx.Client(base_url=service.url, timeout=60) as http:
-        assert http.put("/v1/models/shop/reference", content=_csv(rng, 0.0), headers=csv).json()["version"] == "1"
-        put = http.put("/v1/models/shop/versions/2/reference", content=_csv(rng, 3.0), headers=csv)
+        v1, v2 = shop_reference_csv(rng, 0.0, 5_000), shop_reference_csv(rng, 3.0, 5_000)
+        assert http.put("/v1/models/shop/reference", content=v1, headers=csv).json()["version"] == "1"
+        put = http.put("/v1/models/shop/versions/2/reference", content=v2, headers=csv)
         assert put.status_code == 201, put.text
         assert put.json() | {"content_hash": None} == {
             "model": "shop",
@@ -65,7 +48,7 @@ def test_rollout_uses_each_versions_reference_through_a_real_service(tmp_path: P
         assert http.get("/v1/models/shop/reference").json()["version"] == "1"
         sent = 0
         for version, mean in (("1", 0.0), ("2", 3.0)):  # the rollout: all of v1, then all of v2
-            body = _records(rng, mean, version, sent, PER_VERSION)
+            body = shop_records(rng, mean, version, sent, PER_VERSION)
             assert http.post("/v1/records", json=body).json()["accepted"] == PER_VERSION
             sent += PER_VERSION
 
@@ -88,7 +71,7 @@ def test_rollout_uses_each_versions_reference_through_a_real_service(tmp_path: P
                 for v in listing["versions"]] == [("2", PER_VERSION, 3, "2", True), ("1", PER_VERSION, 3, "1", False)]  # fmt: skip
         assert (listing["retired"], listing["max_active"], listing["references"]) == (0, 2, {"2": "2"})
         # A third version past max_active 2 retires the least recently seen (v1), counted.
-        assert http.post("/v1/records", json=_records(rng, 0.0, "3", sent, 10)).json()["accepted"] == 10
+        assert http.post("/v1/records", json=shop_records(rng, 0.0, "3", sent, 10)).json()["accepted"] == 10
 
         def retired() -> dict | None:
             body = http.get("/v1/models/shop/versions").json()
