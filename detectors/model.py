@@ -11,6 +11,8 @@ restored detector continues exactly as the original would have.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,66 @@ from detectors.windows.policies import Windower, WindowPolicy
 from detectors.windows.state import WindowLayout, WindowState
 
 FORMAT_VERSION = 1
+# Slices or versions whose numbering a NumberFloors keeps at most (module docstring of
+# detectors.segments / monitor.version_state): ~150 bytes each.
+MAX_NUMBERED = 4096
+
+
+@dataclass(frozen=True)
+class WindowNumbers:
+    """The numbers a detector's next windows get: its drift windows (whose results are the
+    kinds drift, quality, latency and the estimates) and its performance windows are
+    numbered apart. A model's numbers never go back: a new detector (a new reference, a
+    restart) continues from the old one's (:meth:`ModelDetector.continue_numbering`), so
+    ``(model, window_seq)`` names one window of each family."""
+
+    drift: int = 0
+    performance: int = 0
+
+    def __or__(self, other: WindowNumbers) -> WindowNumbers:
+        """The larger of both, family by family."""
+        return WindowNumbers(max(self.drift, other.drift), max(self.performance, other.performance))
+
+
+class NumberFloors:
+    """Where the numbering of each named detector (a slice, a version) continues when a new
+    one is made for that name. Names with no window yet are not kept; past ``limit`` names
+    the least recently raised is forgotten (its numbering would then start again at the
+    store's maximum after a restart, or 0): bounded whatever the traffic names."""
+
+    def __init__(self, limit: int = MAX_NUMBERED) -> None:
+        self.limit = limit
+        self._floors: OrderedDict[str, WindowNumbers] = OrderedDict()
+
+    def get(self, name: str) -> WindowNumbers:
+        return self._floors.get(name, WindowNumbers())
+
+    def raise_to(self, name: str, numbers: WindowNumbers) -> None:
+        """Continue ``name``'s numbering at ``numbers`` at least."""
+        if numbers == WindowNumbers():
+            return
+        self._floors[name] = self.get(name) | numbers
+        self._floors.move_to_end(name)
+        while len(self._floors) > self.limit:
+            self._floors.popitem(last=False)
+
+    def update(self, floors: Mapping[str, WindowNumbers]) -> None:
+        for name, numbers in floors.items():
+            self.raise_to(name, numbers)
+
+    def items(self) -> Iterator[tuple[str, WindowNumbers]]:
+        return iter(list(self._floors.items()))
+
+    def to_json(self) -> dict[str, list[int]]:
+        """For a checkpoint's header: name -> [drift, performance]."""
+        return {name: [n.drift, n.performance] for name, n in self._floors.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None, limit: int = MAX_NUMBERED) -> NumberFloors:
+        out = cls(limit)
+        for name, (drift, performance) in (data or {}).items():
+            out.raise_to(str(name), WindowNumbers(int(drift), int(performance)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -105,6 +167,18 @@ class ModelDetector:
         if self.performance is None or len(predictions) == 0:
             return []
         return self.performance.update(predictions, labels, timestamps)
+
+    def next_numbers(self) -> WindowNumbers:
+        """The numbers of the next drift and performance windows (:class:`WindowNumbers`)."""
+        performance = 0 if self.performance is None else self.performance.next_seq
+        return WindowNumbers(self.windower.next_seq, performance)
+
+    def continue_numbering(self, numbers: WindowNumbers) -> None:
+        """Number the windows from ``numbers`` on where they would get lower numbers; open
+        windows not yet closed are renumbered (their records stay)."""
+        self.windower.continue_numbering(numbers.drift)
+        if self.performance is not None:
+            self.performance.continue_numbering(numbers.performance)
 
     @property
     def open_records(self) -> int:

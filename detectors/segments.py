@@ -56,7 +56,7 @@ import pandas as pd
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.misra_gries import MisraGries
-from detectors.model import DetectorSettings, ModelDetector
+from detectors.model import DetectorSettings, ModelDetector, NumberFloors
 from detectors.performance import PerformanceResult, reference_metrics
 from detectors.profiles import ReferenceProfile
 from detectors.schema import Schema
@@ -172,10 +172,13 @@ class SegmentDetectors:
         settings: DetectorSettings,
         spec: SegmentSpec,
         performance: Mapping[str, Mapping[str, float | None]] | None = None,
+        numbering: NumberFloors | None = None,
     ) -> None:
         """``performance``: reference metrics per slice name (its own reference rows'); a
-        slice not in it is compared with ``settings.reference_performance`` (the whole's)."""
+        slice not in it is compared with ``settings.reference_performance`` (the whole's).
+        ``numbering``: where each slice's window numbers continue (a slice's new detector starts there)."""
         self.reference = reference
+        self.numbering = NumberFloors() if numbering is None else numbering
         self.spec = spec
         # Slices run drift, quality, latency and performance; estimators stay whole-population.
         self.settings = replace(settings, estimators=None)
@@ -258,6 +261,7 @@ class SegmentDetectors:
         detector = self.detectors[key].get(value)
         if detector is None:
             detector = self._new_detector(slice_name(key, value))
+            detector.continue_numbering(self.numbering.get(slice_name(key, value)))
             self.detectors[key][value] = detector
         return detector
 
@@ -394,6 +398,7 @@ class SegmentDetectors:
             "pooled": self.pooled,
             "candidates": {key: mg.counts for key, mg in self.candidates.items()},
             "detectors": [[key, value] for key, d in self.detectors.items() for value in d],
+            "numbering": self.numbering.to_json(),  # of slices without a detector now (older references')
         }
         arrays = {
             f"d{i}": np.frombuffer(detector.to_bytes(), np.uint8)
@@ -420,7 +425,7 @@ class SegmentDetectors:
         given = [list(spec.keys), spec.max_values, spec.min_reference_rows, spec.admit_rows]
         if header.get("spec") != given:
             raise ValueError(f"the segment checkpoint was taken with other segment settings {header.get('spec')}")
-        out = cls(reference, settings, spec, performance)
+        out = cls(reference, settings, spec, performance, NumberFloors.from_json(header.get("numbering")))
         out.admitted = {key: list(values) for key, values in header["admitted"].items()}
         out.pooled = {key: int(n) for key, n in header["pooled"].items()}
         for key, counts in header["candidates"].items():

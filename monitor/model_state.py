@@ -4,12 +4,16 @@ records when the config asks for it.
 
 Evaluations and performance results go to the sinks (store, metrics, alert engine) in
 the order windows close; each closed window is evaluated exactly once.
+
+A model's windows are numbered on across its detectors (a new reference, a restart without
+a checkpoint: :meth:`ModelState.continue_numbering`), so ``(model, window_seq)`` names one
+window and the store's newest window is the latest one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +22,7 @@ import numpy as np
 from detectors.columns import Batch
 from detectors.estimation.window import Estimators
 from detectors.evaluation import Evaluation
-from detectors.model import ModelDetector
+from detectors.model import ModelDetector, WindowNumbers
 from detectors.profiles import ReferenceProfile
 from detectors.results import Estimate, Result, ResultSink
 from monitor.detection import (
@@ -75,6 +79,8 @@ class ModelState:
         self.windows_evaluated = 0
         self.detector: ModelDetector | None = None
         self.reference_version: str | None = None
+        # Where the whole population's numbering continues when a new detector is made.
+        self._numbers = WindowNumbers()
         # Drift per slice of the traffic (config ``segments:``), beside the whole population.
         self.segments = ModelSegments.for_config(config)
         # Windows per model version (config ``versions:``), beside the whole population.
@@ -102,7 +108,9 @@ class ModelState:
         its counts were against other bins), estimated with ``estimators`` (fitted on it)."""
         performance = (summary or {}).get("performance")
         settings = replace(detector_settings(self.config, performance), estimators=estimators)
+        numbers = self.next_numbers()
         self.detector = ModelDetector(profile, settings)
+        self.detector.continue_numbering(numbers)  # the old detector's windows keep their numbers
         fitted = (summary or {}).get("estimation") or {}
         self.estimation = {"methods": [] if estimators is None else estimators.methods, "error": fitted.get("error")}
         self.reference_version = str(profile.version)
@@ -115,6 +123,29 @@ class ModelState:
         if self.evaluator is not None:
             self.evaluator.prepare(self.detector.layout)
         log.info("model %s: reference version %s active", self.name, self.reference_version)
+
+    def next_numbers(self) -> WindowNumbers:
+        """The numbers the whole population's next drift and performance windows get at least."""
+        if self.detector is not None:
+            self._numbers = self._numbers | self.detector.next_numbers()
+        return self._numbers
+
+    def continue_numbering(
+        self,
+        numbers: WindowNumbers,
+        slices: Mapping[str, WindowNumbers] | None = None,
+        versions: Mapping[str, WindowNumbers] | None = None,
+    ) -> None:
+        """Number the model's windows from ``numbers`` on at least, each slice's and version's
+        from its entry in ``slices`` / ``versions`` (the store's highest numbers plus one, at
+        start-up before traffic); open windows below them are renumbered."""
+        self._numbers = self._numbers | numbers
+        if self.detector is not None:
+            self.detector.continue_numbering(self._numbers)
+        if self.segments is not None:
+            self.segments.continue_numbering(slices or {})
+        if self.versions is not None:
+            self.versions.continue_numbering(versions or {})
 
     @property
     def warming_up(self) -> bool:

@@ -23,10 +23,10 @@ import pandas as pd
 
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, evaluate_window
-from detectors.model import DetectorSettings
+from detectors.model import DetectorSettings, NumberFloors, WindowNumbers
 from detectors.performance import PerformanceResult
 from detectors.profiles import ReferenceProfile
-from detectors.segments import SegmentDetectors, SegmentSpec, SegmentWindow, tag_columns
+from detectors.segments import SegmentDetectors, SegmentSpec, SegmentWindow, slice_name, tag_columns
 from monitor.evaluator import Evaluator
 from monitor.records import Record, RecordColumns
 from monitor.settings import ModelConfig
@@ -70,6 +70,9 @@ class ModelSegments:
         self.detectors: SegmentDetectors | None = None
         self.windows_evaluated = 0
         self._tags: list[Mapping[str, str] | None] = []
+        # Where each slice's window numbers continue: kept across references and restarts, so
+        # (model, slice, window_seq) names one window (shared with self.detectors).
+        self.numbering = NumberFloors()
 
     @classmethod
     def for_config(cls, config: ModelConfig) -> ModelSegments | None:
@@ -83,8 +86,26 @@ class ModelSegments:
         performance: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         """New slice detectors against ``reference`` (and its slices); ``performance``: the
-        reference metrics of each slice's own rows (the summary's ``segment_performance``)."""
-        self.detectors = SegmentDetectors(reference, settings, self.spec, performance)
+        reference metrics of each slice's own rows (the summary's ``segment_performance``).
+        Each slice's numbering continues from its previous detector's."""
+        self.detectors = SegmentDetectors(reference, settings, self.spec, performance, self.next_numbers())
+
+    def next_numbers(self) -> NumberFloors:
+        """Where each slice's window numbering continues (its detector's next numbers at least)."""
+        if self.detectors is not None:
+            for key, detectors in self.detectors.detectors.items():
+                for value, detector in detectors.items():
+                    self.numbering.raise_to(slice_name(key, value), detector.next_numbers())
+        return self.numbering
+
+    def continue_numbering(self, floors: Mapping[str, WindowNumbers]) -> None:
+        """Number each slice's windows from ``floors`` on at least (the store's, at start-up);
+        open windows below are renumbered."""
+        self.numbering.update(floors)
+        if self.detectors is not None:
+            for key, detectors in self.detectors.detectors.items():
+                for value, detector in detectors.items():
+                    detector.continue_numbering(self.numbering.get(slice_name(key, value)))
 
     # -- tags of the rows waiting for the detector, in the same order -----------------------
     def add_records(self, records: Sequence[Record]) -> None:
@@ -182,5 +203,6 @@ class ModelSegments:
             self.detectors = SegmentDetectors.from_bytes(
                 data, current.reference, current.settings, self.spec, current.performance
             )
+            self.numbering = self.detectors.numbering  # the checkpoint's: records read again get the same numbers
         except (ValueError, KeyError) as exc:
             log.warning("segment windows of the checkpoint not restored (%s): new windows start", exc)

@@ -25,6 +25,10 @@ version's window resumes where it was, unless the reference it was taken against
 longer the one the version uses (changed while the service was down): that window is
 dropped, its version starts over, and the log says so, as for the model's own window.
 The champion's and challenger's rows are kept in monitor/version_pairing.py.
+
+A version's windows are numbered on across its detectors (a reference attached, the model's
+changed, a retirement, a restart: :attr:`ModelVersions.numbering`), so (model, version,
+window_seq) names one window.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,7 +45,7 @@ import pandas as pd
 
 from detectors.columns import Batch
 from detectors.evaluation import Evaluation, evaluate_window
-from detectors.model import DetectorSettings, ModelDetector
+from detectors.model import DetectorSettings, ModelDetector, NumberFloors, WindowNumbers
 from detectors.profiles import ReferenceProfile
 from detectors.sketches import pack, unpack
 from detectors.versions import VersionDivergence
@@ -94,6 +98,8 @@ class ModelVersions:
         self.detectors: OrderedDict[str, ModelDetector] = OrderedDict()
         self.info: dict[str, VersionInfo] = {}
         self.retired = 0
+        # Where each version's window numbers continue when it gets a new detector.
+        self.numbering = NumberFloors()
         self._versions: list[str | None] = []
         self._ids: list[str | None] = []  # with a pairing only: the rows' ids, for agreement
         # References attached from another thread (an upload, a fetch), taken by the pipeline's
@@ -130,7 +136,7 @@ class ModelVersions:
         self.reference = reference
         self.prepare(settings)
         for version in [v for v in self.detectors if v not in self.references]:
-            del self.detectors[version]
+            self._keep_numbers(version, self.detectors.pop(version))
 
     def attach(self, version: str, profile: ReferenceProfile) -> None:
         """Attach ``profile`` to ``version`` (from any thread): at the pipeline's next update,
@@ -142,14 +148,17 @@ class ModelVersions:
         while self._attached:
             version, profile = self._attached.popitem()
             self.references[version] = profile
-            self.detectors.pop(version, None)
+            old = self.detectors.pop(version, None)
+            if old is not None:
+                self._keep_numbers(version, old)
             self.info.pop(version, None)
             log.info("version %s: reference %s attached, new windows start", version, profile.version)
 
     def reset(self) -> None:
         """Forget every version's windows and counts and the pairing's waiting rows (the model
         handed over, or a checkpoint restored that has none: written before version windows
-        were in checkpoints): records read again must not be counted twice."""
+        were in checkpoints): records read again must not be counted twice. Their numbering goes on."""
+        self.next_numbers()
         self.detectors.clear()
         self.info.clear()
         self.retired = 0
@@ -178,6 +187,7 @@ class ModelVersions:
             "versions": versions,  # least recently seen first, as self.detectors
             "retired": self.retired,
             "pairing": pairing,
+            "numbering": self.numbering.to_json(),  # of versions without a detector now
         }
         return pack(header, arrays)
 
@@ -196,6 +206,8 @@ class ModelVersions:
             return
         self._take_attached()
         self.reset()
+        if "numbering" in header:  # the checkpoint's: records read again get the same numbers
+            self.numbering = NumberFloors.from_json(header["numbering"])
         self.retired = int(header["retired"])
         for i, (version, records, evaluated, first, last) in enumerate(header["versions"]):
             reference = self.reference_of(version)
@@ -312,6 +324,7 @@ class ModelVersions:
         while len(self.detectors) >= self.max_active:
             self._retire()
         detector = self.detectors[version] = ModelDetector(reference, self._seeded(version))
+        detector.continue_numbering(self.numbering.get(version))
         self.info[version] = VersionInfo()
         if version not in self.references:
             self._new_version(version)
@@ -322,8 +335,24 @@ class ModelVersions:
         assert settings is not None
         return replace(settings, seed=settings.seed ^ zlib.crc32(f"version:{version}".encode()))
 
+    def _keep_numbers(self, version: str, detector: ModelDetector) -> None:
+        self.numbering.raise_to(version, detector.next_numbers())
+
+    def next_numbers(self) -> NumberFloors:
+        """Where each version's window numbering continues (its detector's next numbers at least)."""
+        for version, detector in list(self.detectors.items()):
+            self._keep_numbers(version, detector)
+        return self.numbering
+
+    def continue_numbering(self, floors: Mapping[str, WindowNumbers]) -> None:
+        """Number each version's windows from ``floors`` on at least (the store's, at start-up)."""
+        self.numbering.update(floors)
+        for version, detector in self.detectors.items():
+            detector.continue_numbering(self.numbering.get(version))
+
     def _retire(self) -> None:
-        old, _ = self.detectors.popitem(last=False)
+        old, retired = self.detectors.popitem(last=False)
+        self._keep_numbers(old, retired)
         self.info.pop(old, None)
         self.retired += 1
         log.info("version %s retired (more than %d versions seen): its open window is dropped", old, self.max_active)

@@ -310,6 +310,23 @@ class PerformanceWindows:
         self.open_window: PerformanceWindow | None = None
         self._next_seq = 0
 
+    @property
+    def next_seq(self) -> int:
+        """The number the next window made will get."""
+        return self._next_seq
+
+    def continue_numbering(self, next_seq: int) -> None:
+        """Number the windows from ``next_seq`` on if they would get lower numbers; the open
+        window, if any, is renumbered to it (as :meth:`detectors.windows.policies.Windower.continue_numbering`)."""
+        if isinstance(next_seq, bool) or not isinstance(next_seq, (int, np.integer)) or next_seq < 0:
+            raise ValueError(f"next_seq must be a non-negative integer, got {next_seq!r}")
+        w = self.open_window
+        shift = int(next_seq) - (self._next_seq if w is None else w.seq)
+        if shift > 0:
+            if w is not None:
+                w.seq += shift
+            self._next_seq += shift
+
     def update(self, predictions: Any, labels: Any, timestamps: Any = None) -> list[PerformanceResult]:
         enc = _encode(self.settings, predictions, labels, timestamps)
         done = np.concatenate([[0], np.cumsum(enc["valid"])])  # used pairs before each position

@@ -25,6 +25,8 @@ for what a window counts).
 Every window's RNG seed derives from the windower's ``seed`` and the window's
 sequence number, so runs are reproducible, and ``to_bytes``/``from_bytes`` keep
 RNG states: continuing after a restore gives byte-identical windows.
+``continue_numbering`` moves the numbering on (a model's windows are numbered once across
+references and restarts); a window it renumbers keeps the seed it was made with.
 """
 
 from __future__ import annotations
@@ -60,6 +62,30 @@ class Windower:
     def open_window(self) -> WindowState | None:
         """The window still collecting records, if any (read-only use)."""
         return self._open
+
+    @property
+    def next_seq(self) -> int:
+        """The number the next window made will get."""
+        return self._next_seq
+
+    def _unemitted(self) -> list[WindowState]:
+        """The windows numbered but not yet emitted, in number order (the last made last)."""
+        return [] if self._open is None else [self._open]
+
+    def continue_numbering(self, next_seq: int) -> None:
+        """Number the windows from ``next_seq`` on if they would get lower numbers (a new
+        windower of a model continuing an old one's numbering, or the store's). Windows open
+        but not yet emitted are renumbered from it (their records and sample stay; only the
+        label changes, so no number is given to two windows)."""
+        if isinstance(next_seq, bool) or not isinstance(next_seq, (int, np.integer)) or next_seq < 0:
+            raise ValueError(f"next_seq must be a non-negative integer, got {next_seq!r}")
+        pending = self._unemitted()
+        shift = int(next_seq) - (pending[0].seq if pending else self._next_seq)
+        if shift <= 0:
+            return
+        for w in pending:  # numbered consecutively up to _next_seq - 1: they stay so
+            w.seq += shift
+        self._next_seq += shift
 
     def _new_window(self, start: float = math.nan, end: float = math.nan) -> WindowState:
         seq = self._next_seq
@@ -212,6 +238,9 @@ class TumblingTimeWindows(Windower):
     def watermark(self) -> float:
         """Event time up to which windows are complete: the latest seen minus the allowed lateness."""
         return self._max_ts - self.allowed_lateness
+
+    def _unemitted(self) -> list[WindowState]:
+        return [w for w in (self._open, self._early) if w is not None]
 
     def _period(self, t: float) -> int:
         return math.floor((t - self.origin) / self.seconds)
@@ -366,6 +395,9 @@ class SlidingWindows(Windower):
     @property
     def open_window(self) -> WindowState | None:
         return self._inner.open_window
+
+    def _unemitted(self) -> list[WindowState]:
+        return []  # a window is numbered when emitted (the panes have the inner windower's numbers)
 
     def _merged(self) -> WindowState:
         panes = list(self._panes)

@@ -35,6 +35,7 @@ from monitor.store.engine import is_transient
 from monitor.store.result_sink import StoreSink
 from monitor.store.retry_buffer import BackgroundWriter, RetryBuffer
 from monitor.version_gauges import pipeline_versions
+from monitor.window_numbering import continue_stored_numbering
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ class Service:
         await asyncio.to_thread(self.gauges.restore, store, list(settings.models))  # restart-safe
         if self.checkpointer is not None:  # before Kafka: its own checkpoints replace these
             await asyncio.to_thread(self.checkpointer.restore)
+        # Past every stored window, a restored checkpoint's numbers included (monitor/window_numbering.py).
+        await asyncio.to_thread(continue_stored_numbering, self.pipeline, store)
+        if self.checkpointer is not None:
             interval = settings.storage.checkpoint_seconds
             assert interval is not None  # a checkpointer is made only then
             self._checkpoints = asyncio.create_task(self.checkpointer.run(interval))

@@ -279,6 +279,18 @@ class ResultsStore:
         with self._engine.connect() as conn:
             return [_result_out(row) for row in conn.execute(query).mappings()]
 
+    def window_numbers(self, model: str) -> dict[tuple[str, str, str], int]:
+        """``(segment, model_version, kind)`` -> the highest ``window_seq`` stored for ``model``:
+        where its numbering continues after a restart (monitor/window_numbering.py)."""
+        c = t.results.c
+        query = (
+            sa.select(c.segment, c.model_version, c.kind, sa.func.max(c.window_seq))
+            .where(c.model == model)
+            .group_by(c.segment, c.model_version, c.kind)
+        )
+        with self._engine.connect() as conn:
+            return {(segment, version, kind): int(seq) for segment, version, kind, seq in conn.execute(query)}
+
     def latest_slice_results(self, model: str) -> list[dict[str, Any]]:
         """For each segment (detectors.segments) and kind, the rows of its newest window, by
         segment, kind, feature, method and id (what the segment gauges showed)."""
