@@ -106,6 +106,11 @@ def panel(layout: Layout, kind: str, title: str, targets: list[dict[str, Any]], 
     elif kind == "stat":
         opts = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                 "colorMode": "background", "graphMode": "none", "textMode": "auto", "orientation": "auto"}  # fmt: skip
+    elif kind == "bargauge":
+        opts = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "orientation": "horizontal", "displayMode": "basic", "valueMode": "color", "showUnfilled": True,
+                "namePlacement": "left", "sizing": "auto", "minVizHeight": 16, "minVizWidth": 8,
+                "maxVizHeight": 300}  # fmt: skip
     elif kind == "table":
         opts = {"showHeader": True, "cellHeight": "sm"}
     opts.update(options or {})
@@ -123,6 +128,8 @@ def panel(layout: Layout, kind: str, title: str, targets: list[dict[str, Any]], 
 
 FLAG = [{"type": "value", "options": {"0": {"text": "ok", "color": "green"}, "1": {"text": "DRIFT", "color": "red"}}}]
 RED_AT_1 = thresholds(("green", None, None), ("red", 1, None))
+# A gauge that is NaN by design (no sample to judge): said in words, not drawn as "NaN".
+NO_PAIRS = {"type": "special", "options": {"match": "nan", "result": {"text": "no shared ids", "color": "text"}}}
 
 
 def ds_variable() -> dict[str, Any]:
@@ -390,6 +397,106 @@ def overview() -> dict[str, Any]:
     return dashboard("model-monitor-overview", "Model monitor: models overview",
                      "Every monitored model: traffic, rejects, latency, drift, data quality, alerts, webhooks.",
                      panels, variables, links)  # fmt: skip
+
+
+def slices_row(layout: Layout, m: str) -> dict[str, Any]:
+    """A collapsed row of the model's segment slices and versions (README "Segments",
+    "Versions"): collapsed, as a model without ``segments:`` or ``versions:`` has none."""
+    row = layout.row("Slices and versions (segments:, versions:)")
+    results = "GET /v1/models/$model/results"
+    row["collapsed"] = True
+    row["panels"] = [
+        panel(
+            layout,
+            "bargauge",
+            "Drifted features per segment (latest window)",
+            [target(f"monitor_segment_drifted_features{{{m}}}", "{{segment}}", instant=True)],
+            w=8,
+            min_=0,
+            threshold=RED_AT_1,
+            description="Features that drifted in each slice's latest window, against the slice's own reference "
+            "rows (or the whole reference without them). Red in one slice while the whole population is green: a "
+            "shift confined to that slice (a region's upstream feed, a device's client release). Which features: "
+            f"/ui/segments?model=$model, or {results}?segment=<segment>. region:__other__ pools the values "
+            "beyond segments.max_values.",
+        ),
+        panel(
+            layout,
+            "stat",
+            "Prediction drift per segment",
+            [target(f"monitor_segment_prediction_drift{{{m}}}", "{{segment}}", instant=True)],
+            w=8,
+            threshold=RED_AT_1,
+            mappings=FLAG,
+            description="DRIFT when a slice's predictions moved away from its reference's. With drifted features in "
+            "the same slice the inputs moved and the model follows them; without, the model behaves differently "
+            "there on the same inputs: watch that slice's performance (next panel) as its labels arrive. "
+            f"{results}?segment=<segment>&kind=prediction_drift.",
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Segment performance, by metric",
+            [target(f"monitor_segment_performance{{{m}}}", "{{segment}} {{metric}}")],
+            w=8,
+            custom={"lineInterpolation": "stepAfter"},
+            description="Each slice's latest labelled window (accuracy, roc_auc, f1, ...; mae, rmse). Slices "
+            "differ by nature: compare a slice with its own past, not with the others. A drop past "
+            "performance.max_drop from the slice's reference metrics fires performance_drop rules with segments:; "
+            f"{results}?segment=<segment>&kind=performance says against which reference.",
+        ),
+        panel(
+            layout,
+            "bargauge",
+            "Drifted features per version (latest window)",
+            [target(f"monitor_version_drifted_features{{{m}}}", "{{version}}", instant=True)],
+            w=8,
+            min_=0,
+            threshold=RED_AT_1,
+            description="Each version's latest window against the version's own reference (or the model's when it "
+            "has none: PUT /v1/models/$model/versions/<v>/reference). Red for the new version only: the rollout "
+            "changed what the model is fed, or its reference is missing; hold the rollout and open "
+            f"/ui/versions?model=$model or {results}?version=<v>.",
+        ),
+        panel(
+            layout,
+            "stat",
+            "Records in each version's latest window",
+            [target(f"monitor_version_window_records{{{m}}}", "{{version}}", instant=True)],
+            w=6,
+            description="A version's windows close only as its own traffic comes, so a canary's gauges lag the "
+            "whole population's. A version missing here has no closed window yet or was retired "
+            "(versions.max_active): GET /v1/models/$model/versions.",
+        ),
+        panel(
+            layout,
+            "stat",
+            "Challenger diverged from champion",
+            [target(f"monitor_version_divergence{{{m}}}", instant=True)],
+            w=5,
+            threshold=RED_AT_1,
+            mappings=[{"type": "value", "options": {"0": {"text": "ok"}, "1": {"text": "DIVERGED"}}}],
+            description="DIVERGED when the challenger's predictions differed from the champion's over the latest "
+            "whole-population window (the model's prediction-drift test and minimum effect). Red: do not promote "
+            f"the challenger until the difference is understood; {results}?kind=version_divergence has the "
+            "p-value, the effect and the agreement.",
+        ),
+        panel(
+            layout,
+            "stat",
+            "Champion / challenger agreement",
+            [target(f"monitor_version_agreement_ratio{{{m}}}", instant=True)],
+            w=5,
+            unit="percentunit",
+            min_=0,
+            max_=1,
+            mappings=[NO_PAIRS],
+            description="Share of the ids both versions scored in the latest window (shadow traffic) on which they "
+            "agreed: the same class, the same side of performance.threshold, or within "
+            "versions.agreement_tolerance. 'no shared ids' when no request went to both.",
+        ),
+    ]
+    return row
 
 
 def detail() -> dict[str, Any]:
@@ -677,6 +784,7 @@ def detail() -> dict[str, Any]:
             ],  # fmt: skip
             w=8,
         ),
+        slices_row(L, m),
     ]
     variables = [
         ds_variable(),
@@ -694,7 +802,7 @@ def detail() -> dict[str, Any]:
               "tags": []}]  # fmt: skip
     return dashboard("model-monitor-detail", "Model monitor: model detail",
                      "One model: feature drift with thresholds, data quality, prediction drift, performance, "
-                     "joins and labels, Kafka consumption.",
+                     "joins and labels, Kafka consumption, segment slices and model versions.",
                      panels, variables, links)  # fmt: skip
 
 

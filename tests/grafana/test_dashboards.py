@@ -5,6 +5,7 @@ panel returns data from a real Prometheus scraping a real service fed the car-lo
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -102,7 +103,7 @@ def test_dashboard_validates_against_grafanas_schema(path: Path) -> None:
     assert len({dashboard["uid"] for dashboard in map(load, DASHBOARD_FILES)}) == len(DASHBOARD_FILES)
     for p in panels(dashboard):
         if p["type"] != "row":
-            assert p["type"] in {"timeseries", "stat", "table"}
+            assert p["type"] in {"timeseries", "stat", "table", "bargauge"}
             assert p["targets"] and p["datasource"] == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 
@@ -271,9 +272,22 @@ def ndjson(items: list[dict[str, Any]]) -> bytes:
     return b"\n".join(orjson.dumps(item) for item in items)
 
 
+def region(position: int) -> str:
+    """A record's region tag: one region per window of 5,000, alternating, so that the last
+    window, the labelled one, is one slice's whole performance window."""
+    return "eu" if position // CHUNK % 2 == 0 else "us"
+
+
+def version(position: int) -> str:
+    """A record's model version: every other record, so both versions have windows and
+    predictions in every whole-population window (champion "1", challenger "2")."""
+    return str(1 + position % 2)
+
+
 def record_chunks() -> list[bytes]:
-    """The analysis period in windows of 5,000, with a model latency; the last window also
-    has 10% of debt_to_income_ratio out of its [0, 1] range (a data-quality breach)."""
+    """The analysis period in windows of 5,000, with a model latency, a region tag and a
+    version; the last window also has 10% of debt_to_income_ratio out of its [0, 1] range
+    (a data-quality breach)."""
     analysis = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv.gz")
     rng = np.random.default_rng(7)
     latency = rng.lognormal(np.log(20), 0.5, len(analysis))
@@ -286,28 +300,39 @@ def record_chunks() -> list[bytes]:
             if start == LAST and i % 10 == 0:
                 inputs["debt_to_income_ratio"] = 1.5
             items.append({"model": "car_loan", "id": str(row.id), "timestamp": row.timestamp, "inputs": inputs,
-                          "prediction": row.y_pred_proba, "latency_ms": float(latency[start + i])})  # fmt: skip
+                          "prediction": row.y_pred_proba, "latency_ms": float(latency[start + i]),
+                          "segment": {"region": region(start + i)}, "version": version(start + i)})  # fmt: skip
         bodies.append(ndjson(items))
     return bodies
 
 
 def reference_with_latency(tmp_path: Path) -> Path:
     """The reference file plus a model-latency column (ms): the latency channel is profiled
-    only from a reference that has one."""
+    only from a reference that has one; and a region column, half eu, half us: each region's
+    slice is compared with its own reference rows."""
     reference = pd.read_csv(DATA / "synthetic_car_loan_reference.csv.gz")
     reference["latency_ms"] = np.random.default_rng(3).lognormal(np.log(20), 0.5, len(reference))
+    reference["region"] = np.where(np.arange(len(reference)) % 2 == 0, "eu", "us")
     path = tmp_path / "reference.csv.gz"
     reference.to_csv(path, index=False)
     return path
 
 
 def label_body() -> bytes:
-    """Labels of the last window's predictions (a performance window of 5,000)."""
+    """Labels of the last window's predictions (a performance window of 5,000, the whole
+    population's and region us's), each naming its prediction's version: with a champion and
+    a challenger, a record's key is its id and version."""
     target = pd.read_csv(DATA / "synthetic_car_loan_analysis_target.csv.gz")
     analysis_ids = pd.read_csv(DATA / "synthetic_car_loan_analysis.csv.gz", usecols=["id"])["id"]
+    position = {str(i): p for p, i in enumerate(analysis_ids)}
     last = target[target["id"].isin(analysis_ids.iloc[LAST:])]
     assert len(last) == CHUNK
-    return ndjson([{"model": "car_loan", "id": str(r.id), "label": int(r.repaid)} for r in last.itertuples()])
+    return ndjson(
+        [
+            {"model": "car_loan", "id": str(r.id), "version": version(position[str(r.id)]), "label": int(r.repaid)}
+            for r in last.itertuples()
+        ]
+    )
 
 
 def post(url: str, body: bytes, expect: int = 200) -> dict[str, Any]:
@@ -400,6 +425,9 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
         },
         "window": {"kind": "count", "size": CHUNK},
         "latency": {"slo_ms": 50},
+        # The slice panels: two regions with reference rows of their own, two versions compared.
+        "segments": {"keys": ["region"], "max_values": 4},
+        "versions": {"max_active": 2, "champion": "1", "challenger": "2"},
     }
     receiver = Receiver().start()
     (tmp_path / "kafka").mkdir()
@@ -436,7 +464,9 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
         post(service.url, ndjson(bad), expect=422)  # wrong_type: rejected
         partial = [{"model": "car_loan", "id": f"p{i}", "inputs": {"car_value": 1000.0}} for i in range(8)]
         unmatched = [{"model": "car_loan", "id": f"nope{i}", "label": 1} for i in range(3)]
-        repeat = [{"model": "car_loan", "id": "99999", "inputs": {"car_value": 1.0}, "prediction": 0.1}]
+        # The last analysis row again, under its version: the same key, so a duplicate.
+        repeat = [{"model": "car_loan", "id": "99999", "version": version(49_999), "inputs": {"car_value": 1.0},
+                   "prediction": 0.1}]  # fmt: skip
         post(service.url, ndjson(partial + unmatched + repeat))
         kafka_records = [
             {"model": "car_loan", "id": f"k{i}", "inputs": {"car_value": 1000.0 + i}, "prediction": 0.5}
@@ -456,10 +486,19 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
                 sample(text, "monitor_quality_breach", feature="debt_to_income_ratio", check="out_of_range"),
                 sample(text, "monitor_records_rejected_total", source="kafka", reason="invalid_json"),
                 sample(text, "monitor_kafka_checkpoints_total", outcome="written"),
+                sample(text, "monitor_windows_evaluated_total", kind="segment_drift"),
+                sample(text, "monitor_windows_evaluated_total", kind="segment_performance"),
+                sample(text, "monitor_windows_evaluated_total", kind="version_drift"),
+                sample(text, "monitor_windows_evaluated_total", kind="version_divergence"),
+                sample(text, "monitor_segment_window_records", segment="region:eu"),
+                sample(text, "monitor_segment_window_records", segment="region:us"),
+                sample(text, "monitor_version_window_records", version="1"),
+                sample(text, "monitor_version_window_records", version="2"),
             ]
             return all(v for v in needed)
 
-        wait_for(produced, 30, "windows, a performance window, a delivered webhook, joins, a quality breach")
+        wait_for(produced, 60, "windows (whole, slices, versions), a performance window, a delivered webhook, "
+                 "joins, a quality breach")  # fmt: skip
         data_at = time.time()
 
         # A few scrapes after the last change, so rate() over 1m has its samples. Counted,
@@ -481,6 +520,24 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path: Path) -> None
                 values = {s["metric"].get(label) for s in prometheus.query(substitute(selector))}
                 assert "car_loan" in values or "car_value" in values, (where, values)
         assert not empty, "panels without data:\n" + "\n".join(empty)
+
+        def latest(expr: str, label: str) -> dict[str, float]:
+            return {s["metric"][label]: float(s["value"][1]) for s in prometheus.query(expr)}
+
+        # The slice panels show what was sent: two regions and two versions, windows of 5,000
+        # each; region us alone has the labelled window; no id was scored by both versions.
+        assert latest('monitor_segment_window_records{model="car_loan"}', "segment") == {
+            "region:eu": CHUNK, "region:us": CHUNK,
+        }  # fmt: skip
+        assert latest('monitor_version_window_records{model="car_loan"}', "version") == {"1": CHUNK, "2": CHUNK}
+        assert set(latest('monitor_segment_performance{model="car_loan"}', "segment")) == {"region:us"}
+        (agreement,) = prometheus.query('monitor_version_agreement_ratio{model="car_loan"}')
+        assert math.isnan(float(agreement["value"][1]))
+        # Region us's labelled window is the whole population's; the versions are two halves of
+        # one traffic, so the challenger does not diverge.
+        whole = latest('monitor_performance{model="car_loan"}', "metric")
+        assert latest('monitor_segment_performance{model="car_loan", segment="region:us"}', "metric") == whole
+        assert latest('monitor_version_divergence{model="car_loan"}', "model") == {"car_loan": 0.0}
         assert len(receiver.requests) >= 1
         timings["queried"] = time.monotonic() - started
         print("timings (s from start):", {k: round(v, 1) for k, v in timings.items()})
