@@ -232,8 +232,7 @@ class LabelBuffer:
             self._order.append(key)
             self._sizes.append(size)
             self.bytes += size
-        if self.max_bytes is not None and self.bytes > self.max_bytes:
-            self._lose(lost, BYTES, *self._count_to_free(self.bytes - self.max_bytes))
+        self._within_bytes(lost)
         return lost
 
     def all_new(self, keys: Sequence[Key]) -> bool:
@@ -280,11 +279,7 @@ class LabelBuffer:
         self._order.extend(keys)
         self._sizes.frombytes(sizes.tobytes())
         self.bytes += added
-        excess = len(awaiting) - self.capacity
-        if excess > 0:
-            self._lose(lost, ENTRIES, excess)
-        if self.max_bytes is not None and self.bytes > self.max_bytes:
-            self._lose(lost, BYTES, *self._count_to_free(self.bytes - self.max_bytes))
+        self._within_limits(lost)
         return lost
 
     @staticmethod
@@ -359,11 +354,7 @@ class LabelBuffer:
         self._order[self._head : self._head] = kept
         self._sizes[self._head : self._head] = array("q", sizes)
         self._renumber()
-        excess = len(awaiting) - self.capacity
-        if excess > 0:
-            self._lose(lost, ENTRIES, excess)
-        if self.max_bytes is not None and self.bytes > self.max_bytes:
-            self._lose(lost, BYTES, *self._count_to_free(self.bytes - self.max_bytes))
+        self._within_limits(lost)
         return lost
 
     def remove_model(self, model: str) -> None:
@@ -387,6 +378,17 @@ class LabelBuffer:
         while end < len(order) and awaiting[order[end]][2] <= deadline:  # arrived
             end += 1
         return self._drop_oldest(end - self._head) if end > self._head else []
+
+    def _within_limits(self, lost: Lost) -> None:
+        """Drop the oldest entries past the capacity, then past the byte budget."""
+        excess = len(self._awaiting) - self.capacity
+        if excess > 0:
+            self._lose(lost, ENTRIES, excess)
+        self._within_bytes(lost)
+
+    def _within_bytes(self, lost: Lost) -> None:
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            self._lose(lost, BYTES, *self._count_to_free(self.bytes - self.max_bytes))
 
     def _lose(self, lost: Lost, cause: str, count: int, size: int | None = None) -> None:
         """Drop the ``count`` oldest entries (of ``size`` bytes, if known); their unlabelled
