@@ -28,13 +28,15 @@ class CategoryCounts:
     wrong: int = 0
 
     def update(
-        self, x: np.ndarray, status: np.ndarray | None, coded: tuple[np.ndarray, np.ndarray] | None = None
+        self, x: np.ndarray | None, status: np.ndarray | None, coded: tuple[np.ndarray, np.ndarray] | None = None
     ) -> None:
         """Count a column (object array of str/None, encoded as in :mod:`detectors.columns`),
-        through its ``(codes, names)`` when it has them."""
+        through its ``(codes, names)`` when it has them (then ``x`` may be None)."""
         wrong = 0 if status is None else int(np.count_nonzero(status == WRONG_TYPE))
         pairs: Iterable[tuple[str, int]]
         if coded is None:
+            if x is None:
+                raise ValueError("a column without codes needs its values")
             found = pd.Series(x, dtype=object).value_counts(dropna=True)
             pairs = zip(found.index.tolist(), found.to_numpy().tolist(), strict=True)
         else:
@@ -45,6 +47,7 @@ class CategoryCounts:
         for category, n in pairs:
             self.counts[category] = self.counts.get(category, 0) + n
             present += n
-        self.count += x.size
+        rows = coded[0].size if coded is not None else x.size  # type: ignore[union-attr]  # x given without codes
+        self.count += rows
         self.wrong += wrong
-        self.null += x.size - present - wrong
+        self.null += rows - present - wrong

@@ -29,13 +29,16 @@ client sending strings is itself worth reporting. Booleans are accepted as 0/1.
 
 ``Batch.codes[channel]`` (categorical channels read by :meth:`Batch.from_frame`) is
 ``(codes, names)``, the column being ``names[codes]`` (``None`` names: null or wrong type):
-windows and profiles count the codes instead of hashing a string per row.
+windows and profiles count the codes instead of hashing a string per row. A batch read
+only to be counted may leave such a column out of ``inputs`` (:func:`frame_column` with
+``spelled=False``): :meth:`Batch.column` spells it out when asked.
+
+Raw values become entries in :mod:`detectors.coercion`; a DataFrame's columns are read in
+:mod:`detectors.frame_columns`.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,157 +47,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.frame_columns import category_codes, numeric_array
+from detectors.coercion import NULL as NULL
+from detectors.coercion import VALID as VALID
+from detectors.coercion import WRONG_TYPE as WRONG_TYPE
+from detectors.coercion import category_string as category_string
+from detectors.coercion import coerce_categorical, coerce_numeric, prediction_column, timestamps_column
+from detectors.frame_columns import frame_column, frame_list, frame_numeric, frame_prediction
 from detectors.schema import LATENCY, NUMERIC, PREDICTION, Schema
-
-VALID, NULL, WRONG_TYPE = 0, 1, 2
-
-_NUM_FAST = frozenset({float, int, bool, type(None)})
-_CAT_FAST = frozenset({str, type(None)})
-_NONE = type(None)
-
-
-def category_string(v: Any) -> str | None:
-    """Canonical category for one raw value; None for null. Raises TypeError for wrong types."""
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, numbers.Integral):
-        return str(int(v))
-    if isinstance(v, numbers.Real):
-        f = float(v)
-        if math.isnan(f):
-            return None
-        if f.is_integer() and abs(f) < 2.0**53:
-            return str(int(f))
-        return repr(f)
-    raise TypeError(type(v).__name__)
-
-
-def coerce_numeric(values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw values -> (float64 array, int8 status or None when every value is valid and not NaN).
-
-    From a numpy numeric array NaN means null; from Python values None is null
-    and a float NaN is a (non-finite) value.
-    """
-    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
-        arr = values.astype(np.float64, copy=True)
-        nan = np.isnan(arr)
-        # numpy/pandas numeric columns cannot tell null from NaN: NaN means null there.
-        return arr, (nan.astype(np.int8) if nan.any() else None)
-    vals = values.tolist() if isinstance(values, np.ndarray) else values
-    try:
-        # dtype inference runs in C and is cheaper than a Python type scan: an
-        # all-number column comes back as a numeric array and needs no checks.
-        guess = np.array(vals)
-    except (ValueError, OverflowError, TypeError):
-        guess = None
-    if guess is not None and guess.ndim == 1 and guess.dtype.kind in "fiub":
-        arr = guess.astype(np.float64, copy=False)
-        # NaN given as a number is a value (non-finite), not a null: say so with an all-VALID status
-        return arr, (np.zeros(arr.size, dtype=np.int8) if np.isnan(arr).any() else None)
-    types = set(map(type, vals))
-    if types <= _NUM_FAST:
-        try:
-            floats: np.ndarray | None = np.array(vals, dtype=np.float64)  # None -> NaN
-        except OverflowError:
-            floats = None
-        if floats is not None:
-            if _NONE not in types:
-                return floats, None
-            status = np.zeros(len(vals), dtype=np.int8)
-            # only NaN positions can be None: look at those alone
-            nulls = [i for i in np.flatnonzero(np.isnan(floats)).tolist() if vals[i] is None]
-            status[nulls] = NULL
-            return floats, status
-    arr = np.empty(len(vals), dtype=np.float64)
-    status = np.zeros(len(vals), dtype=np.int8)
-    for i, v in enumerate(vals):
-        if v is None:
-            arr[i], status[i] = np.nan, NULL
-        elif isinstance(v, numbers.Real):
-            try:
-                arr[i] = float(v)
-            except OverflowError:
-                arr[i] = math.copysign(math.inf, v)
-        else:
-            arr[i], status[i] = np.nan, WRONG_TYPE
-    return arr, (status if status.any() else None)
-
-
-def coerce_categorical(values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw values -> (object array of str/None, int8 status or None when no WRONG_TYPE)."""
-    vals = values.tolist() if isinstance(values, np.ndarray) else values
-    n = len(vals)
-    out = np.empty(n, dtype=object)
-    if set(map(type, vals)) <= _CAT_FAST:
-        out[:] = vals
-        return out, None
-    status = np.zeros(n, dtype=np.int8)
-    for i, v in enumerate(vals):
-        try:
-            out[i] = category_string(v)
-        except TypeError:
-            out[i], status[i] = None, WRONG_TYPE
-    return out, (status if status.any() else None)
-
-
-def _score(v: Any, positive: str | None) -> Any:
-    if not isinstance(v, Mapping):
-        return v
-    if not v:
-        return None
-    if positive is None:
-        return max(v.items(), key=lambda kv: str(kv[0]))[1]
-    for k, p in v.items():
-        if str(k) == positive:
-            return p
-    return None
-
-
-def _argmax(v: Any) -> Any:
-    if not isinstance(v, Mapping):
-        return v
-    if not v:
-        return None
-    try:
-        return max(v.items(), key=lambda kv: kv[1])[0]
-    except TypeError:  # non-comparable probabilities: wrong type
-        return v
-
-
-def _prediction_column(vals: list[Any], schema: Schema) -> tuple[np.ndarray, np.ndarray | None]:
-    has_map = any(issubclass(t, Mapping) for t in set(map(type, vals)))
-    if schema.prediction_type == NUMERIC:
-        if has_map and schema.prediction_kind == "binary":
-            vals = [_score(v, schema.positive_class) for v in vals]
-        return coerce_numeric(vals)
-    if has_map:
-        vals = [_argmax(v) for v in vals]
-    return coerce_categorical(vals)
-
-
-def _timestamps(vals: Sequence[Any], default: float | None) -> np.ndarray:
-    ts, status = coerce_numeric(vals)
-    if status is not None:
-        bad = np.flatnonzero((status != VALID) | np.isnan(ts))
-        for i in bad.tolist():
-            v = vals[i]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                if default is None:
-                    raise ValueError(f"record {i} has no timestamp and no default_timestamp was given")
-                ts[i] = default
-            else:
-                try:
-                    stamp = pd.Timestamp(v)
-                    # naive date-times are taken as UTC
-                    ts[i] = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).timestamp()
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"record {i} has an unreadable timestamp {v!r}") from exc
-    return ts
 
 
 @dataclass
@@ -211,7 +70,7 @@ class Batch:
     def __post_init__(self) -> None:
         self.timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
         n = self.timestamps.shape[0]
-        for ch in [*self.inputs, PREDICTION, LATENCY]:
+        for ch in [*self.inputs, PREDICTION, LATENCY]:  # (a column left to its codes is checked below)
             col = self.column(ch)
             if col is not None and not isinstance(col, np.ndarray):
                 raise TypeError(f"column {ch!r} must be a numpy array, got {type(col).__name__}")
@@ -221,8 +80,8 @@ class Batch:
             if st.shape != (n,) or st.dtype != np.int8:
                 raise ValueError(f"status[{ch!r}] must be int8 with shape ({n},), got {st.dtype} {st.shape}")
         for ch, (codes, names) in self.codes.items():
-            if codes.shape != (n,) or codes.dtype.kind not in "iu" or names.dtype.kind != "O" or ch not in self.inputs:
-                raise ValueError(f"codes[{ch!r}] must be integers with shape ({n},) into object names of an input")
+            if codes.shape != (n,) or codes.dtype.kind not in "iu" or names.dtype.kind != "O":
+                raise ValueError(f"codes[{ch!r}] must be integers with shape ({n},) into object names")
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
@@ -233,7 +92,11 @@ class Batch:
             return self.prediction
         if channel == LATENCY:
             return self.latency_ms
-        return self.inputs.get(channel)
+        col = self.inputs.get(channel)
+        if col is None and channel in self.codes:  # left to its codes: spelled out
+            codes, names = self.codes[channel]
+            col = names[codes]
+        return col
 
     def select(self, index: slice | np.ndarray) -> Batch:
         """Rows by slice, integer indices or boolean mask (status codes follow their rows)."""
@@ -279,7 +142,7 @@ class Batch:
                 status[name] = st
         prediction = latency = None
         if schema.prediction_type is not None:
-            prediction, st = _prediction_column([r.get("prediction") for r in rows], schema)
+            prediction, st = prediction_column([r.get("prediction") for r in rows], schema)
             if st is not None:
                 status[PREDICTION] = st
         # Records always carry latency as ``latency_ms``. It is read even without a latency
@@ -294,7 +157,7 @@ class Batch:
         else:
             # An all-NaN column rather than None, so batches can always be concatenated.
             latency = np.full(len(rows), np.nan)
-        ts = _timestamps([r.get("timestamp") for r in rows], default_timestamp)
+        ts = timestamps_column([r.get("timestamp") for r in rows], default_timestamp)
         return cls(timestamps=ts, inputs=inputs, prediction=prediction, latency_ms=latency, status=status)
 
     @classmethod
@@ -323,7 +186,7 @@ class Batch:
                 status[name] = st
         pred = latency = None
         if schema.prediction_type is not None:
-            pred, st = _prediction_column(list(prediction) if prediction is not None else list(nulls), schema)
+            pred, st = prediction_column(list(prediction) if prediction is not None else list(nulls), schema)
             if st is not None:
                 status[PREDICTION] = st
         raw_latency = nulls if latency_ms is None else latency_ms
@@ -378,7 +241,11 @@ class Batch:
                 codes[ch] = (np.concatenate([c[0] for c in coded if c is not None]), names)
         return cls(
             timestamps=np.concatenate([b.timestamps for b in batches]),
-            inputs={k: np.concatenate([b.inputs[k] for b in batches]) for k in first.inputs},
+            # a column left to codes that differ between the batches is spelled out
+            inputs={
+                k: np.concatenate([b.column(k) for b in batches])
+                for k in [*first.inputs, *(k for k in first.codes if k not in first.inputs and k not in codes)]
+            },
             prediction=joined(lambda b: b.prediction),
             latency_ms=joined(lambda b: b.latency_ms),
             status=status,
@@ -403,22 +270,20 @@ class Batch:
         status: dict[str, np.ndarray] = {}
         codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, kind in schema.features.items():
-            if kind == NUMERIC:
-                arr, st = _frame_numeric(df[name])
-            else:
-                arr, st, coded = _frame_categorical(df[name])
-                if coded is not None:
-                    codes[name] = coded
+            arr, st, coded = frame_column(df[name], kind)
+            if coded is not None:
+                codes[name] = coded
+            assert arr is not None  # spelled out
             inputs[name] = arr
             if st is not None:
                 status[name] = st
         prediction = latency = None
         if schema.prediction_type is not None:
-            prediction, st = _frame_prediction(df[schema.prediction_column], schema)
+            prediction, st = frame_prediction(df[schema.prediction_column], schema)
             if st is not None:
                 status[PREDICTION] = st
         if schema.latency_column is not None:
-            latency, st = _frame_numeric(df[schema.latency_column])
+            latency, st = frame_numeric(df[schema.latency_column])
             if st is not None:
                 status[LATENCY] = st
         n = len(df)
@@ -427,7 +292,7 @@ class Batch:
             if pd.api.types.is_datetime64_any_dtype(col):
                 ts = (pd.to_datetime(col, utc=True).astype("int64").to_numpy() / 1e9).astype(np.float64)
             else:
-                ts = _timestamps(_frame_list(col), default_timestamp)
+                ts = timestamps_column(frame_list(col), default_timestamp)
         elif default_timestamp is not None:
             ts = np.full(n, float(default_timestamp))
         else:
@@ -447,53 +312,3 @@ def _bad_record(rows: Sequence[Any]) -> str:
         if inputs and not isinstance(inputs, Mapping):
             return f"record {i}: inputs must be a mapping of feature values, got {type(inputs).__name__}"
     return "records must be mappings with a mapping of feature values under inputs"
-
-
-def _frame_list(col: pd.Series) -> list[Any]:
-    """A pandas column as a list of raw Python values; NaN, pd.NA and NaT become None (null)."""
-    try:
-        values = col.tolist()
-    except Exception as exc:  # e.g. invalid UTF-8 in an Arrow-backed string column of a file
-        raise ValueError(f"column {col.name!r}: cannot read its values: {exc}") from None
-    return [None if (v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)) else v for v in values]
-
-
-def _frame_numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column for a numeric channel, as :func:`coerce_numeric` reads it (NaN is null)."""
-    arr = numeric_array(col)
-    if arr is None:
-        return coerce_numeric(_frame_list(col))
-    # No status: without one a NaN is null, as in a numeric pandas column (no mask to build).
-    return arr, None
-
-
-def _frame_prediction(col: pd.Series, schema: Schema) -> tuple[np.ndarray, np.ndarray | None]:
-    """A prediction column: numbers or labels through the fast paths, mappings (class ->
-    probability) value by value."""
-    if schema.prediction_type == NUMERIC and numeric_array(col) is not None:
-        return _frame_numeric(col)
-    if schema.prediction_type != NUMERIC and category_codes(col) is not None:
-        return _frame_categorical(col)[:2]
-    return _prediction_column(_frame_list(col), schema)
-
-
-def _frame_categorical(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
-    """A column for a categorical channel, as :func:`coerce_categorical` reads it, through
-    its codes: one category string per distinct value, shared by the rows that hold it;
-    with ``(codes, names)`` (see ``Batch.codes``), None when read value by value."""
-    coded = category_codes(col)
-    if coded is None:
-        return (*coerce_categorical(_frame_list(col)), None)
-    codes, distinct = coded
-    names = np.empty(len(distinct) + 2, dtype=object)  # [categories..., wrong type, null]: both None
-    wrong = np.zeros(len(distinct) + 2, dtype=bool)
-    for i, value in enumerate(distinct):
-        try:
-            names[i] = category_string(value)
-        except TypeError:
-            wrong[i] = True
-    narrow = np.int8 if names.size <= 127 else np.int16 if names.size <= 32_767 else np.int32  # kept: small
-    codes = codes.astype(narrow)
-    codes[codes < 0] = len(distinct) + 1  # null: the last name
-    status = wrong[codes].astype(np.int8) * np.int8(WRONG_TYPE) if wrong.any() else None
-    return names[codes], status, (codes, names)

@@ -65,6 +65,7 @@ from detectors.stats._validation import as_counts, check_alpha, check_threshold
 from detectors.stats.ks import KsMethod
 from detectors.stats.multiple_testing import CORRECTIONS, Correction
 from detectors.stats.result import TestResult
+from detectors.threads import Workers, map_columns
 
 # The exact KS p-value costs time in proportion to n_ref * n_cur (~120 ms at 10k x 5k);
 # past a million pairs the asymptotic distribution (scipy's kstwo with the effective n)
@@ -231,14 +232,16 @@ def decide(
     features: Mapping[str, FeatureEvidence],
     settings: DriftSettings | None = None,
     overrides: Mapping[str, DriftSettings] | None = None,
+    workers: Workers | None = None,
 ) -> DatasetDecision:
-    """Apply the rule to all features of one model (one correction family)."""
+    """Apply the rule to all features of one model (one correction family); ``workers``:
+    the features are tested on several threads (the same decision)."""
     settings = settings or DriftSettings()
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(features))
     if unknown:
         raise ValueError(f"overrides name unknown features: {unknown}")
-    staged = [_evaluate(name, ev, overrides.get(name, settings)) for name, ev in features.items()]
+    staged = map_columns(workers, lambda item: _evaluate(*item, overrides.get(item[0], settings)), features.items())
     tested = [i for i, f in enumerate(staged) if not f.insufficient]
     outcomes = [_outcome(staged[i]) for i in tested]
     adjusted = st.adjust_pvalues([pvalue for pvalue, _ in outcomes], settings.correction)

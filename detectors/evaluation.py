@@ -30,6 +30,7 @@ from detectors.profiles import NumericProfile
 from detectors.quality import QualityReport, QualitySettings, check_quality
 from detectors.schema import PREDICTION
 from detectors.stats.result import json_float
+from detectors.threads import Workers
 from detectors.windows.state import WindowState
 
 
@@ -100,12 +101,14 @@ def evidence(window: WindowState, channel: str) -> FeatureEvidence:
     return CategoricalEvidence(window.reference_counts(channel), window.counts(channel))
 
 
-def evaluate_window(window: WindowState, settings: EvaluationSettings | None = None) -> Evaluation:
-    """All verdicts for a closed window."""
+def evaluate_window(
+    window: WindowState, settings: EvaluationSettings | None = None, workers: Workers | None = None
+) -> Evaluation:
+    """All verdicts for a closed window (``workers``: its features tested on several threads)."""
     settings = settings or EvaluationSettings()
     reference = window.layout.reference
     features = {name: evidence(window, name) for name in reference.schema.features}
-    decision = decide(features, settings.drift, settings.drift_overrides)
+    decision = decide(features, settings.drift, settings.drift_overrides, workers)
     prediction = None
     if PREDICTION in reference.channels:
         prediction = decide_prediction(

@@ -1,6 +1,7 @@
-"""Reading a DataFrame's columns without a Python object per value.
+"""Reading a DataFrame into a :class:`~detectors.columns.Batch` (what
+:meth:`~detectors.columns.Batch.from_frame` does), without a Python object per value.
 
-:meth:`detectors.columns.Batch.from_frame` used to turn every column into a list of
+``Batch.from_frame`` used to turn every column into a list of
 Python values and back: at 500,000 rows that cost ~0.45 s and ~150 MB more under pandas
 3, whose string columns make a new ``str`` per value. Here numeric columns go to float64
 arrays in one call (a float64 column without a copy), and categorical columns go through
@@ -17,6 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from detectors.coercion import WRONG_TYPE, category_string, coerce_categorical, coerce_numeric, prediction_column
+from detectors.schema import NUMERIC, Schema
 
 # What pandas infers for object columns that factorise exactly as the value-by-value path
 # reads them. "mixed" and friends can hold True next to 1, which hash alike (True == 1) but
@@ -65,3 +69,71 @@ def category_codes(col: pd.Series) -> tuple[np.ndarray, list[Any]] | None:
         return None
     except Exception as exc:  # e.g. invalid UTF-8 in an Arrow-backed string column of a file
         raise ValueError(f"column {col.name!r}: cannot read its values: {exc}") from None
+
+
+def frame_list(col: pd.Series) -> list[Any]:
+    """A pandas column as a list of raw Python values; NaN, pd.NA and NaT become None (null)."""
+    try:
+        values = col.tolist()
+    except Exception as exc:  # e.g. invalid UTF-8 in an Arrow-backed string column of a file
+        raise ValueError(f"column {col.name!r}: cannot read its values: {exc}") from None
+    return [None if (v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)) else v for v in values]
+
+
+def frame_column(
+    col: pd.Series, kind: str, *, spelled: bool = True
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+    """A table column for a channel of ``kind`` as :meth:`Batch.from_frame` reads it:
+    ``(values, status, codes)``, codes as in ``Batch.codes`` (None for numeric columns and
+    categorical ones read value by value). ``spelled=False``: values None where there are
+    codes (a column only counted needs no category string per row)."""
+    if kind == NUMERIC:
+        return (*frame_numeric(col), None)
+    values, status, coded = _frame_categorical(col, spelled)
+    return values, status, coded
+
+
+def frame_numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column for a numeric channel, as :func:`coerce_numeric` reads it (NaN is null)."""
+    arr = numeric_array(col)
+    if arr is None:
+        return coerce_numeric(frame_list(col))
+    # No status: without one a NaN is null, as in a numeric pandas column (no mask to build).
+    return arr, None
+
+
+def frame_prediction(col: pd.Series, schema: Schema) -> tuple[np.ndarray, np.ndarray | None]:
+    """A prediction column: numbers or labels through the fast paths, mappings (class ->
+    probability) value by value."""
+    if schema.prediction_type == NUMERIC and numeric_array(col) is not None:
+        return frame_numeric(col)
+    if schema.prediction_type != NUMERIC and category_codes(col) is not None:
+        values, status, _ = _frame_categorical(col, spelled=True)
+        assert values is not None
+        return values, status
+    return prediction_column(frame_list(col), schema)
+
+
+def _frame_categorical(
+    col: pd.Series, spelled: bool = True
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+    """A column for a categorical channel, as :func:`coerce_categorical` reads it, through
+    its codes: one category string per distinct value, shared by the rows that hold it;
+    with ``(codes, names)`` (see ``Batch.codes``), None when read value by value."""
+    coded = category_codes(col)
+    if coded is None:
+        return (*coerce_categorical(frame_list(col)), None)
+    codes, distinct = coded
+    names = np.empty(len(distinct) + 2, dtype=object)  # [categories..., wrong type, null]: both None
+    wrong = np.zeros(len(distinct) + 2, dtype=bool)
+    for i, value in enumerate(distinct):
+        try:
+            names[i] = category_string(value)
+        except TypeError:
+            wrong[i] = True
+    narrow = np.int8 if names.size <= 127 else np.int16 if names.size <= 32_767 else np.int32  # kept: small
+    codes = codes.astype(narrow)
+    if codes.size and codes.min() < 0:
+        codes[codes < 0] = len(distinct) + 1  # null: the last name
+    status = wrong[codes].astype(np.int8) * np.int8(WRONG_TYPE) if wrong.any() else None
+    return names[codes] if spelled else None, status, (codes, names)

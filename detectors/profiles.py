@@ -31,6 +31,7 @@ excluding the caller's ``version`` label, and is checked on load.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zlib
@@ -228,6 +229,49 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def profile_options(
+    *, bins: int, sample_size: int, top_k: int, max_tracked_categories: int, seed: int
+) -> dict[str, int]:
+    """A profile's options (its ``params``), checked."""
+    return {
+        "bins": _check_int("bins", bins, 1),
+        "sample_size": _check_int("sample_size", sample_size, 1),
+        "top_k": _check_int("top_k", top_k, 1),
+        "max_tracked_categories": _check_int("max_tracked_categories", max_tracked_categories, 0),
+        "seed": _check_int("seed", seed, 0),
+    }
+
+
+def channel_profile(
+    name: str,
+    kind: str,
+    column: tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None],
+    *,
+    bins: int,
+    sample_size: int,
+    top_k: int,
+    max_tracked_categories: int,
+    seed: int,
+) -> Profile:
+    """The profile of one channel (``kind``: NUMERIC or categorical) from its ``column``,
+    ``(values, status, codes)`` encoded as in :class:`Batch`, as :meth:`ReferenceProfile.from_batch`
+    makes it: the seed derives from ``seed`` and the name, and categorical values with codes
+    are counted through them."""
+    values, status, coded = column
+    if values is None and coded is None:
+        raise ValueError(f"reference data has no column for channel {name!r}")
+    if kind == NUMERIC:
+        assert values is not None
+        channel_seed = (seed << 32) ^ zlib.crc32(name.encode())
+        return numeric_profile(values, status, bins=bins, sample_size=sample_size, seed=channel_seed)
+    if coded is not None:
+        counted = CategoryCounts()
+        counted.update(values, status, coded)
+        return categorical_from_counts(counted, top_k=top_k, max_tracked_categories=max_tracked_categories)
+    assert values is not None
+    return categorical_profile(values, status, top_k=top_k, max_tracked_categories=max_tracked_categories)
+
+
 class ReferenceProfile:
     """Profiles of every channel of a schema (features, then PREDICTION, LATENCY), plus a version label."""
 
@@ -256,7 +300,12 @@ class ReferenceProfile:
         # Segment analysis (detectors.segments): the profile of each tag value's own rows,
         # by slice name ("region:eu"); part of the content and of the stored bytes.
         self.slices: dict[str, ReferenceProfile] = dict(slices or {})
-        self.content_hash = hashlib.sha256(self._payload(include_version=False)).hexdigest()
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the content without the version label (made when first asked for:
+        a notebook's comparison never needs it)."""
+        return hashlib.sha256(self._payload(include_version=False)).hexdigest()
 
     @property
     def features(self) -> dict[str, Profile]:
@@ -280,39 +329,21 @@ class ReferenceProfile:
         and the name. Categorical columns with codes (``Batch.codes``) are counted through them.
         ``workers`` (:class:`detectors.threads.Workers`, or a number of threads): channels are
         profiled on several threads (the sorts and counts release the GIL); the same profile."""
-        _check_int("bins", bins, 1)
-        _check_int("sample_size", sample_size, 1)
-        _check_int("top_k", top_k, 1)
-        _check_int("max_tracked_categories", max_tracked_categories, 0)
-        _check_int("seed", seed, 0)
+        params = profile_options(
+            bins=bins, sample_size=sample_size, top_k=top_k, max_tracked_categories=max_tracked_categories, seed=seed
+        )
         if len(batch) == 0:
             raise ValueError("cannot build a reference profile from 0 rows")
         channels = schema.channels()
-        missing = [name for name in channels if batch.column(name) is None]
-        if missing:
-            raise ValueError(f"reference data has no column for channel {missing[0]!r}")
 
         def one(name: str) -> Profile:
-            col, st = batch.column(name), batch.status.get(name)
-            assert col is not None  # checked above
-            if channels[name] == NUMERIC:
-                channel_seed = (seed << 32) ^ zlib.crc32(name.encode())
-                return numeric_profile(col, st, bins=bins, sample_size=sample_size, seed=channel_seed)
-            if name in batch.codes:
-                counted = CategoryCounts()
-                counted.update(col, st, batch.codes[name])
-                return categorical_from_counts(counted, top_k=top_k, max_tracked_categories=max_tracked_categories)
-            return categorical_profile(col, st, top_k=top_k, max_tracked_categories=max_tracked_categories)
+            coded = batch.codes.get(name)  # counted through its codes: not spelled out
+            values = batch.column(name) if coded is None or channels[name] == NUMERIC else batch.inputs.get(name)
+            return channel_profile(name, channels[name], (values, batch.status.get(name), coded), **params)
 
         with workers_for(workers) as threads:
-            out = dict(zip(channels, map_columns(threads, one, channels), strict=True))
-        params = {
-            "bins": bins,
-            "sample_size": sample_size,
-            "top_k": top_k,
-            "max_tracked_categories": max_tracked_categories,
-            "seed": seed,
-        }
+            profiled = map_columns(threads, one, channels)
+        out = dict(zip(channels, profiled, strict=True))
         return cls(schema, out, version=version, params=params)
 
     @classmethod

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,11 +47,22 @@ class Workers:
         try:
             work()
         finally:
+            # A helper still queued behind earlier work (see :meth:`start`) has nothing
+            # left to claim: withdrawn, not waited for.
             for helper in helpers:
-                helper.exception()  # wait: no helper outlives the call
+                if not helper.cancel():
+                    helper.exception()  # wait: no helper outlives the call
         for helper in helpers:
-            helper.result()  # a helper's error, raised here
+            if not helper.cancelled():
+                helper.result()  # a helper's error, raised here
         return results
+
+    def start(self, fn: Callable[[T], R], items: Iterable[T]) -> Started[R]:
+        """Begin ``fn(item)`` for each item on the helper threads, in order, while the caller
+        goes on with other work (e.g. a :meth:`map`, whose helpers join once these are
+        taken); :meth:`Started.results` collects them, the caller running those no helper
+        has begun."""
+        return Started(fn, list(items), self)
 
     def submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
         """Run ``fn(*args)`` on a helper thread (in a copy of the caller's context)."""
@@ -68,6 +79,38 @@ class Workers:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+class Started(Generic[R]):
+    """Work begun by :meth:`Workers.start`."""
+
+    def __init__(self, fn: Callable[[Any], R], items: list[Any], workers: Workers | None) -> None:
+        self._fn, self._items = fn, items
+        self._futures = [None if workers is None else workers.submit(fn, item) for item in items]
+
+    def results(self) -> list[R]:
+        """``[fn(item) for item in items]``: the caller takes the items no helper has begun,
+        from the last one back (the helpers take them from the first one on)."""
+        out: list[Any] = [None] * len(self._items)
+        pending = []
+        for i in reversed(range(len(self._items))):
+            future = self._futures[i]
+            if future is None or future.cancel():
+                out[i] = self._fn(self._items[i])
+            else:
+                pending.append((i, future))
+        for i, future in pending:
+            out[i] = future.result()
+        return out
+
+
+def run_all(workers: Workers | None, jobs: Iterable[Callable[[], R]]) -> list[R]:
+    """``[job() for job in jobs]``, on ``workers`` when given."""
+    return map_columns(workers, _call, jobs)
+
+
+def _call(job: Callable[[], R]) -> R:
+    return job()
 
 
 def map_columns(workers: Workers | None, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

@@ -14,24 +14,22 @@ the detector the service runs, with the same decision knobs (``alpha``, ``correc
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from detectors.columns import Batch
 from detectors.decision import DriftSettings, FeatureDrift
 from detectors.evaluation import Evaluation, EvaluationSettings, evaluate_window
 from detectors.threads import Workers
 from detectors.windows.state import WindowLayout, WindowState
 from monitor.frames import CHUNK_ROWS, Table, TableError, chunks
-from monitor.profiling import Profile, profile, table_kinds, to_batch
+from monitor.profiling import ColumnReads, Profile, check_columns, profile, table_kinds
 
 _KNOBS = tuple(f.name for f in fields(DriftSettings))
 
@@ -140,7 +138,7 @@ def compare(
     *,
     schema: Mapping[str, str] | None = None,
     sample_size: int = 10_000,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     workers: int | None = None,
     **decision: Any,
 ) -> Comparison:
@@ -149,7 +147,10 @@ def compare(
 
     ``schema`` maps column -> 'numeric' | 'categorical' | 'boolean'; inferred from the
     reference when None (``repr`` of the result prints it). ``sample_size`` is the
-    window's sample for rank tests, as the service's ``window.sample_size``. ``workers``:
+    window's sample for rank tests, as the service's ``window.sample_size``.
+    ``chunk_rows``: rows of the current table counted at a time; by default 50,000 from a
+    file and 1,000,000 from a table in memory (its numeric columns are read in place, so a
+    large part costs little memory and gives the threads more to share). ``workers``:
     threads that read, profile and count the columns together (sorting, hashing and
     counting release the GIL), the calling thread being one of them; default
     ``min(2, os.cpu_count())``, 1 for the calling thread alone; the result is the same
@@ -164,71 +165,75 @@ def compare(
         stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
         threads = Workers(min(2, os.cpu_count() or 1) if workers is None else workers)
         pool = stack.enter_context(threads) if threads.count > 1 else None
+        if isinstance(reference, pa.Table):
+            reference = reference.to_pandas(types_mapper=pd.ArrowDtype)
         # The kinds of an in-memory reference are known before it is profiled: the current
-        # table's first chunk is then read on a helper thread meanwhile.
-        kinds = _known_kinds(reference, schema) if pool is not None else None
-        parts = _nonempty_chunks(current, kinds, chunk_rows) if kinds else None
-        first = None if parts is None else next(parts, None)
-        ahead = None if pool is None or first is None else pool.submit(to_batch, first, kinds, _CURRENT)
+        # table's first part is then read on the helper threads meanwhile.
+        kinds = _known_kinds(reference, schema)
+        parts = reads = None
+        if kinds is not None:
+            parts = _nonempty_parts(current, kinds, chunk_rows)
+            reads = _start_reading(parts, kinds, pool)
         ref = profile(reference, (kinds or schema) if not isinstance(reference, Profile) else None, workers=pool)
         kinds = dict(ref.kinds or {})
         if parts is None:
-            parts = _nonempty_chunks(current, kinds, chunk_rows)
-            first = next(parts, None)
+            parts = _nonempty_parts(current, kinds, chunk_rows)
+            reads = _start_reading(parts, kinds, pool)
         window = WindowState(WindowLayout(ref.reference, sample_size=sample_size))
-        rows = _count_current(window, first, ahead, parts, kinds, pool)
+        rows = _count_current(window, reads, parts, kinds, pool)
         if rows == 0:
             raise TableError("the current table has no rows")
-        evaluation = evaluate_window(window, EvaluationSettings(drift=settings))
+        evaluation = evaluate_window(window, EvaluationSettings(drift=settings), pool)
     _check_current(window, kinds)
     return Comparison(evaluation, kinds, ref.rows, rows)
 
 
 _CURRENT = "current table"
+_PART_ROWS = 1_000_000  # rows of a table in memory counted at a time (see compare's chunk_rows)
 
 
 def _known_kinds(reference: Table | Profile, schema: Mapping[str, str] | None) -> dict[str, str] | None:
     """The reference's column kinds when they are known without reading it (a Profile) or
-    from the frame in memory; None otherwise (files and Arrow tables are profiled first)."""
+    from the frame in memory; None otherwise (a file is profiled first)."""
     if isinstance(reference, Profile):
         return dict(reference.kinds or {}) or None
     if isinstance(reference, pd.DataFrame):
-        return table_kinds(reference, schema)
+        kinds = table_kinds(reference, schema)
+        check_columns(reference, kinds, "reference table")  # its errors first, before the current table's
+        return kinds
     return None
 
 
-def _nonempty_chunks(current: Table, kinds: Mapping[str, str], rows: int) -> Iterator[pd.DataFrame]:
+def _nonempty_parts(current: Table, kinds: Mapping[str, str], rows: int | None) -> Iterator[pd.DataFrame]:
+    in_memory = isinstance(current, (pd.DataFrame, pa.Table))
     wanted = None if isinstance(current, pd.DataFrame) else list(kinds)
+    rows = rows or (_PART_ROWS if in_memory else CHUNK_ROWS)
     return (chunk for chunk in chunks(current, columns=wanted, rows=rows) if len(chunk))
+
+
+def _start_reading(
+    parts: Iterator[pd.DataFrame], kinds: Mapping[str, str], workers: Workers | None
+) -> ColumnReads | None:
+    part = next(parts, None)
+    return None if part is None else ColumnReads(part, kinds, _CURRENT, workers)
 
 
 def _count_current(
     window: WindowState,
-    first: pd.DataFrame | None,
-    ahead: Future[Batch] | None,
+    reads: ColumnReads | None,
     parts: Iterator[pd.DataFrame],
     kinds: Mapping[str, str],
     workers: Workers | None,
 ) -> int:
-    """Count the current table's chunks (``first``, then ``parts``) into ``window``; returns
-    the rows. With workers, each chunk is read on a helper thread while the caller counts
-    the one before (``ahead``: the first chunk, already being read); the last chunk, with
-    nothing left to overlap, is counted by all the workers."""
-    if first is None:
-        return 0
-    if workers is None:
-        rows = 0
-        for chunk in itertools.chain([first], parts):
-            window.update(to_batch(chunk, kinds, _CURRENT))
-            rows += len(chunk)
-        return rows
-    batch = ahead.result() if ahead is not None else to_batch(first, kinds, _CURRENT, workers)
-    rows = len(first)
-    for chunk in parts:
-        following = workers.submit(to_batch, chunk, kinds, _CURRENT)
-        window.update(batch)
-        batch, rows = following.result(), rows + len(chunk)
-    window.update(batch, workers)
+    """Count the current table's parts (``reads``: the first, being read; then ``parts``)
+    into ``window``; returns the rows. Each part's columns are read on the helper threads
+    while the part before is counted."""
+    rows = 0
+    while reads is not None:
+        batch = reads.batch()
+        reads = _start_reading(parts, kinds, workers)
+        window.update(batch, workers)
+        rows += len(batch)
     return rows
 
 

@@ -121,14 +121,14 @@ class ProfileBuilder:
         """Count a batch into every channel, or into ``channels`` alone (a columnar file is
         read one column at a time: then only one column of it is ever in memory)."""
         for name in self.channels if channels is None else channels:
+            channel, coded = self.channels[name], batch.codes.get(name)
+            if isinstance(channel, CategoryCounts) and coded is not None:  # counted through its codes
+                channel.update(batch.inputs.get(name), batch.status.get(name), coded)
+                continue
             column = batch.column(name)
             if column is None:
                 raise ValueError(f"the rows have no column for channel {name!r}")
-            channel = self.channels[name]
-            if isinstance(channel, CategoryCounts):
-                channel.update(column, batch.status.get(name), batch.codes.get(name))
-            else:
-                channel.update(column, batch.status.get(name))
+            channel.update(column, batch.status.get(name))
         self.rows = max(channel.count for channel in self.channels.values())
 
     def reference(self, version: str | int) -> ReferenceProfile:

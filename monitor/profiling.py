@@ -18,10 +18,12 @@ import pandas as pd
 import pyarrow as pa
 
 from detectors.columns import Batch
-from detectors.profiles import ReferenceProfile
+from detectors.frame_columns import frame_column
+from detectors.profiles import Profile as ChannelProfile
+from detectors.profiles import ReferenceProfile, channel_profile
 from detectors.schema import CATEGORICAL, NUMERIC, Schema
 from detectors.sketches import pack, unpack
-from detectors.threads import Workers
+from detectors.threads import Started, Workers, map_columns
 from monitor.frames import (
     BOOLEAN,
     Table,
@@ -42,54 +44,64 @@ def detector_schema(kinds: Mapping[str, str]) -> Schema:
     return Schema(features={name: NUMERIC if kind == NUMERIC else CATEGORICAL for name, kind in kinds.items()})
 
 
-def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str, workers: Workers | None = None) -> Batch:
-    """Rows of ``frame`` as a detector batch of the columns in ``kinds`` (booleans as
-    'false' / 'true'); ``where`` names the table in messages. ``workers``: the columns are
-    read on several threads (hashing Arrow strings and copying numbers release the GIL),
-    giving the same batch."""
-    table = _compared(frame, kinds, where)
-
-    def read(part: Mapping[str, str]) -> Batch:
-        try:
-            return Batch.from_frame(table, detector_schema(part), default_timestamp=0.0)
-        except ValueError as exc:
-            raise TableError(f"{where}: {exc}") from None
-
-    if workers is None or len(kinds) < 2:
-        return read(kinds)
-
-    # categorical columns first: they take longest to read, and the last task sets the end
-    names = sorted(kinds, key=lambda name: kinds[name] == NUMERIC)
-
-    def column(name: str) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None, Batch | None]:
-        # Each part has timestamps of its own (a float per row): only the first part is
-        # kept whole, so that the columns read at once do not hold a copy each.
-        part = read({name: kinds[name]})
-        return part.inputs[name], part.status.get(name), part.codes.get(name), part if name == names[0] else None
-
-    read_columns = dict(zip(names, workers.map(column, names), strict=True))
-    columns = {name: read_columns[name][:3] for name in kinds}
-    first = read_columns[names[0]][3]
-    assert first is not None  # the part of names[0], kept whole above
-    return Batch(
-        timestamps=first.timestamps,
-        inputs={name: values for name, (values, _, _) in columns.items()},
-        status={name: status for name, (_, status, _) in columns.items() if status is not None},
-        codes={name: coded for name, (_, _, coded) in columns.items() if coded is not None},
-    )
+Column = tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]  # see frame_column
 
 
-def _compared(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> pd.DataFrame:
-    """The columns of ``frame`` in ``kinds`` (booleans recoded); TableError naming a missing one."""
+def read_column(frame: pd.DataFrame, name: str, kind: str, where: str) -> Column:
+    """Column ``name`` of ``frame`` as the detectors count it (:func:`detectors.columns.frame_column`,
+    a categorical column left to its codes; booleans as 'false' / 'true'); ``where`` names
+    the table in messages."""
+    try:
+        col = as_boolean(frame[name]) if kind == BOOLEAN else frame[name]
+        return frame_column(col, NUMERIC if kind == NUMERIC else CATEGORICAL, spelled=False)
+    except TableError:
+        raise
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+
+
+def check_columns(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> None:
+    """TableError naming the first column of ``kinds`` that ``frame`` lacks."""
     missing = [name for name in kinds if name not in frame.columns]
     if missing:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         raise TableError(f"column {missing[0]!r} is not in the {where} (its columns: {shown or 'none'})")
-    if BOOLEAN not in kinds.values() and len(frame.columns) == len(kinds):
-        return frame
-    # only the compared columns (a column named like the schema's timestamp is not one), booleans recoded
-    columns = {name: as_boolean(frame[name]) if kind == BOOLEAN else frame[name] for name, kind in kinds.items()}
-    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def _longest_first(kinds: Mapping[str, str]) -> list[str]:
+    # Categorical columns take longest to read (their strings are hashed); started first,
+    # they do not leave one thread working alone at the end.
+    return sorted(kinds, key=lambda name: kinds[name] == NUMERIC)
+
+
+class ColumnReads:
+    """The columns of ``frame`` in ``kinds`` being read: on the helper threads of ``workers``
+    while the caller does other work, or by the caller when it asks for the :meth:`batch`
+    (hashing strings and copying numbers release the GIL)."""
+
+    def __init__(self, frame: pd.DataFrame, kinds: Mapping[str, str], where: str, workers: Workers | None) -> None:
+        check_columns(frame, kinds, where)
+        self.kinds, self.rows = dict(kinds), len(frame)
+        self._names = _longest_first(kinds)
+        self._reads = Started(lambda name: read_column(frame, name, kinds[name], where), self._names, workers)
+
+    def batch(self) -> Batch:
+        """The rows as a detector batch of the columns (in ``kinds`` order)."""
+        read = dict(zip(self._names, self._reads.results(), strict=True))
+        columns = {name: read[name] for name in self.kinds}
+        return Batch(
+            timestamps=np.zeros(self.rows),
+            inputs={name: values for name, (values, _, _) in columns.items() if values is not None},
+            status={name: status for name, (_, status, _) in columns.items() if status is not None},
+            codes={name: coded for name, (_, _, coded) in columns.items() if coded is not None},
+        )
+
+
+def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str, workers: Workers | None = None) -> Batch:
+    """Rows of ``frame`` as a detector batch of the columns in ``kinds`` (booleans as
+    'false' / 'true'); ``where`` names the table in messages. ``workers``: the columns are
+    read on several threads, giving the same batch."""
+    return ColumnReads(frame, kinds, where, workers).batch()
 
 
 def _checked_options(options: Mapping[str, int]) -> dict[str, int]:
@@ -172,12 +184,21 @@ class Profile:
         out = cls(schema, **options)
         if not len(frame):
             raise TableError("the reference table has no rows")
-        out.kinds = out.kinds or table_kinds(frame, None)
-        batch = to_batch(frame, out.kinds, "reference table", workers)
+        kinds = out.kinds = out.kinds or table_kinds(frame, None)
+        check_columns(frame, kinds, "reference table")
+        schema_ = detector_schema(kinds)
+        channels = schema_.channels()
+
+        def one(name: str) -> ChannelProfile:
+            column = read_column(frame, name, kinds[name], "reference table")
+            return channel_profile(name, channels[name], column, **out.options)
+
         with np.errstate(over="ignore", invalid="ignore"):
-            reference = ReferenceProfile.from_batch(
-                batch, detector_schema(out.kinds), version="notebook", workers=workers, **out.options
-            )
+            names = _longest_first(kinds)
+            profiled = dict(zip(names, map_columns(workers, one, names), strict=True))
+        reference = ReferenceProfile(
+            schema_, {name: profiled[name] for name in channels}, version="notebook", params=out.options
+        )
         check_values(reference, "reference")
         out._final, out.rows = reference, len(frame)
         return out

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import special, stats
 
 from detectors.stats._validation import FloatArray, as_sample, check_alpha
 from detectors.stats.result import TestResult
@@ -114,8 +114,44 @@ def _pvalue(d: float, ref: FloatArray, cur: FloatArray, method: KsMethod) -> tup
         # when it then falls back to the asymptotic p-value; so do we.
         if ok:
             return d, float(np.clip(prob, 0.0, 1.0))
-    en = round(n1 * n2 / (n1 + n2))
-    return d, float(np.clip(stats.kstwo.sf(d, en), 0.0, 1.0))
+    return d, asymptotic_pvalue(d, round(n1 * n2 / (n1 + n2)))
+
+
+# Where scipy's kstwo.sf(d, n) is 2 * smirnov(n, d) (scipy.stats._ksstats._kolmogn, n > 140)
+# and the sum below is checked against it (1e-10 relative; tests/detectors/test_stats_ks.py).
+_SMIRNOV_N = (141, 20_000)
+_SMIRNOV_NDD = (2.2, 370.0)
+_LOG_TINY = -700.0  # a tail below ~1e-304 is left to scipy: summed here it would lose its last digits
+
+
+def asymptotic_pvalue(d: float, n: int) -> float:
+    """``scipy.stats.kstwo.sf(d, n)``, clipped to [0, 1]: the p-value of a two-sided KS
+    statistic ``d`` for the effective sample size ``n``.
+
+    Where scipy takes twice the one-sided Smirnov tail (the usual case for a drifted
+    feature: n*d*d between 2.2 and 370), the tail is summed here as arrays: about 25x
+    faster at n = 5,000, and the work runs without the GIL (scipy's scalar call holds it
+    for ~3 ms), so the features of a window are tested side by side on several threads."""
+    lo, hi = _SMIRNOV_N
+    if lo <= n <= hi and 0.0 < d < 0.5 and 1.0 < n * d < n - 1 and _SMIRNOV_NDD[0] <= n * d * d < _SMIRNOV_NDD[1]:
+        tail = _smirnov_tail(n, d)
+        if tail is not None:
+            return min(1.0, 2.0 * tail)
+    return float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
+
+
+def _smirnov_tail(n: int, d: float) -> float | None:
+    """P(D+ >= d) for n values (Birnbaum and Tingey's finite sum, in logarithms); None when
+    it is too small to sum here without losing precision."""
+    j = np.arange(math.floor(n * (1.0 - d)) + 1, dtype=np.float64)
+    step = d + j / n
+    with np.errstate(divide="ignore"):  # the last term is 0 ** (n - j) when n * (1 - d) is whole
+        logs = special.gammaln(n + 1.0) - special.gammaln(j + 1.0) - special.gammaln(n - j + 1.0)
+        logs += (n - j) * np.log1p(-step) + (j - 1.0) * np.log(step)
+    top = float(logs.max())
+    if top < _LOG_TINY:
+        return None
+    return d * math.exp(top) * float(np.sum(np.exp(logs - top)))
 
 
 def _exact(d: float, n1: int, n2: int) -> tuple[bool, float, float] | None:

@@ -4,6 +4,7 @@ themselves are :class:`detectors.windows.state.WindowState`)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -90,10 +91,20 @@ class WindowLayout:
         self.reference_sorted = {k: np.sort(p.sample[np.isfinite(p.sample)]) for k, p in num_profiles.items()}
         self.has_latency = LATENCY in chans  # a profiled latency channel (bins, range counts)
         self._sample_columns(extra_numeric, coded_categorical)
-        ident = [reference.content_hash, self.sample_size, self.lo.tolist(), self.hi.tolist(), self.latency_accuracy]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What checkpoints of these windows are matched by (made when first asked for)."""
+        ident = [
+            self.reference.content_hash,
+            self.sample_size,
+            self.lo.tolist(),
+            self.hi.tolist(),
+            self.latency_accuracy,
+        ]
         if self.extra_numeric or self.coded_categorical:  # kept out otherwise: older checkpoints still match
             ident.append([self.extra_numeric, self.coded_categorical])
-        self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
 
     def _sample_columns(self, extra_numeric: Sequence[str], coded_categorical: Sequence[str]) -> None:
         """Reservoir-only columns after the numeric channels, for detectors.estimation.window:

@@ -38,7 +38,7 @@ and can only be restored against the same layout (checked by fingerprint).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from itertools import repeat
 from typing import Any, cast
@@ -49,7 +49,7 @@ import pandas as pd
 from detectors.columns import NULL, WRONG_TYPE, Batch
 from detectors.profiles import NumericProfile
 from detectors.sketches import QuantileSketch, Reservoir, pack, unpack
-from detectors.threads import Workers, map_columns
+from detectors.threads import Workers, run_all
 from detectors.windows.layout import WindowLayout
 
 __all__ = ["FORMAT_VERSION", "WindowLayout", "WindowState", "derive_seed"]
@@ -65,6 +65,7 @@ def derive_seed(*parts: int) -> int:
 
 _FACTORISE_FROM = 1024  # rows: below, a dict look-up per value costs less than factorising
 _BIN_BY_CHANNEL_FROM = 4096  # rows: below, counting all channels as one matrix makes fewer numpy calls
+_BIN_BLOCK = 65_536  # rows of a column compared with its bin edges at a time (512 KiB of float64)
 
 
 class _ColumnRows:
@@ -126,66 +127,101 @@ class WindowState:
     # ---- updating -------------------------------------------------------------------------------
     def update(self, batch: Batch, workers: Workers | None = None) -> None:
         """Count a batch (columns encoded as in :mod:`detectors.columns`) into this window.
-        ``workers``: a large batch's numeric columns are counted on its threads (each into
-        its own slots; numpy releases the GIL), with the same result."""
+        ``workers``: a large batch's channels are counted on its threads (each into its own
+        slots; numpy releases the GIL), and offered to the reservoir beside them, with the
+        same result."""
         n = len(batch)
         if n == 0:
             return
         lay = self.layout
-        ts = batch.timestamps[np.isfinite(batch.timestamps)]
+        ts = batch.timestamps
+        if not np.isfinite(ts).all():
+            ts = ts[np.isfinite(ts)]
         if ts.size:
             self.min_ts, self.max_ts = min(self.min_ts, float(ts.min())), max(self.max_ts, float(ts.max()))
-        rows: np.ndarray | None = None  # the numeric channels as one (n, d) matrix, for small batches
-        columns: list[np.ndarray] = []
+        d = len(lay.numeric)
         if lay.numeric and n >= _BIN_BY_CHANNEL_FROM:
-            columns = map_columns(workers, partial(self._count_column, batch=batch, n=n), range(len(lay.numeric)))
-        elif lay.numeric:
-            rows = self._update_numeric(batch, n).T
-            columns = list(rows.T)
-        sampled: dict[str, np.ndarray] = {}  # per-row slots of the categorical channels sampled
-        for c, ch in enumerate(lay.categorical):
-            o, size = int(lay.cat_offsets[c]), lay.cat_sizes[c]
-            col = batch.column(ch)
-            if col is None:  # channel absent from the batch: every record is null
-                self.cat_counts[o + size + 2] += n
-                sampled[ch] = np.full(n, size + 2)
-                continue
-            if col.dtype.kind not in "OUT":
-                raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
-            coded = batch.codes.get(ch)
-            if coded is not None:  # read from a table: count the codes, look up each distinct name once
-                per_name = np.bincount(coded[0], minlength=coded[1].size)
-                slots = _category_slots(coded[1], lay.cat_maps[c], size)
-                np.add.at(self.cat_counts, o + slots, per_name)
-                if ch in lay.sample_index:
-                    sampled[ch] = slots[coded[0]]
-            else:
-                sampled[ch] = slots = _category_slots(col, lay.cat_maps[c], size)
-                self.cat_counts[o : o + size + 3] += np.bincount(slots, minlength=size + 3)
-            st = batch.status.get(ch)
-            if st is not None:
-                self.cat_wrong[c] += np.count_nonzero(st == WRONG_TYPE)
+            jobs: list[Callable[[], Any]] = [partial(self._count_column, j, batch, n) for j in range(d)]
+            jobs += [partial(self._count_categorical, c, batch, n) for c in range(len(lay.categorical))]
+            # The reservoir keeps rows by its own draws, whatever their values: it can take the
+            # batch beside the counting, unless it samples categorical slots (known once counted).
+            alongside = bool(lay.sampled) and not lay.coded_categorical
+            if alongside:
+                jobs.append(partial(self._sample, batch, n, None, None, {}))
+            done = run_all(workers, jobs)
+            columns, slots = done[:d], dict(zip(lay.categorical, done[d : d + len(lay.categorical)], strict=True))
+            if lay.sampled and not alongside:
+                self._sample(batch, n, None, columns, slots)
+        else:
+            rows = self._update_numeric(batch, n).T if lay.numeric else None
+            slots = {ch: self._count_categorical(c, batch, n) for c, ch in enumerate(lay.categorical)}
+            if lay.sampled:
+                self._sample(batch, n, rows, None if rows is None else list(rows.T), slots)
         if batch.latency_ms is not None:
             self.latency.update(batch.latency_ms)
-        if lay.sampled:
-            self._sample(batch, n, rows, columns, sampled)
         self.n += n
 
+    def _count_categorical(self, c: int, batch: Batch, n: int) -> np.ndarray | None:
+        """Count categorical channel ``c`` of a batch; returns each row's slot when the
+        reservoir samples the channel (``WindowLayout.coded_categorical``), else None."""
+        lay = self.layout
+        ch = lay.categorical[c]
+        o, size = int(lay.cat_offsets[c]), lay.cat_sizes[c]
+        coded = batch.codes.get(ch)
+        col = batch.inputs.get(ch) if coded is not None else batch.column(ch)  # codes: not spelled out
+        sampled = ch in lay.sample_index
+        if col is None and coded is None:  # channel absent from the batch: every record is null
+            self.cat_counts[o + size + 2] += n
+            return np.full(n, size + 2) if sampled else None
+        if col is not None and col.dtype.kind not in "OUT":
+            raise TypeError(f"column {ch!r} must hold str/None (object dtype), got dtype {col.dtype}")
+        if coded is not None:  # read from a table: count the codes, look up each distinct name once
+            per_name = np.bincount(coded[0], minlength=coded[1].size)
+            slots = _category_slots(coded[1], lay.cat_maps[c], size)
+            np.add.at(self.cat_counts, o + slots, per_name)
+            row_slots = slots[coded[0]] if sampled else None
+        else:
+            assert col is not None  # absent columns are counted above
+            row_slots = _category_slots(col, lay.cat_maps[c], size)
+            self.cat_counts[o : o + size + 3] += np.bincount(row_slots, minlength=size + 3)
+        st = batch.status.get(ch)
+        if st is not None:
+            self.cat_wrong[c] += np.count_nonzero(st == WRONG_TYPE)
+        return row_slots if sampled else None
+
     def _sample(
-        self, batch: Batch, n: int, rows: np.ndarray | None, columns: list[np.ndarray], slots: Mapping[str, np.ndarray]
+        self,
+        batch: Batch,
+        n: int,
+        rows: np.ndarray | None,
+        columns: list[np.ndarray] | None,
+        slots: Mapping[str, np.ndarray | None],
     ) -> None:
         """Offer the batch's rows to the reservoir: numeric channels (``columns``, or ``rows``
-        when they are one matrix), then the layout's extra numeric inputs (NaN when absent) and
-        categorical slot codes."""
+        when they are one matrix, or read from the batch when None), then the layout's extra
+        numeric inputs (NaN when absent) and categorical slot codes."""
         lay = self.layout
         if rows is not None and not (lay.extra_numeric or lay.coded_categorical):
             self.reservoir.add(rows)
             return
+        if columns is None:
+            columns = [self._numeric_input(j, batch, n) for j in range(len(lay.numeric))]
         extras = [batch.inputs.get(k, np.full(n, np.nan)) for k in lay.extra_numeric]
-        gathered = _ColumnRows([*columns, *extras, *(slots[k] for k in lay.coded_categorical)], n)
+        coded = [cast(np.ndarray, slots[k]) for k in lay.coded_categorical]
+        gathered = _ColumnRows([*columns, *extras, *coded], n)
         # The reservoir reads only ``shape``, a leading slice and the rows it keeps: a duck-typed
         # matrix spares a copy of the whole batch (most rows of a large batch are not kept).
         self.reservoir.add(cast(np.ndarray, gathered))
+
+    def _numeric_input(self, j: int, batch: Batch, n: int) -> np.ndarray:
+        """Numeric channel ``j`` of a batch as float64 (all NaN when the batch has no such column)."""
+        ch = self.layout.numeric[j]
+        col = batch.column(ch)
+        if col is None:
+            return np.full(n, np.nan)  # channel absent from the batch: every record is null
+        if col.dtype.kind not in "fiub":
+            raise TypeError(f"column {ch!r} must be numeric, got dtype {col.dtype}")
+        return np.asarray(col, dtype=np.float64)
 
     def _count_column(self, j: int, batch: Batch, n: int) -> np.ndarray:
         """Count numeric channel ``j`` of a large batch (the counts :meth:`_update_numeric`
@@ -193,12 +229,7 @@ class WindowState:
         stays in the CPU cache across its bin edges); returns the column as float64."""
         lay, c = self.layout, self.num_counters
         ch = lay.numeric[j]
-        col = batch.column(ch)
-        if col is None:
-            col = np.full(n, np.nan)  # channel absent from the batch: every record is null
-        elif col.dtype.kind not in "fiub":
-            raise TypeError(f"column {ch!r} must be numeric, got dtype {col.dtype}")
-        col = np.asarray(col, dtype=np.float64)
+        col = self._numeric_input(j, batch, n)
         # The usual column holds no null, NaN or infinity: its min and max (NaN propagates)
         # say so without a mask of finite values.
         lowest = np.min(col, initial=np.inf)
@@ -228,9 +259,13 @@ class WindowState:
         self.num_sum[j] += np.sum(col, where=finite)
         # values at or below each edge (right-closed bins); -inf always is, NaN never
         minus_inf = int(np.count_nonzero(col == -np.inf)) if nonfinite else 0
-        at_or_below = [np.count_nonzero(col <= edge) - minus_inf for edge in lay.edges[j].tolist()]
-        o, size = int(lay.bin_offsets[j]), lay.edges[j].size + 1
-        cumulative = np.array([0, *at_or_below, n - nonfinite], dtype=np.int64)
+        edges = lay.edges[j].tolist()
+        at_or_below = np.full(len(edges), -minus_inf, dtype=np.int64)
+        for start in range(0, n, _BIN_BLOCK):  # a block stays in the CPU cache across the edges
+            block = col[start : start + _BIN_BLOCK]
+            at_or_below += [np.count_nonzero(block <= edge) for edge in edges]
+        o, size = int(lay.bin_offsets[j]), len(edges) + 1
+        cumulative = np.array([0, *at_or_below.tolist(), n - nonfinite], dtype=np.int64)
         self.bin_counts[o : o + size] += cumulative[1:] - cumulative[:-1]
         return col
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from detectors.columns import Batch, _frame_list
+from detectors.columns import Batch
+from detectors.frame_columns import frame_list
 from detectors.schema import Schema
 
 N = 12
@@ -42,7 +43,7 @@ def test_frame_path_equals_value_by_value(kind: str, columns: list[str]) -> None
     for name in columns:
         schema = Schema(features={name: kind})
         fast = Batch.from_frame(frame[[name]], schema, default_timestamp=0.0)
-        slow = Batch.from_columns(schema, np.zeros(N), {name: _frame_list(frame[name])})
+        slow = Batch.from_columns(schema, np.zeros(N), {name: frame_list(frame[name])})
         got, want = fast.inputs[name], slow.inputs[name]
         assert got.dtype == want.dtype, name
         if kind == "numeric":

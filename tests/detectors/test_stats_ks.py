@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from detectors.stats import ks
-from detectors.stats.ks import ks_test
+from detectors.stats.ks import asymptotic_pvalue, ks_test
 
 REL = 1e-9
 
@@ -106,3 +106,13 @@ def test_infinities_are_kept_as_extreme_values() -> None:
 def test_invalid_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ks_test(**kwargs)
+
+
+@pytest.mark.parametrize("n", [141, 300, 1_000, 5_000, 9_999, 20_000])
+def test_asymptotic_pvalue_is_scipys_kstwo(n: int) -> None:
+    # Across every region of scipy's kstwo.sf for this n, including the Smirnov tail that
+    # asymptotic_pvalue sums itself (2.2 <= n*d*d < 370) and its edges.
+    grid = np.concatenate([np.geomspace(0.5 / n, 0.99, 60), np.sqrt(np.array([2.2, 2.2001, 369.9, 370.0]) / n)])
+    for d in grid:
+        want = float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
+        assert asymptotic_pvalue(float(d), n) == pytest.approx(want, rel=1e-10, abs=1e-300), (n, d)

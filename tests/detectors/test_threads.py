@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from detectors.columns import Batch
+from detectors.evaluation import evaluate_window
 from detectors.profiles import ReferenceProfile
 from detectors.schema import Schema
 from detectors.threads import Workers, map_columns
@@ -51,6 +52,67 @@ def test_profiles_windows_and_decisions_on_threads_equal_one_thread() -> None:
             windows[0].update(current.select(slice(start, start + 8_000)), pool)
             windows[1].update(current.select(slice(start, start + 8_000)))
         assert windows[0].to_bytes() == windows[1].to_bytes()
+        # the features of a window tested side by side: the same decision
+        assert evaluate_window(windows[0], workers=pool).to_dict() == evaluate_window(windows[1]).to_dict()
+        # a window sampling categorical slots: the reservoir takes the rows once they are counted
+        coded = WindowLayout(plain, sample_size=5_000, coded_categorical=["c"])
+        pair = WindowState(coded, seed=4), WindowState(coded, seed=4)
+        pair[0].update(current, pool)
+        pair[1].update(current)
+        assert pair[0].to_bytes() == pair[1].to_bytes()
+        assert pair[0].reservoir.sample[:, -1].min() >= 0  # the precondition: slots were sampled
+
+
+def _left_to_codes(batch: Batch) -> Batch:
+    """``batch`` as a table is read only to be counted: its coded columns not spelled out."""
+    inputs = {name: col for name, col in batch.inputs.items() if name not in batch.codes}
+    return Batch(timestamps=batch.timestamps, inputs=inputs, status=batch.status, codes=batch.codes)
+
+
+def test_columns_left_to_their_codes_count_as_spelled_out() -> None:
+    spelled = Batch.from_frame(_frame(12_000, 6, 0.0), SCHEMA, default_timestamp=0.0)
+    lean = _left_to_codes(spelled)
+    assert sorted(lean.codes) == ["c", "t"] and "c" not in lean.inputs  # the precondition
+    for name in ("c", "t"):
+        assert np.array_equal(lean.column(name), spelled.column(name))  # type: ignore[arg-type]
+    want = ReferenceProfile.from_batch(spelled, SCHEMA, version=1)
+    assert ReferenceProfile.from_batch(lean, SCHEMA, version=1).to_bytes() == want.to_bytes()
+    layout = WindowLayout(want, sample_size=2_000)
+    windows = WindowState(layout, seed=1), WindowState(layout, seed=1)
+    windows[0].update(lean)
+    windows[1].update(spelled)
+    assert windows[0].to_bytes() == windows[1].to_bytes()
+    # rows of two reads (different codes for the same names): spelled out where they are joined
+    other = _left_to_codes(Batch.from_frame(_frame(500, 7, 0.0).iloc[::-1], SCHEMA, default_timestamp=0.0))
+    joined = Batch.concat([lean.select(slice(0, 300)), other])
+    head, tail = spelled.column("c"), other.column("c")
+    assert head is not None and tail is not None and joined.column("c") is not None
+    assert joined.column("c").tolist() == [*head[:300].tolist(), *tail.tolist()]  # type: ignore[union-attr]
+
+
+def test_work_started_on_a_helper_leaves_the_rest_to_the_caller() -> None:
+    helper_busy, release = threading.Event(), threading.Event()
+    ran_on: dict[int, int] = {}
+
+    def double(i: int) -> int:
+        ran_on[i] = threading.get_ident()
+        if i == 1:  # the helper's first item holds it until the caller reaches item 2
+            helper_busy.set()
+            assert release.wait(60)
+        if i == 2:
+            release.set()
+        return 2 * i
+
+    with Workers(2) as workers:
+        started = workers.start(double, [1, 2, 3])
+        assert helper_busy.wait(60)
+        # A map meanwhile: its helper is queued behind the busy one, so the caller does every
+        # item and withdraws it instead of waiting (else this would wait for item 1: 60 s, and fail).
+        assert workers.map(lambda i: i + 1, range(5)) == [1, 2, 3, 4, 5]
+        assert not release.is_set()
+        assert started.results() == [2, 4, 6]
+    me = threading.get_ident()
+    assert ran_on[2] == ran_on[3] == me and ran_on[1] != me
 
 
 def test_numpy_error_state_reaches_the_helpers_and_errors_come_back() -> None:

@@ -42,6 +42,10 @@ def test_threads_give_the_one_thread_result() -> None:
         assert many.to_dict() == one.to_dict(), workers
         assert many.evaluation.histograms == one.evaluation.histograms, workers
     assert monitor.compare(reference, current, chunk_rows=10_000).to_dict() == one.to_dict()  # the default
+    # The default part of a table in memory is the whole table here: one batch, counted side by side.
+    for workers in (1, 2):
+        whole = monitor.compare(reference, current, workers=workers)
+        assert whole.to_dict() == one.to_dict() and whole.evaluation.histograms == one.evaluation.histograms
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         monitor.compare(reference, current, workers=0)
 
