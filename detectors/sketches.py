@@ -120,8 +120,8 @@ class Reservoir:
     stream) replaces slot ``j ~ U{0..i}`` when ``j < capacity``. Within one call
     several rows may draw the same slot; the last of them must win, exactly as
     if the rows were processed one by one. numpy does not promise which write
-    wins for repeated fancy indices, so duplicates are resolved explicitly
-    (keep the last occurrence) before assigning. Storage grows by doubling up
+    wins for repeated fancy indices, so each slot's last row is found first
+    (``np.maximum.at``, unbuffered) and assigned once. Storage grows by doubling up
     to ``capacity`` and never beyond, so memory is bounded whatever the traffic.
     """
 
@@ -168,9 +168,10 @@ class Reservoir:
             slots = self._rng.integers(0, idx + 1)
             hit = np.flatnonzero(slots < cap)
             if hit.size:
-                rev = slots[hit][::-1]
-                uniq, first = np.unique(rev, return_index=True)  # first in reverse = last write
-                self._data[uniq] = rows[fill + hit[::-1][first]]
+                last = np.full(cap, -1, dtype=np.int64)
+                np.maximum.at(last, slots[hit], hit)  # each slot's last hit: the write that wins
+                kept = np.flatnonzero(last >= 0)
+                self._data[kept] = rows[fill + last[kept]]
         self.seen = n0 + m
 
     def merge(self, other: Reservoir, seed: int = 0) -> Reservoir:
