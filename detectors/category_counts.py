@@ -37,9 +37,11 @@ class CategoryCounts:
         if coded is None:
             if x is None:
                 raise ValueError("a column without codes needs its values")
+            rows = x.size
             found = pd.Series(x, dtype=object).value_counts(dropna=True)
             pairs = zip(found.index.tolist(), found.to_numpy().tolist(), strict=True)
         else:
+            rows = coded[0].size
             per_name = np.bincount(coded[0], minlength=coded[1].size)
             # None names are the null and wrong-type rows; an unused category is not a category seen
             pairs = ((c, n) for c, n in zip(coded[1].tolist(), per_name.tolist(), strict=True) if c is not None and n)
@@ -47,7 +49,6 @@ class CategoryCounts:
         for category, n in pairs:
             self.counts[category] = self.counts.get(category, 0) + n
             present += n
-        rows = coded[0].size if coded is not None else x.size  # type: ignore[union-attr]  # x given without codes
         self.count += rows
         self.wrong += wrong
         self.null += rows - present - wrong

@@ -241,7 +241,11 @@ def decide(
     unknown = sorted(set(overrides) - set(features))
     if unknown:
         raise ValueError(f"overrides name unknown features: {unknown}")
-    staged = map_columns(workers, lambda item: _evaluate(*item, overrides.get(item[0], settings)), features.items())
+
+    def evaluate_one(name: str) -> FeatureDrift:
+        return _evaluate(name, features[name], overrides.get(name, settings))
+
+    staged = map_columns(workers, evaluate_one, features)
     tested = [i for i, f in enumerate(staged) if not f.insufficient]
     outcomes = [_outcome(staged[i]) for i in tested]
     adjusted = st.adjust_pvalues([pvalue for pvalue, _ in outcomes], settings.correction)

@@ -337,8 +337,8 @@ class ReferenceProfile:
         channels = schema.channels()
 
         def one(name: str) -> Profile:
-            coded = batch.codes.get(name)  # counted through its codes: not spelled out
-            values = batch.column(name) if coded is None or channels[name] == NUMERIC else batch.inputs.get(name)
+            coded = batch.codes.get(name)  # a column with codes is counted through them: not spelled out
+            values = batch.column(name) if coded is None else batch.inputs.get(name)
             return channel_profile(name, channels[name], (values, batch.status.get(name), coded), **params)
 
         with workers_for(workers) as threads:

@@ -48,7 +48,7 @@ Column = tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarra
 
 
 def read_column(frame: pd.DataFrame, name: str, kind: str, where: str) -> Column:
-    """Column ``name`` of ``frame`` as the detectors count it (:func:`detectors.columns.frame_column`,
+    """Column ``name`` of ``frame`` as the detectors count it (:func:`detectors.frame_columns.frame_column`,
     a categorical column left to its codes; booleans as 'false' / 'true'); ``where`` names
     the table in messages."""
     try:
@@ -97,11 +97,10 @@ class ColumnReads:
         )
 
 
-def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str, workers: Workers | None = None) -> Batch:
+def to_batch(frame: pd.DataFrame, kinds: Mapping[str, str], where: str) -> Batch:
     """Rows of ``frame`` as a detector batch of the columns in ``kinds`` (booleans as
-    'false' / 'true'); ``where`` names the table in messages. ``workers``: the columns are
-    read on several threads, giving the same batch."""
-    return ColumnReads(frame, kinds, where, workers).batch()
+    'false' / 'true'); ``where`` names the table in messages."""
+    return ColumnReads(frame, kinds, where, None).batch()
 
 
 def _checked_options(options: Mapping[str, int]) -> dict[str, int]:
@@ -186,8 +185,8 @@ class Profile:
             raise TableError("the reference table has no rows")
         kinds = out.kinds = out.kinds or table_kinds(frame, None)
         check_columns(frame, kinds, "reference table")
-        schema_ = detector_schema(kinds)
-        channels = schema_.channels()
+        columns_schema = detector_schema(kinds)
+        channels = columns_schema.channels()
 
         def one(name: str) -> ChannelProfile:
             column = read_column(frame, name, kinds[name], "reference table")
@@ -197,7 +196,7 @@ class Profile:
             names = _longest_first(kinds)
             profiled = dict(zip(names, map_columns(workers, one, names), strict=True))
         reference = ReferenceProfile(
-            schema_, {name: profiled[name] for name in channels}, version="notebook", params=out.options
+            columns_schema, {name: profiled[name] for name in channels}, version="notebook", params=out.options
         )
         check_values(reference, "reference")
         out._final, out.rows = reference, len(frame)
