@@ -253,12 +253,16 @@ def test_a_database_restart_loses_and_doubles_no_kafka_record(tmp_path: Path) ->
                 assert time.monotonic() < deadline, service.log()[-3000:]
                 time.sleep(0.05)
             postgres.stop()
-            # Checkpoints fail meanwhile; the consumer gives up what it applied since the last one.
+            # Records that arrive during the outage: their checkpoint fails (were they all read and
+            # checkpointed before the stop, there would be nothing to write, and no failure), and
+            # the consumer gives up what it applied since the last stored checkpoint.
+            during = half + 600
+            broker.produce("outage", records[half:during])
             failed = 'monitor_kafka_checkpoints_total{outcome="failed"} '
             wait_for(lambda: failed in kafka_metrics(service) and f"{failed}0.0" not in kafka_metrics(service), 120,
                      "a checkpoint to fail")  # fmt: skip
             postgres.start()
-            broker.produce("outage", records[half:])
+            broker.produce("outage", records[during:])
             expected = Counter(dict.fromkeys(MODELS, PER_MODEL))
             deadline = time.monotonic() + 120
             while (got := counts([service])) != expected:
