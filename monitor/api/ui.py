@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -128,26 +129,24 @@ async def feature(
 
 @router.get("/ui/segments")
 async def segments(request: Request, model: Name) -> Response:
-    store, configs = request.app.state.store, getattr(request.app.state.pipeline, "configs", {})
-
-    def render(signed_in: bool) -> str:
-        if model not in configs:
-            raise LookupError(f"unknown model {model!r}")
-        rows = latest_segment_rows(store, model)
-        return segments_page(model, rows, configs[model].feature_names, LINKS, signed_in=signed_in)
-
-    return await _page(request, render)
+    return await _slices_page(request, model, latest_segment_rows, segments_page)
 
 
 @router.get("/ui/versions")
 async def versions(request: Request, model: Name) -> Response:
+    return await _slices_page(request, model, latest_version_rows, versions_page)
+
+
+async def _slices_page(
+    request: Request, model: str, latest_rows: Callable[[Any, str], Any], page: Callable[..., str]
+) -> Response:
+    """A model's page of its slices (segments or versions): each one's latest window."""
     store, configs = request.app.state.store, getattr(request.app.state.pipeline, "configs", {})
 
     def render(signed_in: bool) -> str:
         if model not in configs:
             raise LookupError(f"unknown model {model!r}")
-        rows = latest_version_rows(store, model)
-        return versions_page(model, rows, configs[model].feature_names, LINKS, signed_in=signed_in)
+        return page(model, latest_rows(store, model), configs[model].feature_names, LINKS, signed_in=signed_in)
 
     return await _page(request, render)
 

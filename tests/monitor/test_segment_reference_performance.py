@@ -81,12 +81,17 @@ def _slice_results(detectors: SegmentDetectors) -> dict[str, Any]:
     return {r.segment: r for r in results}
 
 
-def test_a_slice_drop_against_its_own_metrics_and_the_pool_against_the_whole(tmp_path: Path) -> None:
+def _labelled_slices(tmp_path: Path) -> tuple[Any, dict[str, Any], Any, SegmentSpec]:
+    """The labelled reference's profile and summary, the detector settings and the slices by region."""
     path = _reference_csv(tmp_path / "reference.csv")
     model_config = settings(tmp_path, models={"shop": MODEL}).models["shop"]
     profile, summary = build_reference(path.read_bytes(), "csv", model_config, label_column="label")
     spec = SegmentSpec(("region",), max_values=2, min_reference_rows=100)
-    base = detector_settings(model_config, summary["performance"])
+    return profile, summary, detector_settings(model_config, summary["performance"]), spec
+
+
+def test_a_slice_drop_against_its_own_metrics_and_the_pool_against_the_whole(tmp_path: Path) -> None:
+    profile, summary, base, spec = _labelled_slices(tmp_path)
     detectors = SegmentDetectors(profile, base, spec, summary["segment_performance"])
     by = _slice_results(detectors)
     assert sorted(by) == ["region:__other__", "region:a", "region:b"]
@@ -110,11 +115,7 @@ def test_a_slice_drop_against_its_own_metrics_and_the_pool_against_the_whole(tmp
 
 def test_a_restored_checkpoint_compares_with_the_metrics_now_given(tmp_path: Path) -> None:
     # A checkpoint taken before slices had reference metrics: its windows take them on restore.
-    path = _reference_csv(tmp_path / "reference.csv")
-    model_config = settings(tmp_path, models={"shop": MODEL}).models["shop"]
-    profile, summary = build_reference(path.read_bytes(), "csv", model_config, label_column="label")
-    spec = SegmentSpec(("region",), max_values=2, min_reference_rows=100)
-    base = detector_settings(model_config, summary["performance"])
+    profile, summary, base, spec = _labelled_slices(tmp_path)
     old = SegmentDetectors(profile, base, spec)  # no slice metrics, and (as before) none of the whole's
     for detector in (old._detector("region", "a"), old._detector("region", "b")):
         assert detector.performance is not None
